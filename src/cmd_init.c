@@ -1,0 +1,33 @@
+/* cmd_init.c — `cutoff init`: create the database or bring its schema up to date. */
+#include <stdio.h>
+
+#include "cli.h"
+
+static int init_run(struct ctx *x, int argc, char **argv, struct err *e)
+{
+	struct store *s;
+	int rc, before;
+
+	(void)argv;
+	if (argc > 1)
+		return cli_usage(&cmd_init, e, "init takes no arguments");
+	if ((rc = ctx_store(x, STORE_CREATE | STORE_MIGRATE, &s, e)) != 0)
+		return rc;
+	before = store_schema_version_at_open(s);
+	if (before == store_schema_version(s))
+		fprintf(x->out, "database %s: schema version %d, up to date\n", x->db_path, before);
+	else if (before == 0)
+		fprintf(x->out, "database %s: created, schema version %d\n", x->db_path,
+			store_schema_version(s));
+	else
+		fprintf(x->out, "database %s: migrated from schema version %d to %d\n", x->db_path,
+			before, store_schema_version(s));
+	return 0;
+}
+
+const struct command cmd_init = {
+	"init", init_run, "init", "create the database, or migrate it to this version's schema",
+	"\nCreates the SQLite database named by --db or the config's 'database' (WAL mode),\n"
+	"or applies the migrations it lacks. Refuses a database from a newer cutoff.\n"
+	"Safe to run any number of times.\n",
+};

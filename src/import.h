@@ -1,0 +1,53 @@
+/* import.h — streams an affected-user CSV (RFC 4180) into a campaign, idempotently. */
+#ifndef CUTOFF_IMPORT_H
+#define CUTOFF_IMPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "campaign.h"
+#include "err.h"
+#include "store.h"
+
+struct import_options {
+	const char *rejects_path; /* NULL: "<file>.rejects.csv" beside the input */
+	bool progress;            /* draw a progress line on stderr (a terminal) */
+	int64_t now;              /* the clock, UTC seconds */
+	int64_t commit_every;     /* rows per transaction; 0 = 50,000 */
+};
+
+struct import_result {
+	struct store_import_counts counts;
+	char *rejects_path; /* where rejected rows went, or NULL if none; caller frees */
+	int64_t run_id;
+};
+
+/*
+ * Imports path (a CSV with a header row; "email" required; user_id, name,
+ * locale, timezone, client, version, platform, os known; other columns kept
+ * as template attributes) into campaign c (stored as campaign_id). Each row is
+ * matched to a segment; rows matching none count as not affected. Existing
+ * recipients are found by user_id (or, without that column, by address) and
+ * updated; a different user_id with a known address is merged into it.
+ *
+ * A bad row is written to the rejects file with its line number and reason
+ * and the rest goes on. Problems with the file as a whole (cannot be read,
+ * no header, no email column, duplicate columns) fail with ERR_NOTFOUND /
+ * ERR_DATA before anything is written. A database failure is ERR_IO or
+ * ERR_TEMPFAIL; rows committed before it stay (a re-run is idempotent).
+ */
+int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, const char *path,
+	       const struct import_options *o, struct import_result *r, struct err *e);
+
+/*
+ * Re-matches every stored recipient of c against its segments (after the
+ * segments changed, before sending began), moving them between segments or
+ * to "unaffected". *moved counts those that changed.
+ */
+int import_rematch(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
+		   int64_t *moved, struct err *e);
+
+/* Normalises a locale ("pt_BR" -> "pt-BR"); false if it is not BCP 47-shaped. */
+bool import_locale_normalize(char *locale);
+
+#endif

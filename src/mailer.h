@@ -1,0 +1,91 @@
+/* mailer.h — all SMTP, through libcurl's multi interface: a pool of relays, reused connections,
+ * STARTTLS/SMTPS, AUTH, failover and throttling (RFC 5321, RFC 3207, RFC 4954). */
+#ifndef CUTOFF_MAILER_H
+#define CUTOFF_MAILER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "util.h"
+
+struct mailer;
+
+/* One message to send: the caller fills it, mailer_submit takes it over. */
+struct mailer_job {
+	int64_t id;          /* the caller's (the delivery id) */
+	char *envelope_from; /* MAIL FROM address (VERP), owned by the job */
+	char *rcpt;          /* RCPT TO address, owned by the job */
+	struct buf data;     /* the message, CRLF line endings; dot-stuffing is libcurl's */
+	void *ud;            /* the caller's */
+};
+
+/* What became of one job. */
+enum mailer_outcome {
+	MAILER_ACCEPTED,   /* 2xx after DATA: the relay took responsibility */
+	MAILER_TEMPFAIL,   /* 4xx at RCPT/DATA, a dropped connection or a timeout: try later */
+	MAILER_PERMFAIL,   /* 5xx at RCPT or DATA: this recipient or message is refused */
+	MAILER_THROTTLED,  /* 421, or 451/454 before RCPT: the relay asks us to slow down */
+	MAILER_RELAY_DOWN  /* no connection, TLS or AUTH failed, or the sender refused: not the
+			    * recipient's fault, try another relay or later */
+};
+
+enum mailer_stage { MAILER_STAGE_CONNECT, MAILER_STAGE_MAIL, MAILER_STAGE_RCPT, MAILER_STAGE_DATA };
+
+struct mailer_result {
+	enum mailer_outcome outcome;
+	enum mailer_stage stage; /* the command the last reply answered */
+	const char *relay;       /* the relay's name (valid while the mailer lives) */
+	int code;                /* the last SMTP reply code, 0 when none came */
+	char reply[512];         /* the server's last reply, continuation lines joined */
+	char local_error[256];   /* libcurl's account when the failure was local or a timeout */
+};
+
+/*
+ * Creates a mailer over cfg's relays (at least one; ERR_CONFIG otherwise),
+ * sharing one libcurl multi handle. Nothing connects until jobs arrive.
+ * Free with mailer_free.
+ */
+int mailer_new(struct mailer **out, const struct config *cfg, struct err *e);
+void mailer_free(struct mailer *m);
+
+/* How many jobs could start now on relays that are up (free connections). */
+size_t mailer_capacity(const struct mailer *m, int64_t now_ms);
+
+/* Jobs submitted and not yet reported. */
+size_t mailer_in_flight(const struct mailer *m);
+
+/*
+ * Starts job on the first relay that is up, has a free connection and is not
+ * over its throttled rate. Takes the job over on success (returns 0). Returns
+ * 1 and leaves the job with the caller when no relay can take it now.
+ */
+int mailer_submit(struct mailer *m, struct mailer_job *job, int64_t now_ms, struct err *e);
+
+/*
+ * Drives the transfers for up to timeout_ms and calls done for each finished
+ * job (the callback owns the job and frees it with mailer_job_free). Returns 0,
+ * or ERR_SOFTWARE if libcurl fails as a whole.
+ */
+int mailer_run(struct mailer *m, int timeout_ms,
+	       void (*done)(void *ud, struct mailer_job *job, const struct mailer_result *r),
+	       void *ud, struct err *e);
+
+/*
+ * True when every relay is down: each failed to connect (or refused us) this
+ * many times in a row. The sender then ends the run (exit 75).
+ */
+bool mailer_all_relays_down(const struct mailer *m, int failures);
+
+/* A one-line account of the relays' state, for the message that ends a run. */
+void mailer_describe_relays(const struct mailer *m, struct buf *out);
+
+/* Frees a job and what it owns (NULL is fine). */
+void mailer_job_free(struct mailer_job *job);
+
+/* Monotonic milliseconds, the mailer's clock for throttling and retry of relays. */
+int64_t mailer_now_ms(void);
+
+#endif

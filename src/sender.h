@@ -1,0 +1,53 @@
+/* sender.h — the e-mail wave: claims due deliveries from the ledger, renders them, hands them
+ * to the mailer under the rate limits, and settles each attempt. Never twice, never lost. */
+#ifndef CUTOFF_SENDER_H
+#define CUTOFF_SENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "campaign.h"
+#include "config.h"
+#include "err.h"
+#include "queue.h"
+#include "store.h"
+
+struct sender_options {
+	bool dry_run;      /* everything but SMTP, and nothing stays recorded */
+	int64_t limit;     /* stop after this many messages handed to relays; 0 = all */
+	bool progress;     /* a progress line on stderr (a terminal) */
+	bool log_attempts; /* one key=value line per attempt on stderr (not a terminal) */
+	int64_t now;       /* the clock: what is due, Date headers, retry times */
+};
+
+struct sender_summary {
+	struct queue_counts queued; /* newly queued by this run */
+	int64_t recovered;          /* left 'sending' by a run that died: possibly duplicated */
+	int64_t sent;               /* accepted by a relay (dry run: composed) */
+	int64_t deferred;           /* 4xx, dropped or timed out: retried later */
+	int64_t failed;             /* 5xx, or expired at the cutoff */
+	int64_t suppressed;         /* not sent: the address is suppressed */
+	int64_t cancelled;          /* not sent: completed or forgotten recipient */
+	int64_t throttled;          /* throttling replies (the message was retried) */
+	int64_t remaining;          /* still queued or deferred and due now */
+	bool relays_down;           /* every relay stayed down: the run stopped */
+	bool paused;                /* the campaign was paused or cancelled meanwhile */
+	bool interrupted;           /* SIGINT or SIGTERM */
+	double seconds;
+};
+
+/*
+ * Queues what is due for campaign c (queue_due), recovers deliveries left
+ * 'sending' by a dead run, then sends: claims batches atomically, skips
+ * suppressed, completed and forgotten recipients, renders each message,
+ * submits it to the relays within the global, per-campaign and per-domain
+ * rates, and settles every attempt (sent / deferred with backoff / failed,
+ * a hard 5xx also suppresses the address). The caller holds the run lock.
+ * Returns 0 with the summary filled (check relays_down, interrupted); or
+ * ERR_CONFIG (no relay, no return-path secret), or a store error.
+ */
+int sender_send(struct store *s, const struct config *cfg, const struct campaign *c,
+		int64_t campaign_id, const struct sender_options *o, struct sender_summary *sum,
+		struct err *e);
+
+#endif

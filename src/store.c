@@ -1,0 +1,1083 @@
+/* store.c — the SQLite backend: connection, migrations, and every SQL statement cutoff runs. */
+#include "store.h"
+
+#include <errno.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "migrations.h"
+#include "util.h"
+
+/* Every statement, prepared once per connection on first use. */
+enum stmt_id {
+	ST_CAMPAIGN_GET,
+	ST_CAMPAIGN_INSERT,
+	ST_CAMPAIGN_UPDATE,
+	ST_CAMPAIGN_EACH,
+	ST_CAMPAIGN_STATE,
+	ST_SEGMENT_UPSERT,
+	ST_SEGMENT_COUNTS,
+	ST_SEGMENT_ID,
+	ST_RECIPIENT_BY_USER,
+	ST_RECIPIENT_BY_EMAIL,
+	ST_RECIPIENT_INSERT,
+	ST_RECIPIENT_UPDATE,
+	ST_RECIPIENT_SEGMENT,
+	ST_RECIPIENT_EACH,
+	ST_RECIPIENT_LOOKUP,
+	ST_IMPORT_START,
+	ST_IMPORT_FINISH,
+	ST_EVENT_ADD,
+	ST_SUPPRESSED,
+	ST_SUPPRESS,
+	ST_RECIPIENT_BY_ID,
+	ST_CAMPAIGN_MARK_SENDING,
+	ST_DELIVERY_QUEUE,
+	ST_DELIVERY_CLAIM,
+	ST_DELIVERY_RECOVER_ATTEMPTS,
+	ST_DELIVERY_RECOVER,
+	ST_DELIVERY_SETTLE,
+	ST_ATTEMPT_ADD,
+	ST_DELIVERY_COUNTS,
+	ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_CAMPAIGN_GET] =
+		"SELECT id, name, title, state, timezone, announce_at, reminder_start_at,"
+		" cutoff_at, definition, source_path, templates_dir, digest,"
+		" coalesce(sending_started_at, 0), created_at, updated_at"
+		" FROM campaign WHERE name = ?1",
+	[ST_CAMPAIGN_INSERT] =
+		"INSERT INTO campaign (name, title, timezone, announce_at, reminder_start_at,"
+		" cutoff_at, definition, source_path, templates_dir, digest, created_at, updated_at)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+	[ST_CAMPAIGN_UPDATE] =
+		"UPDATE campaign SET title = ?2, timezone = ?3, announce_at = ?4,"
+		" reminder_start_at = ?5, cutoff_at = ?6, definition = ?7, source_path = ?8,"
+		" templates_dir = ?9, digest = ?10, updated_at = ?11 WHERE name = ?1",
+	[ST_CAMPAIGN_EACH] =
+		"SELECT id, name, title, state, timezone, announce_at, reminder_start_at,"
+		" cutoff_at, definition, source_path, templates_dir, digest,"
+		" coalesce(sending_started_at, 0), created_at, updated_at"
+		" FROM campaign ORDER BY name",
+	[ST_CAMPAIGN_STATE] = "UPDATE campaign SET state = ?2, updated_at = ?3 WHERE id = ?1",
+	[ST_SEGMENT_UPSERT] =
+		"INSERT INTO segment (campaign_id, name, position, template, send_at, target_version)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+		" ON CONFLICT (campaign_id, name) DO UPDATE SET position = excluded.position,"
+		" template = excluded.template, send_at = excluded.send_at,"
+		" target_version = excluded.target_version RETURNING id",
+	[ST_SEGMENT_COUNTS] =
+		"SELECT coalesce(s.id, 0), s.name, count(r.id),"
+		" coalesce(sum(r.state = 'pending'), 0), coalesce(sum(r.state = 'completed'), 0)"
+		" FROM (SELECT id, name, position FROM segment WHERE campaign_id = ?1"
+		"       UNION ALL SELECT NULL, NULL, 1e9) s"
+		" LEFT JOIN recipient r ON r.campaign_id = ?1 AND r.segment_id IS s.id"
+		" GROUP BY s.id ORDER BY s.position",
+	[ST_SEGMENT_ID] = "SELECT id FROM segment WHERE campaign_id = ?1 AND name = ?2",
+	[ST_RECIPIENT_BY_USER] =
+		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0)"
+		" FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
+	[ST_RECIPIENT_BY_EMAIL] =
+		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0)"
+		" FROM recipient WHERE campaign_id = ?1 AND email = ?2",
+	[ST_RECIPIENT_INSERT] =
+		"INSERT INTO recipient (campaign_id, user_id, email, name, locale, timezone, client,"
+		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
+		" updated_at)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, nullif(?16, 0),"
+		" ?15, ?15)",
+	[ST_RECIPIENT_UPDATE] =
+		"UPDATE recipient SET email = ?2, name = ?3, locale = ?4, timezone = ?5, client = ?6,"
+		" version = ?7, platform = ?8, os = ?9, attrs = ?10, segment_id = ?11, digest = ?12,"
+		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state ELSE ?13 END,"
+		" updated_at = ?14, import_run = coalesce(nullif(?15, 0), import_run) WHERE id = ?1",
+	[ST_RECIPIENT_SEGMENT] =
+		"UPDATE recipient SET segment_id = nullif(?2, 0),"
+		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state"
+		"              WHEN ?2 = 0 THEN 'unaffected' ELSE 'pending' END,"
+		" updated_at = ?3 WHERE id = ?1",
+	[ST_RECIPIENT_EACH] =
+		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
+		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
+		" FROM recipient WHERE campaign_id = ?1 ORDER BY id",
+	[ST_RECIPIENT_LOOKUP] =
+		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
+		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
+		" FROM recipient WHERE campaign_id = ?1 AND (user_id = ?2 OR email = ?2)"
+		" ORDER BY user_id = ?2 DESC LIMIT 1",
+	[ST_IMPORT_START] =
+		"INSERT INTO import_run (campaign_id, file, started_at) VALUES (?1, ?2, ?3)",
+	[ST_IMPORT_FINISH] =
+		"UPDATE import_run SET finished_at = ?2, state = ?3, rows = ?4, added = ?5,"
+		" updated = ?6, unchanged = ?7, merged = ?8, not_affected = ?9, rejected = ?10,"
+		" rejects_file = ?11 WHERE id = ?1",
+	[ST_EVENT_ADD] =
+		"INSERT INTO event (campaign_id, recipient_id, at, kind, detail)"
+		" VALUES (nullif(?1, 0), nullif(?2, 0), ?3, ?4, ?5)",
+	[ST_SUPPRESSED] = "SELECT 1 FROM suppression WHERE address_hash = ?1",
+	[ST_SUPPRESS] =
+		"INSERT INTO suppression (address_hash, email, reason, campaign_id, detail, created_at)"
+		" VALUES (?1, ?2, ?3, nullif(?4, 0), ?5, ?6) ON CONFLICT (address_hash) DO NOTHING",
+	[ST_RECIPIENT_BY_ID] =
+		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
+		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
+		" FROM recipient WHERE id = ?1",
+	[ST_CAMPAIGN_MARK_SENDING] =
+		"UPDATE campaign SET sending_started_at = ?2 WHERE id = ?1"
+		" AND sending_started_at IS NULL",
+	[ST_DELIVERY_QUEUE] =
+		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, due_at,"
+		" created_at, updated_at)"
+		" SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM recipient"
+		" WHERE campaign_id = ?1 AND segment_id = ?2 AND state = 'pending'"
+		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
+	[ST_DELIVERY_CLAIM] =
+		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
+		" attempts = attempts + 1, updated_at = ?3"
+		" WHERE id IN (SELECT id FROM delivery WHERE campaign_id = ?1"
+		"              AND state IN ('queued', 'deferred') AND due_at <= ?3"
+		"              ORDER BY due_at, id LIMIT ?5)"
+		" RETURNING id, recipient_id, kind, occurrence, attempts, possibly_duplicated",
+	[ST_DELIVERY_RECOVER_ATTEMPTS] =
+		"INSERT INTO attempt (delivery_id, run_id, at, outcome, local_error)"
+		" SELECT id, ?1, ?2, 'recovered', 'the run ' || coalesce(claimed_by, '?') ||"
+		" ' died during this attempt; it may or may not have been accepted'"
+		" FROM delivery WHERE state = 'sending' AND claimed_by IS NOT ?1",
+	[ST_DELIVERY_RECOVER] =
+		"UPDATE delivery SET state = 'queued', possibly_duplicated = 1, claimed_by = NULL,"
+		" lease_until = NULL, due_at = min(due_at, ?2), updated_at = ?2"
+		" WHERE state = 'sending' AND claimed_by IS NOT ?1",
+	[ST_DELIVERY_SETTLE] =
+		"UPDATE delivery SET state = ?3, due_at = CASE WHEN ?4 > 0 THEN ?4 ELSE due_at END,"
+		" claimed_by = NULL, lease_until = NULL,"
+		" attempts = attempts - ?5, relay = coalesce(?6, relay), last_code = ?7,"
+		" last_reply = ?8, message_id = coalesce(?9, message_id), reason = ?10,"
+		" sent_at = CASE WHEN ?3 = 'sent' THEN ?11 ELSE sent_at END, updated_at = ?11"
+		" WHERE id = ?1 AND state = 'sending' AND claimed_by = ?2",
+	[ST_ATTEMPT_ADD] =
+		"INSERT INTO attempt (delivery_id, run_id, at, relay, code, reply, local_error,"
+		" message_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_DELIVERY_COUNTS] =
+		"SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'sending'), 0),"
+		" coalesce(sum(state = 'sent'), 0), coalesce(sum(state = 'deferred'), 0),"
+		" coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'bounced'), 0),"
+		" coalesce(sum(state = 'suppressed'), 0), coalesce(sum(state = 'cancelled'), 0),"
+		" coalesce(sum(state IN ('queued', 'deferred') AND due_at <= ?2), 0),"
+		" coalesce(sum(possibly_duplicated), 0)"
+		" FROM delivery WHERE campaign_id = ?1",
+};
+
+struct store {
+	sqlite3 *db;
+	char *path;
+	int version_at_open;
+	sqlite3_stmt *stmts[ST_COUNT];
+};
+
+static int db_error(struct store *s, struct err *e, const char *what)
+{
+	int code = sqlite3_errcode(s->db);
+	int kind = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? ERR_TEMPFAIL
+		   : (code == SQLITE_CONSTRAINT)                   ? ERR_REFUSED
+								   : ERR_IO;
+
+	return err_set(e, kind, "database %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+/* The cached prepared statement for id, reset and with bindings cleared. */
+static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct err *e)
+{
+	sqlite3_stmt *st = s->stmts[id];
+
+	if (st == NULL) {
+		if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
+				       NULL) != SQLITE_OK) {
+			db_error(s, e, "preparing a statement");
+			return NULL;
+		}
+		s->stmts[id] = st;
+		return st;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+/* Binds a string, or NULL when v is NULL or empty. */
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v == NULL || *v == '\0')
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *v = sqlite3_column_text(st, i);
+
+	return v ? xstrdup((const char *)v) : NULL;
+}
+
+/* Runs a statement that returns no rows. */
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what, struct err *e)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return db_error(s, e, what);
+	return 0;
+}
+
+static int exec(struct store *s, const char *sql, struct err *e)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		int rc = err_set(e, sqlite3_errcode(s->db) == SQLITE_BUSY ? ERR_TEMPFAIL : ERR_IO,
+				 "database %s: %s", s->path, msg ? msg : "error");
+		sqlite3_free(msg);
+		return rc;
+	}
+	return 0;
+}
+
+int store_schema_latest(void)
+{
+	return migrations_count > 0 ? migrations[migrations_count - 1].version : 0;
+}
+
+static int read_user_version(struct store *s, int *v, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		rc = db_error(s, e, "reading the schema version");
+	else
+		*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Applies every migration newer than the file's, each in its own transaction. */
+static int migrate(struct store *s, int from, struct err *e)
+{
+	char pragma[64];
+	int rc = 0;
+
+	for (int i = 0; i < migrations_count; i++) {
+		const struct migration *m = &migrations[i];
+		if (m->version != i + 1)
+			return err_set(e, ERR_SOFTWARE, "migration %s is out of sequence", m->name);
+		if (m->version <= from)
+			continue;
+		if ((rc = exec(s, "BEGIN IMMEDIATE", e)) != 0)
+			return rc;
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m->version);
+		if ((rc = exec(s, m->sql, e)) != 0 || (rc = exec(s, pragma, e)) != 0) {
+			err_prefix(e, "migration %s: ", m->name);
+			exec(s, "ROLLBACK", NULL);
+			return rc;
+		}
+		if ((rc = exec(s, "COMMIT", e)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int store_configure(struct store *s, int flags, struct err *e)
+{
+	int rc;
+
+	sqlite3_busy_timeout(s->db, 10000);
+	if ((rc = exec(s, "PRAGMA foreign_keys = ON", e)) != 0)
+		return rc;
+	if (flags & STORE_READONLY)
+		return 0;
+	if ((rc = exec(s, "PRAGMA journal_mode = WAL", e)) != 0)
+		return rc;
+	return exec(s, "PRAGMA synchronous = FULL", e);
+}
+
+static int check_version(struct store *s, int flags, struct err *e)
+{
+	int v = 0, rc, latest = store_schema_latest();
+
+	if ((rc = read_user_version(s, &v, e)) != 0)
+		return rc;
+	s->version_at_open = v;
+	if (v > latest)
+		return err_set(e, ERR_REFUSED,
+			       "database %s has schema version %d, newer than this cutoff knows (%d);"
+			       " use a newer cutoff",
+			       s->path, v, latest);
+	if (v < latest && !(flags & STORE_MIGRATE))
+		return err_set(e, ERR_REFUSED,
+			       "database %s %s (schema %d of %d); run: cutoff init", s->path,
+			       v == 0 ? "is not initialised" : "needs migrating", v, latest);
+	if (v < latest)
+		return migrate(s, v, e);
+	return 0;
+}
+
+int store_open(struct store **out, const char *path, int flags, struct err *e)
+{
+	struct store *s = xcalloc(1, sizeof *s);
+	struct stat st;
+	int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+	int rc;
+
+	*out = NULL;
+	s->path = xstrdup(path);
+	if (!(flags & STORE_CREATE) && stat(path, &st) != 0) {
+		rc = err_sys(e, ERR_NOTFOUND, errno, "database %s (create it with: cutoff init)",
+			     path);
+		goto fail;
+	}
+	if (flags & STORE_CREATE)
+		oflags |= SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		rc = err_set(e, ERR_IO, "database %s: %s", path,
+			     s->db ? sqlite3_errmsg(s->db) : "cannot open");
+		goto fail;
+	}
+	if ((rc = store_configure(s, flags, e)) != 0 || (rc = check_version(s, flags, e)) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->stmts[i]);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+}
+
+int store_schema_version(const struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int store_schema_version_at_open(const struct store *s)
+{
+	return s->version_at_open;
+}
+
+int store_begin(struct store *s, struct err *e)
+{
+	return exec(s, "BEGIN IMMEDIATE", e);
+}
+
+int store_commit(struct store *s, struct err *e)
+{
+	return exec(s, "COMMIT", e);
+}
+
+void store_rollback(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		exec(s, "ROLLBACK", NULL);
+}
+
+int store_set_durable(struct store *s, bool full, struct err *e)
+{
+	return exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
+}
+
+/* ---- campaigns ---- */
+
+static void campaign_from_row(sqlite3_stmt *st, struct store_campaign *c)
+{
+	c->id = sqlite3_column_int64(st, 0);
+	c->name = col_dup(st, 1);
+	c->title = col_dup(st, 2);
+	c->state = col_dup(st, 3);
+	c->timezone = col_dup(st, 4);
+	c->announce_at = sqlite3_column_int64(st, 5);
+	c->reminder_start_at = sqlite3_column_int64(st, 6);
+	c->cutoff_at = sqlite3_column_int64(st, 7);
+	c->definition = col_dup(st, 8);
+	c->source_path = col_dup(st, 9);
+	c->templates_dir = col_dup(st, 10);
+	c->digest = col_dup(st, 11);
+	c->sending_started_at = sqlite3_column_int64(st, 12);
+	c->created_at = sqlite3_column_int64(st, 13);
+	c->updated_at = sqlite3_column_int64(st, 14);
+}
+
+void store_campaign_clear(struct store_campaign *c)
+{
+	if (c == NULL)
+		return;
+	free(c->name), free(c->title), free(c->state), free(c->timezone);
+	free(c->definition), free(c->source_path), free(c->templates_dir), free(c->digest);
+	memset(c, 0, sizeof *c);
+}
+
+int store_campaign_get(struct store *s, const char *name, struct store_campaign *out,
+		       struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_CAMPAIGN_GET, e);
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		campaign_from_row(st, out);
+		sqlite3_reset(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return db_error(s, e, "reading a campaign");
+	return err_set(e, ERR_NOTFOUND,
+		       "no campaign named '%s' (see: cutoff campaign list; add one with: cutoff"
+		       " campaign add FILE)",
+		       name);
+}
+
+int store_campaign_put(struct store *s, struct store_campaign *c, int64_t now, struct err *e)
+{
+	struct store_campaign existing;
+	struct err probe = {0};
+	bool exists = store_campaign_get(s, c->name, &existing, &probe) == 0;
+	sqlite3_stmt *st = stmt(s, exists ? ST_CAMPAIGN_UPDATE : ST_CAMPAIGN_INSERT, e);
+	int rc;
+
+	if (probe.code != 0 && probe.code != ERR_NOTFOUND)
+		return err_set(e, probe.code, "%s", probe.msg);
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c->title, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, c->timezone, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, c->announce_at);
+	sqlite3_bind_int64(st, 5, c->reminder_start_at);
+	sqlite3_bind_int64(st, 6, c->cutoff_at);
+	sqlite3_bind_text(st, 7, c->definition, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, c->source_path, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, c->templates_dir, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 10, c->digest, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 11, now);
+	if ((rc = step_done(s, st, "saving a campaign", e)) != 0)
+		goto out;
+	c->id = exists ? existing.id : sqlite3_last_insert_rowid(s->db);
+out:
+	if (exists)
+		store_campaign_clear(&existing);
+	return e->code;
+}
+
+int store_campaign_each(struct store *s, int (*fn)(void *ud, const struct store_campaign *c),
+			void *ud, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_CAMPAIGN_EACH, e);
+	struct store_campaign c;
+	int rc = 0, step;
+
+	if (st == NULL)
+		return e->code;
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		campaign_from_row(st, &c);
+		rc = fn(ud, &c);
+		store_campaign_clear(&c);
+	}
+	sqlite3_reset(st);
+	if (rc == 0 && step != SQLITE_DONE)
+		return db_error(s, e, "listing campaigns");
+	return rc;
+}
+
+int store_campaign_set_state(struct store *s, int64_t campaign_id, const char *state,
+			     int64_t now, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_CAMPAIGN_STATE, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	return step_done(s, st, "changing a campaign's state", e);
+}
+
+int store_segments_put(struct store *s, int64_t campaign_id, struct store_segment *segs,
+		       size_t n, struct err *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *st = stmt(s, ST_SEGMENT_UPSERT, e);
+		if (st == NULL)
+			return e->code;
+		sqlite3_bind_int64(st, 1, campaign_id);
+		sqlite3_bind_text(st, 2, segs[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, segs[i].position);
+		sqlite3_bind_text(st, 4, segs[i].template_name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, segs[i].send_at);
+		bind_text(st, 6, segs[i].target_version);
+		if (sqlite3_step(st) != SQLITE_ROW) {
+			sqlite3_reset(st);
+			return db_error(s, e, "saving a segment");
+		}
+		segs[i].id = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	return 0;
+}
+
+int store_segment_id(struct store *s, int64_t campaign_id, const char *name, int64_t *id,
+		     struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_SEGMENT_ID, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc != SQLITE_DONE)
+		return db_error(s, e, "looking up a segment");
+	return err_set(e, ERR_NOTFOUND, "campaign has no segment '%s'; run: cutoff campaign add",
+		       name);
+}
+
+int store_segments_prune(struct store *s, int64_t campaign_id, const int64_t *keep, size_t n,
+			 struct err *e)
+{
+	struct buf sql;
+	int rc;
+
+	/* The id list is built from integers only, so it cannot inject anything. */
+	buf_init(&sql);
+	buf_printf(&sql, "DELETE FROM segment WHERE campaign_id = %lld AND id NOT IN (0",
+		   (long long)campaign_id);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&sql, ",%lld", (long long)keep[i]);
+	buf_puts(&sql, ")");
+	rc = exec(s, sql.data, e);
+	buf_free(&sql);
+	return rc;
+}
+
+int store_segment_counts(struct store *s, int64_t campaign_id, struct store_segment_counts **out,
+			 size_t *n, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_SEGMENT_COUNTS, e);
+	struct store_segment_counts *v = NULL;
+	size_t len = 0;
+	int step;
+
+	*out = NULL;
+	*n = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		v = xrealloc(v, (len + 1) * sizeof *v);
+		v[len].segment_id = sqlite3_column_int64(st, 0);
+		v[len].name = col_dup(st, 1);
+		v[len].total = sqlite3_column_int64(st, 2);
+		v[len].pending = sqlite3_column_int64(st, 3);
+		v[len].completed = sqlite3_column_int64(st, 4);
+		len++;
+	}
+	sqlite3_reset(st);
+	if (step != SQLITE_DONE) {
+		store_segment_counts_free(v, len);
+		return db_error(s, e, "counting recipients");
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+void store_segment_counts_free(struct store_segment_counts *c, size_t n)
+{
+	for (size_t i = 0; c && i < n; i++)
+		free(c[i].name);
+	free(c);
+}
+
+/* ---- recipients ---- */
+
+static int find_recipient(struct store *s, enum stmt_id id, int64_t campaign_id,
+			  const char *value, struct store_recipient_key *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, id, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->id = sqlite3_column_int64(st, 0);
+		out->digest = (uint64_t)sqlite3_column_int64(st, 1);
+		snprintf(out->user_id, sizeof out->user_id, "%s", sqlite3_column_text(st, 2));
+		snprintf(out->email, sizeof out->email, "%s", sqlite3_column_text(st, 3));
+		out->import_run = sqlite3_column_int64(st, 4);
+		sqlite3_reset(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return db_error(s, e, "looking up a recipient");
+	return 1;
+}
+
+int store_recipient_find_user(struct store *s, int64_t campaign_id, const char *user_id,
+			      struct store_recipient_key *out, struct err *e)
+{
+	return find_recipient(s, ST_RECIPIENT_BY_USER, campaign_id, user_id, out, e);
+}
+
+int store_recipient_find_email(struct store *s, int64_t campaign_id, const char *email,
+			       struct store_recipient_key *out, struct err *e)
+{
+	return find_recipient(s, ST_RECIPIENT_BY_EMAIL, campaign_id, email, out, e);
+}
+
+/* Binds the imported fields from position first on, in the order of the column lists. */
+static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipient *r)
+{
+	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
+			   r->version, r->platform, r->os, r->attrs};
+
+	for (int i = 0; i < 9; i++)
+		bind_text(st, first + i, v[i]);
+	if (r->segment_id)
+		sqlite3_bind_int64(st, first + 9, r->segment_id);
+	else
+		sqlite3_bind_null(st, first + 9);
+	sqlite3_bind_int64(st, first + 10, (sqlite3_int64)r->digest);
+	sqlite3_bind_text(st, first + 11, r->segment_id ? "pending" : "unaffected", -1,
+			  SQLITE_STATIC);
+}
+
+int store_recipient_insert(struct store *s, const struct store_recipient *r, int64_t now,
+			   int64_t *id, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_INSERT, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, r->campaign_id);
+	sqlite3_bind_text(st, 2, r->user_id, -1, SQLITE_STATIC);
+	bind_fields(st, 3, r);
+	sqlite3_bind_int64(st, 15, now);
+	sqlite3_bind_int64(st, 16, r->import_run);
+	if ((rc = step_done(s, st, "adding a recipient", e)) != 0)
+		return rc;
+	*id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+int store_recipient_update(struct store *s, const struct store_recipient *r, int64_t now,
+			   struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_UPDATE, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, r->id);
+	bind_fields(st, 2, r);
+	sqlite3_bind_int64(st, 14, now);
+	sqlite3_bind_int64(st, 15, r->import_run);
+	return step_done(s, st, "updating a recipient", e);
+}
+
+int store_recipient_set_segment(struct store *s, int64_t recipient_id, int64_t segment_id,
+				int64_t now, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_SEGMENT, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, recipient_id);
+	sqlite3_bind_int64(st, 2, segment_id);
+	sqlite3_bind_int64(st, 3, now);
+	return step_done(s, st, "moving a recipient to another segment", e);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+static void recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)
+{
+	r->id = sqlite3_column_int64(st, 0);
+	r->campaign_id = sqlite3_column_int64(st, 1);
+	r->user_id = col_text(st, 2), r->email = col_text(st, 3);
+	r->name = col_text(st, 4), r->locale = col_text(st, 5), r->timezone = col_text(st, 6);
+	r->client = col_text(st, 7), r->version = col_text(st, 8);
+	r->platform = col_text(st, 9), r->os = col_text(st, 10), r->attrs = col_text(st, 11);
+	r->segment_id = sqlite3_column_int64(st, 12);
+	r->digest = (uint64_t)sqlite3_column_int64(st, 13);
+	r->state = col_text(st, 14);
+	r->import_run = 0;
+}
+
+int store_recipient_lookup(struct store *s, int64_t campaign_id, const char *key,
+			   int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			   struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_LOOKUP, e);
+	struct store_recipient r;
+	int rc, step;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		recipient_from_row(st, &r);
+		rc = fn(ud, &r);
+	} else if (step == SQLITE_DONE) {
+		rc = err_set(e, ERR_NOTFOUND, "no recipient '%s' in this campaign (give a user id"
+			     " or an address)", key);
+	} else {
+		rc = db_error(s, e, "looking up a recipient");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_recipient_each(struct store *s, int64_t campaign_id,
+			 int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			 struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_recipient r;
+	int rc = 0, step = SQLITE_DONE;
+
+	/* Its own statement: fn may use the cached ones while this one is stepping. */
+	if (sqlite3_prepare_v2(s->db, stmt_sql[ST_RECIPIENT_EACH], -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, e, "listing recipients");
+	sqlite3_bind_int64(st, 1, campaign_id);
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		recipient_from_row(st, &r);
+		rc = fn(ud, &r);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = db_error(s, e, "listing recipients");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- import runs, events, suppression ---- */
+
+int store_import_start(struct store *s, int64_t campaign_id, const char *file, int64_t now,
+		       int64_t *run_id, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_START, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, file, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	if ((rc = step_done(s, st, "recording an import", e)) != 0)
+		return rc;
+	*run_id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+int store_import_finish(struct store *s, int64_t run_id, const struct store_import_counts *c,
+			const char *state, const char *rejects_file, int64_t now, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_FINISH, e);
+	const int64_t v[] = {c->rows, c->added, c->updated, c->unchanged,
+			     c->merged, c->not_affected, c->rejected};
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+	for (int i = 0; i < 7; i++)
+		sqlite3_bind_int64(st, 4 + i, v[i]);
+	bind_text(st, 11, rejects_file);
+	return step_done(s, st, "recording an import", e);
+}
+
+int store_event_add(struct store *s, int64_t campaign_id, int64_t recipient_id, int64_t at,
+		    const char *kind, const char *detail, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_EVENT_ADD, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, recipient_id);
+	sqlite3_bind_int64(st, 3, at);
+	sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
+	bind_text(st, 5, detail);
+	return step_done(s, st, "recording an event", e);
+}
+
+/* Hex SHA-256 of the normalised address: suppression survives forgetting the address. */
+static void suppression_key(const char *email, char out[65])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)email, strlen(email), md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int store_suppressed(struct store *s, const char *email, bool *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUPPRESSED, e);
+	char hash[65];
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	suppression_key(email, hash);
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(s, e, "checking suppression");
+	*out = rc == SQLITE_ROW;
+	return 0;
+}
+
+int store_suppress(struct store *s, const char *email, const char *reason, int64_t campaign_id,
+		   const char *detail, int64_t now, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUPPRESS, e);
+	char hash[65];
+
+	if (st == NULL)
+		return e->code;
+	suppression_key(email, hash);
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, campaign_id);
+	bind_text(st, 5, detail);
+	sqlite3_bind_int64(st, 6, now);
+	return step_done(s, st, "recording a suppression", e);
+}
+
+int store_recipient_by_id(struct store *s, int64_t id,
+			  int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			  struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_BY_ID, e);
+	struct store_recipient r;
+	int rc, step;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, id);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		recipient_from_row(st, &r);
+		rc = fn(ud, &r);
+	} else if (step == SQLITE_DONE) {
+		rc = err_set(e, ERR_NOTFOUND, "recipient %lld no longer exists", (long long)id);
+	} else {
+		rc = db_error(s, e, "reading a recipient");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* ---- the ledger ---- */
+
+int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t now,
+				struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_CAMPAIGN_MARK_SENDING, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	return step_done(s, st, "marking a campaign as sending", e);
+}
+
+int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
+				 const char *kind, int64_t occurrence, int64_t due_at,
+				 int64_t now, int64_t *queued, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_QUEUE, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, segment_id);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, occurrence);
+	sqlite3_bind_int64(st, 5, due_at);
+	sqlite3_bind_int64(st, 6, now);
+	if ((rc = step_done(s, st, "queueing deliveries", e)) != 0)
+		return rc;
+	*queued = sqlite3_changes(s->db);
+	return 0;
+}
+
+int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_id, int64_t now,
+			 int64_t lease_until, size_t max, struct store_claim *out, size_t *n,
+			 struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_CLAIM, e);
+	int step;
+
+	*n = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int64(st, 4, lease_until);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)max);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+		struct store_claim *c = &out[(*n)++];
+		c->delivery_id = sqlite3_column_int64(st, 0);
+		c->recipient_id = sqlite3_column_int64(st, 1);
+		snprintf(c->kind, sizeof c->kind, "%s", sqlite3_column_text(st, 2));
+		c->occurrence = sqlite3_column_int64(st, 3);
+		c->attempts = sqlite3_column_int(st, 4);
+		c->possibly_duplicated = sqlite3_column_int(st, 5) != 0;
+	}
+	sqlite3_reset(st);
+	if (step != SQLITE_DONE && step != SQLITE_ROW)
+		return db_error(s, e, "claiming deliveries");
+	return 0;
+}
+
+int store_delivery_recover(struct store *s, const char *run_id, int64_t now, int64_t *recovered,
+			   struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_RECOVER_ATTEMPTS, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = step_done(s, st, "recording recovered deliveries", e)) != 0)
+		return rc;
+	if ((st = stmt(s, ST_DELIVERY_RECOVER, e)) == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = step_done(s, st, "recovering deliveries", e)) != 0)
+		return rc;
+	*recovered = sqlite3_changes(s->db);
+	return 0;
+}
+
+static int attempt_add(struct store *s, const char *run_id, int64_t now,
+		       const struct store_settlement *t, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_ATTEMPT_ADD, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, t->delivery_id);
+	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	bind_text(st, 4, t->relay);
+	sqlite3_bind_int(st, 5, t->code);
+	bind_text(st, 6, t->reply);
+	bind_text(st, 7, t->local_error);
+	bind_text(st, 8, t->message_id);
+	sqlite3_bind_text(st, 9, t->outcome, -1, SQLITE_STATIC);
+	return step_done(s, st, "recording an attempt", e);
+}
+
+int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
+			  const struct store_settlement *t, bool *applied, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_SETTLE, e);
+	int rc;
+
+	*applied = false;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, t->delivery_id);
+	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, t->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, t->due_at);
+	sqlite3_bind_int(st, 5, t->uncount ? 1 : 0);
+	bind_text(st, 6, t->relay);
+	if (t->code)
+		sqlite3_bind_int(st, 7, t->code);
+	else
+		sqlite3_bind_null(st, 7);
+	bind_text(st, 8, t->reply ? t->reply : t->local_error);
+	bind_text(st, 9, t->message_id);
+	bind_text(st, 10, t->reason);
+	sqlite3_bind_int64(st, 11, now);
+	if ((rc = step_done(s, st, "settling a delivery", e)) != 0)
+		return rc;
+	*applied = sqlite3_changes(s->db) == 1;
+	if (*applied && t->attempted)
+		return attempt_add(s, run_id, now, t, e);
+	return 0;
+}
+
+int store_delivery_counts(struct store *s, int64_t campaign_id, int64_t now,
+			  struct store_delivery_counts *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_COUNTS, e);
+	int64_t *v[] = {&out->queued, &out->sending, &out->sent, &out->deferred, &out->failed,
+			&out->bounced, &out->suppressed, &out->cancelled, &out->due,
+			&out->possibly_duplicated};
+	int step;
+
+	memset(out, 0, sizeof *out);
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	step = sqlite3_step(st);
+	for (int i = 0; step == SQLITE_ROW && i < 10; i++)
+		*v[i] = sqlite3_column_int64(st, i);
+	sqlite3_reset(st);
+	if (step != SQLITE_ROW)
+		return db_error(s, e, "counting deliveries");
+	return 0;
+}

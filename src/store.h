@@ -1,0 +1,265 @@
+/* store.h — all SQL lives here: the SQLite store (WAL) behind functions, so another backend can follow. */
+#ifndef CUTOFF_STORE_H
+#define CUTOFF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct store;
+
+enum store_open_flags {
+	STORE_CREATE = 1,   /* create the file if missing */
+	STORE_MIGRATE = 2,  /* apply pending migrations (cutoff init) */
+	STORE_READONLY = 4  /* for read-only commands */
+};
+
+/*
+ * Opens the database at path: WAL, foreign keys on, a busy timeout. Refuses a
+ * database whose schema is newer than this binary (ERR_REFUSED) and, without
+ * STORE_MIGRATE, one that needs migrating ("run cutoff init", ERR_REFUSED). A
+ * missing file without STORE_CREATE is ERR_NOTFOUND. *out is freed with
+ * store_close.
+ */
+int store_open(struct store **out, const char *path, int flags, struct err *e);
+void store_close(struct store *s);
+
+/* Schema versions: what the file had when opened and what it has now. */
+int store_schema_version(const struct store *s);
+int store_schema_version_at_open(const struct store *s);
+/* The newest schema this binary knows. */
+int store_schema_latest(void);
+
+/* Transactions. store_begin takes the write lock at once (BEGIN IMMEDIATE). */
+int store_begin(struct store *s, struct err *e);
+int store_commit(struct store *s, struct err *e);
+void store_rollback(struct store *s);
+/* synchronous=FULL (default) or NORMAL, for bulk loads that can be redone. */
+int store_set_durable(struct store *s, bool full, struct err *e);
+
+/* ---- campaigns ---- */
+
+struct store_campaign {
+	int64_t id;
+	char *name, *title, *state, *timezone;
+	int64_t announce_at, reminder_start_at, cutoff_at;
+	char *definition, *source_path, *templates_dir, *digest;
+	int64_t sending_started_at; /* 0 = not yet */
+	int64_t created_at, updated_at;
+};
+
+/* Fills out (strings owned by out: store_campaign_clear). ERR_NOTFOUND names the campaign. */
+int store_campaign_get(struct store *s, const char *name, struct store_campaign *out,
+		       struct err *e);
+void store_campaign_clear(struct store_campaign *c);
+
+/* Inserts or updates the campaign row by name; sets c->id. */
+int store_campaign_put(struct store *s, struct store_campaign *c, int64_t now, struct err *e);
+
+/* Calls fn for each campaign ordered by name; fn returning non-zero stops (returned). */
+int store_campaign_each(struct store *s, int (*fn)(void *ud, const struct store_campaign *c),
+			void *ud, struct err *e);
+
+/* Sets state ('active', 'paused', 'cancelled', 'ended'). */
+int store_campaign_set_state(struct store *s, int64_t campaign_id, const char *state,
+			     int64_t now, struct err *e);
+
+struct store_segment {
+	int64_t id;
+	const char *name;
+	int position;
+	const char *template_name;
+	int64_t send_at;
+	const char *target_version; /* NULL: discontinued */
+};
+
+/*
+ * Upserts segs by name (ids of existing names stay) and fills their ids.
+ * Segments not in segs are kept until store_segments_prune.
+ */
+int store_segments_put(struct store *s, int64_t campaign_id, struct store_segment *segs,
+		       size_t n, struct err *e);
+/* The id of segment name of a campaign; ERR_NOTFOUND if it has none of that name. */
+int store_segment_id(struct store *s, int64_t campaign_id, const char *name, int64_t *id,
+		     struct err *e);
+/* Deletes segments whose id is not in keep (recipients must be re-matched first). */
+int store_segments_prune(struct store *s, int64_t campaign_id, const int64_t *keep, size_t n,
+			 struct err *e);
+
+/* Recipient counts of one segment (segment_id 0 = not affected). */
+struct store_segment_counts {
+	int64_t segment_id;
+	char *name; /* NULL for "not affected" */
+	int64_t pending, completed, total;
+};
+/* *out is an array of *n entries (free with store_segment_counts_free). */
+int store_segment_counts(struct store *s, int64_t campaign_id, struct store_segment_counts **out,
+			 size_t *n, struct err *e);
+void store_segment_counts_free(struct store_segment_counts *c, size_t n);
+
+/* ---- recipients ---- */
+
+struct store_recipient {
+	int64_t id;
+	int64_t campaign_id;
+	const char *user_id, *email, *name, *locale, *timezone;
+	const char *client, *version, *platform, *os;
+	const char *attrs;  /* JSON object text or NULL */
+	int64_t segment_id; /* 0: not affected */
+	uint64_t digest;
+	const char *state;  /* pending, completed, unaffected, forgotten */
+	int64_t import_run; /* the import writing it (insert/update), 0 = none */
+};
+
+/* The parts of an existing recipient the importer needs to decide. */
+struct store_recipient_key {
+	int64_t id;
+	uint64_t digest;
+	int64_t import_run; /* the import that last wrote it */
+	char user_id[256];
+	char email[320];
+};
+
+/* Finds by (campaign, user_id) or (campaign, email). Returns 0 found, 1 not found, or <0. */
+int store_recipient_find_user(struct store *s, int64_t campaign_id, const char *user_id,
+			      struct store_recipient_key *out, struct err *e);
+int store_recipient_find_email(struct store *s, int64_t campaign_id, const char *email,
+			       struct store_recipient_key *out, struct err *e);
+
+/* Inserts r (r->id is ignored); sets *id. A duplicate user_id or email is ERR_REFUSED. */
+int store_recipient_insert(struct store *s, const struct store_recipient *r, int64_t now,
+			   int64_t *id, struct err *e);
+/* Overwrites the imported fields of recipient r->id (not user_id, state or completion). */
+int store_recipient_update(struct store *s, const struct store_recipient *r, int64_t now,
+			   struct err *e);
+/* Moves a recipient to another segment (0 = none) and the matching state. */
+int store_recipient_set_segment(struct store *s, int64_t recipient_id, int64_t segment_id,
+				int64_t now, struct err *e);
+
+/*
+ * Streams the recipients of a campaign in id order: fn gets each (strings valid
+ * during the call only). fn returning non-zero stops and is returned.
+ */
+int store_recipient_each(struct store *s, int64_t campaign_id,
+			 int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			 struct err *e);
+
+/*
+ * Finds one recipient of a campaign by user id or by normalised address and
+ * calls fn with it (strings valid during the call only); fn's result is
+ * returned. ERR_NOTFOUND names key when there is none.
+ */
+int store_recipient_lookup(struct store *s, int64_t campaign_id, const char *key,
+			   int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			   struct err *e);
+
+/* ---- import runs and events ---- */
+
+struct store_import_counts {
+	int64_t rows, added, updated, unchanged, merged, not_affected, rejected;
+};
+
+int store_import_start(struct store *s, int64_t campaign_id, const char *file, int64_t now,
+		       int64_t *run_id, struct err *e);
+int store_import_finish(struct store *s, int64_t run_id, const struct store_import_counts *c,
+			const char *state, const char *rejects_file, int64_t now, struct err *e);
+
+/* Appends an event; detail is a JSON object text or NULL. */
+int store_event_add(struct store *s, int64_t campaign_id, int64_t recipient_id, int64_t at,
+		    const char *kind, const char *detail, struct err *e);
+
+/* True if the normalised address is suppressed (hash lookup). */
+int store_suppressed(struct store *s, const char *email, bool *out, struct err *e);
+
+/*
+ * Suppresses an address for good (hard bounce, complaint, unsubscribe, ...):
+ * keyed by the SHA-256 of the normalised address so it outlives `forget`.
+ * A second suppression of the same address keeps the first. reason is one of
+ * hard-bounce, complaint, unsubscribe, forgotten, manual.
+ */
+int store_suppress(struct store *s, const char *email, const char *reason, int64_t campaign_id,
+		   const char *detail, int64_t now, struct err *e);
+
+/* Calls fn with recipient id (strings valid during the call). ERR_NOTFOUND if gone. */
+int store_recipient_by_id(struct store *s, int64_t id,
+			  int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			  struct err *e);
+
+/* ---- the ledger: deliveries and their attempts ---- */
+
+/* Records that the campaign has begun sending (first time only). */
+int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t now,
+				struct err *e);
+
+/*
+ * Queues one delivery (kind, occurrence) for every pending recipient of a
+ * segment, due at due_at; recipients that already have it are left alone (the
+ * ledger's unique key), so this is idempotent. *queued counts the new rows.
+ */
+int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
+				 const char *kind, int64_t occurrence, int64_t due_at,
+				 int64_t now, int64_t *queued, struct err *e);
+
+/* One claimed delivery. */
+struct store_claim {
+	int64_t delivery_id;
+	int64_t recipient_id;
+	char kind[12];
+	int64_t occurrence;
+	int attempts; /* including this one */
+	bool possibly_duplicated;
+};
+
+/*
+ * Atomically moves up to max due deliveries of a campaign (queued or deferred,
+ * due_at <= now) to 'sending', claimed by run_id until lease_until, and
+ * returns them in out (an array of at least max). One statement: two senders
+ * can never claim the same row.
+ */
+int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_id, int64_t now,
+			 int64_t lease_until, size_t max, struct store_claim *out, size_t *n,
+			 struct err *e);
+
+/*
+ * Re-queues deliveries left 'sending' by runs other than run_id (they died:
+ * the caller holds the run lock), marking them possibly duplicated and
+ * recording an attempt 'recovered'. *recovered counts them.
+ */
+int store_delivery_recover(struct store *s, const char *run_id, int64_t now, int64_t *recovered,
+			   struct err *e);
+
+/* How one attempt ended, to be written to the ledger. */
+struct store_settlement {
+	int64_t delivery_id;
+	const char *state;       /* sent, deferred, failed, suppressed, cancelled, queued */
+	int64_t due_at;          /* deferred/queued: the next attempt */
+	const char *outcome;     /* the attempt's outcome: sent, deferred, failed, throttled, ... */
+	const char *relay;
+	int code;                /* SMTP reply code or 0 */
+	const char *reply;       /* server reply text or NULL */
+	const char *local_error; /* cutoff's own account or NULL */
+	const char *message_id;
+	const char *reason;      /* failed/suppressed/cancelled: why */
+	bool attempted;          /* an SMTP transaction happened: record an attempt row */
+	bool uncount;            /* not the recipient's attempt (relay down): attempts - 1 */
+};
+
+/*
+ * Settles a claimed delivery: only if it is still 'sending' and claimed by
+ * run_id (a row recovered by another run is left alone; *applied tells).
+ */
+int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
+			  const struct store_settlement *st, bool *applied, struct err *e);
+
+/* Deliveries of a campaign by state, and those due now. */
+struct store_delivery_counts {
+	int64_t queued, sending, sent, deferred, failed, bounced, suppressed, cancelled;
+	int64_t due;                 /* queued or deferred with due_at <= now */
+	int64_t possibly_duplicated;
+};
+int store_delivery_counts(struct store *s, int64_t campaign_id, int64_t now,
+			  struct store_delivery_counts *out, struct err *e);
+
+#endif

@@ -1,0 +1,36 @@
+# lib.sh — a small harness for end-to-end tests: run the real cutoff binary, check what it did.
+# Source it; it makes a scratch folder ($T), and gives check/expect helpers that count
+# failures. End the script with `finish`: "N passed, N failed" and the exit status.
+set -u
+: "${CUTOFF_BIN:?run through ctest, or set CUTOFF_BIN}"
+: "${CUTOFF_SOURCE_DIR:?run through ctest, or set CUTOFF_SOURCE_DIR}"
+SRC=$CUTOFF_SOURCE_DIR
+T=$(mktemp -d "${TMPDIR:-/tmp}/cutoff-e2e.XXXXXX")
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+passed=0 failed=0
+OUT=$T/out ERR=$T/err
+
+# run ARGS...: runs cutoff with stdout in $OUT, stderr in $ERR, exit status in $RC.
+run() { "$CUTOFF_BIN" "$@" >"$OUT" 2>"$ERR"; RC=$?; }
+ok() { passed=$((passed + 1)); }
+not_ok() {
+    failed=$((failed + 1))
+    echo "FAIL: $*"
+    echo "  exit status: ${RC:-?}"; sed 's/^/  stdout: /' "$OUT" | head -20
+    sed 's/^/  stderr: /' "$ERR" | head -20
+}
+# expect_rc N DESCRIPTION: the last run exited with N.
+expect_rc() { if [ "$RC" -eq "$1" ]; then ok; else not_ok "$2 (wanted exit $1)"; fi; }
+# expect_out TEXT DESCRIPTION / expect_err TEXT DESCRIPTION: fixed text in stdout / stderr.
+expect_out() { if grep -qF -- "$1" "$OUT"; then ok; else not_ok "$2 (stdout lacks: $1)"; fi; }
+expect_err() { if grep -qF -- "$1" "$ERR"; then ok; else not_ok "$2 (stderr lacks: $1)"; fi; }
+# check VALUE WANT DESCRIPTION: equality of two strings (e.g. a query's answer).
+check() { if [ "$1" = "$2" ]; then ok; else RC=-; not_ok "$3 (got '$1', wanted '$2')"; fi; }
+# sql DB QUERY: one answer from the database, through the sqlite3 shell.
+sql() { sqlite3 -batch -noheader "$1" "$2"; }
+finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+# needs_shared: exit 77 (skipped) with a message when ../shared is absent.
+needs_shared() {
+    [ -d "${CUTOFF_SHARED:-}/corpora" ] && return 0
+    echo "SKIP: ${CUTOFF_SHARED:-../shared}/corpora is absent"; exit 77
+}

@@ -1,0 +1,924 @@
+/* test_mime.c — composes messages with mime_compose, parses them back with GMime and with
+ * tests/tools/strict_parse.py (Python's strict email policy); hostile values are refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <gmime/gmime.h>
+#include <jansson.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mime.h"
+
+#define PYTHON "/usr/bin/python3"
+#define DATE_2003_08_18_1600 INT64_C(1061222400)
+
+/* A plain ASCII message: every test starts from it and changes what it tests. */
+static struct mime_message_spec spec_base(void)
+{
+	struct mime_message_spec s = {
+		.from_name = "MSN Messenger",
+		.from_addr = "noreply@msn.example.test",
+		.to_name = "Alice Example",
+		.to_addr = "alice@example.test",
+		.subject = "Please upgrade MSN Messenger before 15 October 2003",
+		.text = "Hello Alice,\n\nPlease upgrade before 15 October 2003.\n",
+		.message_id_domain = "msn.example.test",
+		.recipient_id = "u123",
+		.date = DATE_2003_08_18_1600,
+	};
+	return s;
+}
+
+static char *compose_ok(const struct mime_message_spec *s, struct buf *out)
+{
+	struct err e = {0};
+	char *id = NULL;
+	int rc = mime_compose(s, out, &id, &e);
+
+	if (rc != 0)
+		fail_msg("mime_compose failed: %s", e.msg);
+	assert_non_null(id);
+	return id;
+}
+
+/* The bytes as SMTP needs them: CRLF everywhere, short lines, 7-bit, final CRLF. */
+static void assert_wire_format(const struct buf *b)
+{
+	size_t start = 0;
+
+	assert_true(b->len > 2);
+	assert_memory_equal(b->data + b->len - 2, "\r\n", 2);
+	for (size_t i = 0; i < b->len; i++) {
+		unsigned char c = (unsigned char)b->data[i];
+
+		assert_true(c < 0x80);
+		if (c == '\r')
+			assert_true(i + 1 < b->len && b->data[i + 1] == '\n');
+		if (c == '\n') {
+			assert_true(i > 0 && b->data[i - 1] == '\r');
+			assert_true(i - 1 - start <= 998);
+			start = i + 1;
+		}
+	}
+}
+
+static GMimeMessage *parse_back(const struct buf *b)
+{
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(b->data, b->len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
+
+	g_object_unref(parser);
+	g_object_unref(stream);
+	assert_non_null(msg);
+	return msg;
+}
+
+/* The decoded content of a leaf part, as it was encoded; the caller frees it. */
+static char *part_raw(GMimeObject *obj)
+{
+	GMimeStream *stream = g_mime_stream_mem_new();
+	GByteArray *bytes;
+	struct buf b;
+
+	assert_true(GMIME_IS_PART(obj));
+	g_mime_data_wrapper_write_to_stream(g_mime_part_get_content(GMIME_PART(obj)), stream);
+	bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
+	buf_init(&b);
+	buf_append(&b, bytes->data, bytes->len);
+	g_object_unref(stream);
+	return buf_steal(&b);
+}
+
+/* The decoded content of a leaf part, CRLF turned back into LF; the caller frees it. */
+static char *part_text(GMimeObject *obj)
+{
+	struct buf b;
+
+	b.data = part_raw(obj);
+	b.len = strlen(b.data);
+	b.cap = b.len + 1;
+	mime_crlf_to_lf(&b);
+	return b.data;
+}
+
+/* A copy of s with CRLF turned into LF; the caller frees it. */
+static char *lf_copy(const char *s)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_puts(&b, s);
+	mime_crlf_to_lf(&b);
+	return buf_steal(&b);
+}
+
+static void assert_part(GMimeObject *obj, const char *type, GMimeContentEncoding encoding,
+			const char *text)
+{
+	char *got = part_text(obj);
+	char *ct = g_mime_content_type_get_mime_type(g_mime_object_get_content_type(obj));
+
+	assert_string_equal(ct, type);
+	assert_string_equal(g_mime_object_get_content_type_parameter(obj, "charset"), "utf-8");
+	assert_int_equal(g_mime_part_get_content_encoding(GMIME_PART(obj)), encoding);
+	assert_string_equal(got, text);
+	g_free(ct);
+	free(got);
+}
+
+static void assert_mailbox(InternetAddressList *list, const char *name, const char *addr)
+{
+	InternetAddress *ia;
+
+	assert_int_equal(internet_address_list_length(list), 1);
+	ia = internet_address_list_get_address(list, 0);
+	assert_true(INTERNET_ADDRESS_IS_MAILBOX(ia));
+	assert_string_equal(internet_address_get_name(ia) ? internet_address_get_name(ia) : "",
+			    name);
+	assert_string_equal(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)), addr);
+}
+
+/* Writes b to a temporary file; returns its path (the caller unlinks and frees it). */
+static char *temp_message(const struct buf *b)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char *path = xasprintf("%s/test_mime.XXXXXX", dir);
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, b->data, b->len), (ssize_t)b->len);
+	close(fd);
+	return path;
+}
+
+static char *strict_parse_script(void)
+{
+	const char *src = getenv("CUTOFF_SOURCE_DIR");
+	const char *slash = strrchr(__FILE__, '/');
+
+	if (src != NULL)
+		return xasprintf("%s/tests/tools/strict_parse.py", src);
+	/* __FILE__ is .../tests/unit/test_mime.c */
+	if (slash == NULL)
+		return xstrdup("../tools/strict_parse.py");
+	return xasprintf("%.*s/../tools/strict_parse.py", (int)(slash - __FILE__), __FILE__);
+}
+
+/* True (after saying so) when Debian's Python is not there to run strict_parse.py. */
+static bool python_missing(void)
+{
+	if (access(PYTHON, X_OK) == 0)
+		return false;
+	print_message("skipping the strict_parse.py checks: " PYTHON " is missing\n");
+	return true;
+}
+
+/*
+ * Runs strict_parse.py --require-crlf on b (Python must be there). Returns its
+ * JSON verdict when it exits 0, else NULL with *status its exit status and
+ * *output what it printed.
+ */
+static json_t *strict_parse(const struct buf *b, int *status, struct buf *output)
+{
+	char *script = strict_parse_script(), *path = NULL, *cmd = NULL, chunk[4096];
+	json_t *verdict = NULL;
+	json_error_t jerr;
+	FILE *p;
+	size_t n;
+
+	assert_null(strchr(script, '\''));
+	path = temp_message(b);
+	cmd = xasprintf(PYTHON " '%s' --require-crlf '%s' 2>&1", script, path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+		buf_append(output, chunk, n);
+	*status = pclose(p);
+	*status = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+	if (*status == 0) {
+		verdict = json_loadb(output->data, output->len, 0, &jerr);
+		if (verdict == NULL)
+			fail_msg("strict_parse.py printed no JSON: %s", jerr.text);
+	}
+	unlink(path);
+	free(path);
+	free(cmd);
+	free(script);
+	return verdict;
+}
+
+/*
+ * strict_parse.py must accept b; returns the verdict (json_decref it), or NULL
+ * when Python is missing and that part of the test is skipped.
+ */
+static json_t *strict_parse_ok(const struct buf *b)
+{
+	struct buf output;
+	int status;
+	json_t *verdict;
+
+	if (python_missing())
+		return NULL;
+	buf_init(&output);
+	verdict = strict_parse(b, &status, &output);
+	if (verdict == NULL)
+		fail_msg("strict_parse.py refused the message (exit %d): %s", status,
+			 output.data ? output.data : "");
+	buf_free(&output);
+	return verdict;
+}
+
+static const char *verdict_part(json_t *verdict, size_t i, const char *key)
+{
+	json_t *v = json_object_get(json_array_get(json_object_get(verdict, "parts"), i), key);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static const char *verdict_address(json_t *verdict, const char *header, const char *key)
+{
+	json_t *list = json_object_get(json_object_get(verdict, "addresses"), header);
+
+	assert_int_equal(json_array_size(list), 1);
+	return json_string_value(json_object_get(json_array_get(list, 0), key));
+}
+
+static const char *verdict_header(json_t *verdict, const char *name)
+{
+	json_t *headers = json_object_get(verdict, "headers");
+	const char *found = NULL;
+
+	for (size_t i = 0; i < json_array_size(headers); i++) {
+		json_t *pair = json_array_get(headers, i);
+
+		if (strcasecmp(json_string_value(json_array_get(pair, 0)), name) == 0) {
+			assert_null(found);
+			found = json_string_value(json_array_get(pair, 1));
+		}
+	}
+	return found;
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static void test_ascii_text_only(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct buf b;
+	GMimeMessage *msg;
+	char *id, *header_id;
+	json_t *v;
+
+	(void)state;
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	assert_wire_format(&b);
+	assert_true(str_starts_with(b.data, "Date: Mon, 18 Aug 2003 16:00:00 +0000\r\n"));
+	assert_non_null(strstr(b.data, "\r\nFrom: MSN Messenger <noreply@msn.example.test>\r\n"));
+	assert_non_null(strstr(b.data, "\r\nTo: Alice Example <alice@example.test>\r\n"));
+	assert_non_null(strstr(b.data, "\r\nMIME-Version: 1.0\r\n"));
+	assert_non_null(strstr(b.data, "\r\nAuto-Submitted: auto-generated\r\n"));
+	assert_non_null(strstr(b.data, "\r\nX-Cutoff-Recipient: u123\r\n"));
+	assert_null(strstr(b.data, "List-Unsubscribe"));
+	assert_null(strstr(b.data, "X-Cutoff-Campaign"));
+	assert_null(strstr(b.data, "Reply-To"));
+	assert_non_null(strstr(b.data, "\r\nContent-Transfer-Encoding: 7bit\r\n"));
+
+	/* 20030818160000.<24 hex>@msn.example.test */
+	assert_int_equal(strlen(id), 15 + 24 + 1 + strlen("msn.example.test"));
+	assert_true(str_starts_with(id, "20030818160000."));
+	assert_true(is_hex(id + 15, 24));
+	assert_string_equal(id + 39, "@msn.example.test");
+
+	msg = parse_back(&b);
+	assert_string_equal(g_mime_message_get_message_id(msg), id);
+	header_id = xasprintf("<%s>", id);
+	assert_string_equal(g_mime_object_get_header(GMIME_OBJECT(msg), "Message-Id"), header_id);
+	assert_string_equal(g_mime_message_get_subject(msg), s.subject);
+	assert_mailbox(g_mime_message_get_from(msg), "MSN Messenger", "noreply@msn.example.test");
+	assert_mailbox(g_mime_message_get_to(msg), "Alice Example", "alice@example.test");
+	assert_int_equal(internet_address_list_length(g_mime_message_get_reply_to(msg)), 0);
+	assert_part(g_mime_message_get_mime_part(msg), "text/plain", GMIME_CONTENT_ENCODING_7BIT,
+		    s.text);
+
+	v = strict_parse_ok(&b);
+	if (v != NULL) {
+		assert_string_equal(json_string_value(json_object_get(v, "linesep")), "crlf");
+		assert_int_equal(json_array_size(json_object_get(v, "parts")), 1);
+		assert_string_equal(verdict_part(v, 0, "content_type"), "text/plain");
+		assert_string_equal(verdict_part(v, 0, "text"), s.text);
+		assert_string_equal(verdict_header(v, "Subject"), s.subject);
+		assert_string_equal(verdict_header(v, "Message-ID"), header_id);
+		assert_string_equal(verdict_address(v, "To", "display_name"), "Alice Example");
+		json_decref(v);
+	}
+	g_object_unref(msg);
+	free(header_id);
+	free(id);
+	buf_free(&b);
+}
+
+static void test_international_names_and_subjects(void **state)
+{
+	static const struct {
+		const char *name, *subject, *text;
+		GMimeContentEncoding encoding;
+	} cases[] = {
+		{"Amélie Poulain, Équipe", "Mise à jour requise avant le 15 octobre",
+		 "Bonjour,\nVotre client MSN Messenger doit être mis à jour.\n",
+		 GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE},
+		{"Jürgen \"JJ\" Müller", "Bitte aktualisieren Sie Ihren Messenger (Größe: 5 MB)",
+		 "Hallo Jürgen,\nbitte aktualisieren Sie den Messenger bis zum 15. Oktober.\n",
+		 GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE},
+		{"山田 太郎", "MSN メッセンジャーを更新してください",
+		 "こんにちは。\n10月15日までにメッセンジャーを更新してください。\n",
+		 GMIME_CONTENT_ENCODING_BASE64},
+		{"Zoë 🎉 <not an address>", "Upgrade now 🚀 — it takes under a minute",
+		 "🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉\n", GMIME_CONTENT_ENCODING_BASE64},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mime_message_spec s = spec_base();
+		struct buf b;
+		GMimeMessage *msg;
+		json_t *v;
+		char *id;
+
+		s.to_name = cases[i].name;
+		s.from_name = cases[i].name;
+		s.subject = cases[i].subject;
+		s.text = cases[i].text;
+		s.reply_to = "Équipe d'assistance <support@msn.example.test>";
+		buf_init(&b);
+		id = compose_ok(&s, &b);
+		assert_wire_format(&b);
+		assert_non_null(strstr(b.data, "=?UTF-8?")); /* encoded words, in UTF-8 */
+		assert_null(strstr(b.data, "iso-8859"));
+
+		msg = parse_back(&b);
+		assert_string_equal(g_mime_message_get_subject(msg), cases[i].subject);
+		assert_mailbox(g_mime_message_get_to(msg), cases[i].name, "alice@example.test");
+		assert_mailbox(g_mime_message_get_from(msg), cases[i].name,
+			       "noreply@msn.example.test");
+		assert_mailbox(g_mime_message_get_reply_to(msg), "Équipe d'assistance",
+			       "support@msn.example.test");
+		assert_part(g_mime_message_get_mime_part(msg), "text/plain", cases[i].encoding,
+			    cases[i].text);
+		if (cases[i].encoding == GMIME_CONTENT_ENCODING_BASE64) {
+			/* base64 carries the canonical form of text: CRLF line breaks */
+			char *raw = part_raw(g_mime_message_get_mime_part(msg));
+
+			assert_non_null(strstr(raw, "\r\n"));
+			free(raw);
+		}
+
+		v = strict_parse_ok(&b);
+		if (v != NULL) {
+			assert_string_equal(verdict_header(v, "Subject"), cases[i].subject);
+			assert_string_equal(verdict_address(v, "To", "display_name"), cases[i].name);
+			assert_string_equal(verdict_address(v, "To", "addr_spec"), "alice@example.test");
+			assert_string_equal(verdict_address(v, "Reply-To", "display_name"),
+					    "Équipe d'assistance");
+			assert_string_equal(verdict_part(v, 0, "text"), cases[i].text);
+			json_decref(v);
+		}
+		g_object_unref(msg);
+		free(id);
+		buf_free(&b);
+	}
+}
+
+static char *repeat(char c, size_t n, const char *suffix)
+{
+	struct buf b;
+
+	buf_init(&b);
+	for (size_t i = 0; i < n; i++)
+		buf_putc(&b, c);
+	buf_puts(&b, suffix);
+	return buf_steal(&b);
+}
+
+static void test_html_alternative_and_long_lines(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	char *long_html = repeat('x', 5000, "</p>\n");
+	char *line998 = repeat('a', 998, "\n");
+	char *line999 = repeat('a', 999, "\n");
+	char *html = xasprintf("<html><body><p>%s</body></html>\n", long_html);
+	char *long_subject = repeat('S', 300, " end");
+	struct buf b;
+	GMimeMessage *msg;
+	GMimeMultipart *alt;
+	json_t *v;
+	char *id;
+
+	(void)state;
+	s.html = html;
+	s.text = line998;
+	s.subject = long_subject;
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	assert_wire_format(&b);
+	msg = parse_back(&b);
+	assert_string_equal(g_mime_message_get_subject(msg), long_subject);
+	alt = GMIME_MULTIPART(g_mime_message_get_mime_part(msg));
+	assert_true(GMIME_IS_MULTIPART(alt));
+	assert_string_equal(g_mime_content_type_get_media_subtype(
+				    g_mime_object_get_content_type(GMIME_OBJECT(alt))),
+			    "alternative");
+	assert_int_equal(g_mime_multipart_get_count(alt), 2);
+	/* 998 octets fit in 7bit; a 5000-octet HTML line has to be quoted-printable. */
+	assert_part(g_mime_multipart_get_part(alt, 0), "text/plain", GMIME_CONTENT_ENCODING_7BIT,
+		    line998);
+	assert_part(g_mime_multipart_get_part(alt, 1), "text/html",
+		    GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE, html);
+	v = strict_parse_ok(&b);
+	if (v != NULL) {
+		assert_string_equal(verdict_part(v, 0, "content_type"), "text/plain");
+		assert_string_equal(verdict_part(v, 1, "content_type"), "text/html");
+		assert_string_equal(verdict_part(v, 1, "text"), html);
+		assert_string_equal(verdict_header(v, "Subject"), long_subject);
+		json_decref(v);
+	}
+	g_object_unref(msg);
+	free(id);
+
+	s.html = NULL;
+	s.text = line999;
+	id = compose_ok(&s, &b);
+	assert_wire_format(&b);
+	msg = parse_back(&b);
+	assert_part(g_mime_message_get_mime_part(msg), "text/plain",
+		    GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE, line999);
+	g_object_unref(msg);
+	free(id);
+	buf_free(&b);
+	free(long_html);
+	free(line998);
+	free(line999);
+	free(html);
+	free(long_subject);
+}
+
+static const char ICS[] = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cutoff//EN\r\n"
+			  "METHOD:PUBLISH\r\nBEGIN:VEVENT\r\nUID:cutoff-msn-2003@msn.example.test\r\n"
+			  "DTSTAMP:20030818T160000Z\r\nDTSTART;VALUE=DATE:20031015\r\n"
+			  "SUMMARY:MSN Messenger cutoff\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+static void test_ics_and_unsubscribe(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	char *url = xasprintf("https://msn.example.test/unsubscribe?u=u123&t=%s",
+			      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+			      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	char *expected_lu = xasprintf("<mailto:unsubscribe@msn.example.test?subject=u123>, <%s>", url);
+	char *ics_lf;
+	struct buf b;
+	GMimeMessage *msg;
+	GMimeMultipart *mixed, *alt;
+	GMimeObject *cal;
+	json_t *v;
+	char *id;
+
+	(void)state;
+	s.html = "<p>Hello Alice</p>\n";
+	s.ics = ICS;
+	s.unsubscribe_mailto = "mailto:unsubscribe@msn.example.test?subject=u123";
+	s.unsubscribe_url = url;
+	s.campaign = "msn-2003";
+	s.delivery_id = "d-000042";
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	assert_wire_format(&b);
+	/* The URL goes out whole, on its own folded line, never RFC 2047-encoded. */
+	assert_non_null(strstr(b.data, url));
+	assert_non_null(strstr(b.data, "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+	assert_non_null(strstr(b.data, "\r\nX-Cutoff-Campaign: msn-2003\r\n"));
+	assert_non_null(strstr(b.data, "\r\nX-Cutoff-Delivery: d-000042\r\n"));
+
+	msg = parse_back(&b);
+	mixed = GMIME_MULTIPART(g_mime_message_get_mime_part(msg));
+	assert_string_equal(g_mime_content_type_get_media_subtype(
+				    g_mime_object_get_content_type(GMIME_OBJECT(mixed))),
+			    "mixed");
+	assert_int_equal(g_mime_multipart_get_count(mixed), 2);
+	alt = GMIME_MULTIPART(g_mime_multipart_get_part(mixed, 0));
+	assert_true(GMIME_IS_MULTIPART(alt));
+	assert_part(g_mime_multipart_get_part(alt, 0), "text/plain", GMIME_CONTENT_ENCODING_7BIT,
+		    s.text);
+	assert_part(g_mime_multipart_get_part(alt, 1), "text/html", GMIME_CONTENT_ENCODING_7BIT,
+		    s.html);
+	cal = g_mime_multipart_get_part(mixed, 1);
+	ics_lf = lf_copy(ICS);
+	assert_part(cal, "text/calendar", GMIME_CONTENT_ENCODING_7BIT, ics_lf);
+	assert_string_equal(g_mime_object_get_content_type_parameter(cal, "method"), "PUBLISH");
+	assert_string_equal(g_mime_part_get_filename(GMIME_PART(cal)), "cutoff.ics");
+	assert_string_equal(g_mime_object_get_disposition(cal), "attachment");
+
+	v = strict_parse_ok(&b);
+	if (v != NULL) {
+		assert_int_equal(json_array_size(json_object_get(v, "parts")), 3);
+		assert_string_equal(verdict_part(v, 2, "content_type"), "text/calendar");
+		assert_string_equal(verdict_part(v, 2, "filename"), "cutoff.ics");
+		assert_string_equal(verdict_part(v, 2, "disposition"), "attachment");
+		assert_string_equal(verdict_part(v, 2, "text"), ics_lf);
+		assert_string_equal(verdict_header(v, "List-Unsubscribe"), expected_lu);
+		assert_string_equal(verdict_header(v, "List-Unsubscribe-Post"),
+				    "List-Unsubscribe=One-Click");
+		json_decref(v);
+	}
+	g_object_unref(msg);
+	free(id);
+
+	/* A bare address becomes a mailto: URI; without a URL there is no one-click header. */
+	s.unsubscribe_mailto = "unsubscribe@msn.example.test";
+	s.unsubscribe_url = NULL;
+	s.ics = NULL;
+	id = compose_ok(&s, &b);
+	assert_non_null(strstr(b.data, "\r\nList-Unsubscribe: <mailto:unsubscribe@msn.example.test>\r\n"));
+	assert_null(strstr(b.data, "List-Unsubscribe-Post"));
+	free(id);
+
+	free(ics_lf);
+	free(expected_lu);
+	free(url);
+	buf_free(&b);
+}
+
+enum field { F_TO_NAME, F_TO_ADDR, F_FROM_NAME, F_FROM_ADDR, F_REPLY_TO, F_SUBJECT, F_URL,
+	     F_MAILTO, F_CAMPAIGN, F_RECIPIENT, F_DELIVERY, F_DOMAIN, F_TEXT, F_ICS };
+
+static void spec_set(struct mime_message_spec *s, enum field f, const char *v)
+{
+	switch (f) {
+	case F_TO_NAME: s->to_name = v; break;
+	case F_TO_ADDR: s->to_addr = v; break;
+	case F_FROM_NAME: s->from_name = v; break;
+	case F_FROM_ADDR: s->from_addr = v; break;
+	case F_REPLY_TO: s->reply_to = v; break;
+	case F_SUBJECT: s->subject = v; break;
+	case F_URL: s->unsubscribe_url = v; break;
+	case F_MAILTO: s->unsubscribe_mailto = v; break;
+	case F_CAMPAIGN: s->campaign = v; break;
+	case F_RECIPIENT: s->recipient_id = v; break;
+	case F_DELIVERY: s->delivery_id = v; break;
+	case F_DOMAIN: s->message_id_domain = v; break;
+	case F_TEXT: s->text = v; break;
+	case F_ICS: s->ics = v; break;
+	}
+}
+
+static void test_hostile_values_refused(void **state)
+{
+	static const struct {
+		enum field field;
+		const char *value, *message;
+	} cases[] = {
+		{F_TO_NAME, "Alice\r\nBcc: victim@example.test",
+		 "recipient u123: the display name contains a line break; refusing to compose a "
+		 "header from it"},
+		{F_TO_NAME, "Alice\nBcc: victim@example.test",
+		 "recipient u123: the display name contains a line break; refusing to compose a "
+		 "header from it"},
+		{F_TO_NAME, "Alice\tExample",
+		 "recipient u123: the display name contains a control character (U+0009); "
+		 "refusing to compose a header from it"},
+		{F_TO_NAME, "Alice\xc2\x85" "Bcc: x@example.test",
+		 "recipient u123: the display name contains a control character (U+0085)"},
+		{F_TO_NAME, "=?utf-8?q?Alice=0D=0ABcc:_x@example.test?=",
+		 "recipient u123: the display name contains \"=?\""},
+		{F_FROM_NAME, "MSN\rBcc: x@example.test",
+		 "recipient u123: the sender display name contains a line break"},
+		{F_SUBJECT, "Upgrade\r\nBcc: victim@example.test",
+		 "recipient u123: the subject contains a line break; refusing to compose a header "
+		 "from it"},
+		{F_SUBJECT, "Upgrade \xff\xfe now", "recipient u123: the subject is not valid UTF-8"},
+		{F_SUBJECT, "", "recipient u123: the subject is missing"},
+		{F_REPLY_TO, "support@msn.example.test\r\nBcc: victim@example.test",
+		 "recipient u123: the Reply-To address contains a line break"},
+		{F_REPLY_TO, "support@msn.example.test, Bcc: victim@example.test",
+		 "recipient u123: the Reply-To address is not exactly one address"},
+		{F_REPLY_TO, "Support <support@msn.example.test>, <victim@example.test>",
+		 "recipient u123: the Reply-To address is not exactly one address"},
+		{F_TO_ADDR, "alice@example.test\r\nBcc: victim@example.test",
+		 "recipient u123: the e-mail address contains a line break"},
+		{F_TO_ADDR, "alice@example.test, victim@example.test",
+		 "recipient u123: the e-mail address contains ','"},
+		{F_TO_ADDR, "alice@example.test>Bcc:victim@example.test",
+		 "recipient u123: the e-mail address contains '>'"},
+		{F_TO_ADDR, "Alice <alice@example.test>",
+		 "recipient u123: the e-mail address contains a space"},
+		{F_TO_ADDR, "alice example@example.test",
+		 "recipient u123: the e-mail address contains a space"},
+		{F_TO_ADDR, "alice@@example.test",
+		 "recipient u123: the e-mail address is not an e-mail address (it needs exactly one @)"},
+		{F_TO_ADDR, "alice..x@example.test",
+		 "recipient u123: the e-mail address has an invalid local part"},
+		{F_TO_ADDR, "alice@-example.test",
+		 "recipient u123: the e-mail address has an invalid domain"},
+		{F_TO_ADDR, "alice@exämple.test",
+		 "recipient u123: the e-mail address contains non-ASCII characters"},
+		{F_TO_ADDR, NULL, "recipient u123: the e-mail address is missing"},
+		{F_FROM_ADDR, "noreply@msn.example.test\nBcc: x@example.test",
+		 "recipient u123: the sender address contains a line break"},
+		{F_URL, "https://msn.example.test/u?x=1\r\nBcc: victim@example.test",
+		 "recipient u123: the unsubscribe URL contains a line break"},
+		{F_URL, "https://msn.example.test/u?x=1, https://evil.example.test/",
+		 "recipient u123: the unsubscribe URL contains ' ', which must be percent-encoded"},
+		{F_URL, "https://msn.example.test/u?x=1><https://evil.example.test/",
+		 "recipient u123: the unsubscribe URL contains '>', which must be percent-encoded"},
+		{F_URL, "http://msn.example.test/u",
+		 "recipient u123: the unsubscribe URL is not an https:// URL"},
+		{F_MAILTO, "mailto:unsub@msn.example.test\nBcc: x@example.test",
+		 "recipient u123: the unsubscribe mailto contains a line break"},
+		{F_MAILTO, "mailto:not-an-address",
+		 "recipient u123: the unsubscribe mailto is not an e-mail address"},
+		{F_CAMPAIGN, "msn\r\nBcc: x@example.test",
+		 "recipient u123: the campaign name contains a line break"},
+		{F_CAMPAIGN, "msn 2003", "recipient u123: the campaign name contains a space"},
+		{F_DELIVERY, "d1\n", "recipient u123: the delivery id contains a line break"},
+		{F_RECIPIENT, "u123\r\nBcc: x@example.test",
+		 "the recipient id contains a line break; refusing to compose a header from it"},
+		{F_DOMAIN, "msn.example.test>\r\nBcc: x",
+		 "recipient u123: the Message-ID domain contains a line break"},
+		{F_DOMAIN, "msn example", "recipient u123: the Message-ID domain is not a host name"},
+		{F_TEXT, "caf\xe9\n",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		{F_TEXT, NULL, "recipient u123: the text body is missing"},
+		{F_ICS, "not a calendar",
+		 "recipient u123: the calendar attachment does not start with BEGIN:VCALENDAR"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mime_message_spec s = spec_base();
+		struct err e = {0};
+		struct buf b;
+		char *id = (char *)"untouched";
+		int rc;
+
+		spec_set(&s, cases[i].field, cases[i].value);
+		buf_init(&b);
+		buf_puts(&b, "stale bytes from an earlier message");
+		rc = mime_compose(&s, &b, &id, &e);
+		if (rc != ERR_DATA || !str_starts_with(e.msg, cases[i].message))
+			fail_msg("case %zu: rc %d, message \"%s\", expected \"%s...\"", i, rc, e.msg,
+				 cases[i].message);
+		assert_int_equal(e.code, ERR_DATA);
+		assert_null(id);
+		assert_int_equal(b.len, 0);
+		buf_free(&b);
+	}
+}
+
+static void test_error_without_recipient_id(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct err e = {0};
+	struct buf b;
+	char *id;
+
+	(void)state;
+	s.recipient_id = NULL;
+	s.to_name = "Alice\r\nBcc: victim@example.test";
+	buf_init(&b);
+	assert_int_equal(mime_compose(&s, &b, &id, &e), ERR_DATA);
+	assert_string_equal(e.msg, "the display name contains a line break; refusing to compose a "
+				   "header from it");
+	buf_free(&b);
+}
+
+static void test_date_header_and_range(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct err e = {0};
+	struct buf b;
+	char *id;
+
+	(void)state;
+	s.date = INT64_C(1066201200); /* the cutoff: 2003-10-15 07:00:00 UTC */
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	assert_true(str_starts_with(b.data, "Date: Wed, 15 Oct 2003 07:00:00 +0000\r\n"));
+	assert_true(str_starts_with(id, "20031015070000."));
+	free(id);
+
+	s.date = INT64_C(400000000000); /* year 14645 */
+	assert_int_equal(mime_compose(&s, &b, &id, &e), ERR_DATA);
+	assert_string_equal(e.msg, "recipient u123: the date is out of range (years 1 to 9999); "
+				   "refusing to compose a header from it");
+	assert_null(id);
+	buf_free(&b);
+}
+
+/* Header-looking text in a display name is harmless once GMime quotes it. */
+static void test_injection_text_stays_inside_the_name(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct buf b;
+	GMimeMessage *msg;
+	json_t *v;
+	char *id;
+
+	(void)state;
+	s.to_name = "Alice, Bcc: victim@example.test; <evil@example.test>";
+	s.subject = "Hello Bcc: victim@example.test";
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	msg = parse_back(&b);
+	assert_mailbox(g_mime_message_get_to(msg), s.to_name, "alice@example.test");
+	assert_int_equal(internet_address_list_length(g_mime_message_get_bcc(msg)), 0);
+	assert_int_equal(internet_address_list_length(g_mime_message_get_cc(msg)), 0);
+	assert_null(g_mime_object_get_header(GMIME_OBJECT(msg), "Bcc"));
+	v = strict_parse_ok(&b);
+	if (v != NULL) {
+		assert_string_equal(verdict_address(v, "To", "display_name"), s.to_name);
+		assert_null(verdict_header(v, "Bcc"));
+		json_decref(v);
+	}
+	g_object_unref(msg);
+	free(id);
+	buf_free(&b);
+}
+
+static void test_message_ids_unique(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct buf b;
+	char *id1, *id2;
+
+	(void)state;
+	buf_init(&b);
+	id1 = compose_ok(&s, &b);
+	id2 = compose_ok(&s, &b);
+	assert_string_not_equal(id1, id2);
+	assert_memory_equal(id1, id2, 15); /* same Date, same timestamp part */
+	free(id1);
+	free(id2);
+	buf_free(&b);
+}
+
+static void test_body_newlines_normalised(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct buf b;
+	GMimeMessage *msg;
+	char *id;
+
+	(void)state;
+	s.text = "line one\r\nline two\rline three"; /* CRLF, lone CR, no final newline */
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	assert_wire_format(&b);
+	msg = parse_back(&b);
+	assert_part(g_mime_message_get_mime_part(msg), "text/plain", GMIME_CONTENT_ENCODING_7BIT,
+		    "line one\nline two\nline three\n");
+	g_object_unref(msg);
+	free(id);
+
+	/* A line starting "From " is quoted-printable, so no mbox tool mangles it. */
+	s.text = "Hello,\nFrom 15 October old clients cannot sign in.\n";
+	id = compose_ok(&s, &b);
+	msg = parse_back(&b);
+	assert_part(g_mime_message_get_mime_part(msg), "text/plain",
+		    GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE, s.text);
+	g_object_unref(msg);
+	free(id);
+	buf_free(&b);
+}
+
+static void test_crlf_to_lf_for_display(void **state)
+{
+	struct mime_message_spec s = spec_base();
+	struct buf b;
+	size_t crlf_len, lines = 0;
+	char *id;
+
+	(void)state;
+	s.html = "<p>Hello</p>\n";
+	buf_init(&b);
+	id = compose_ok(&s, &b);
+	crlf_len = b.len;
+	for (size_t i = 0; i < b.len; i++)
+		lines += b.data[i] == '\n';
+	mime_crlf_to_lf(&b);
+	assert_null(strchr(b.data, '\r'));
+	assert_int_equal(b.len, crlf_len - lines);
+	assert_int_equal(strlen(b.data), b.len);
+	assert_true(str_starts_with(b.data, "Date: Mon, 18 Aug 2003 16:00:00 +0000\nFrom: "));
+	free(id);
+	buf_free(&b);
+}
+
+/* The checker itself must be able to fail: feed it broken messages. */
+static void test_strict_parse_rejects_defects(void **state)
+{
+	static const char *const broken[] = {
+		/* bare LF among CRLF */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\n\r\nbody\r\n",
+		/* raw 8-bit header */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: J\xc3\xbcrgen <a@example.test>\r\n"
+		"\r\nbody\r\n",
+		/* no Date */
+		"From: a@example.test\r\nSubject: x\r\n\r\nbody\r\n",
+		/* two From headers */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\r\n"
+		"From: b@example.test\r\n\r\nbody\r\n",
+		/* invalid base64 */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\r\nMIME-Version: 1.0\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+		"!!!not base64!!!\r\n",
+		/* 8-bit body declared 7bit */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\r\nMIME-Version: 1.0\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+		"caf\xc3\xa9\r\n",
+		/* bad address */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: <a@>\r\n\r\nbody\r\n",
+		/* multipart never closed */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\r\nMIME-Version: 1.0\r\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n"
+		"Content-Type: text/plain\r\n\r\nhi\r\n",
+		/* RFC 2047 word that is not UTF-8 */
+		"Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\r\n"
+		"Subject: =?utf-8?q?caf=E9?=\r\n\r\nbody\r\n",
+	};
+	char *long_line = repeat('x', 1200, "\r\n");
+	char *with_long = xasprintf("Date: Mon, 18 Aug 2003 16:00:00 +0000\r\nFrom: a@example.test\r\n"
+				    "\r\n%s",
+				    long_line);
+	struct buf b, output;
+	int status;
+
+	(void)state;
+	if (python_missing()) {
+		free(with_long);
+		free(long_line);
+		skip();
+	}
+	buf_init(&b);
+	buf_init(&output);
+	for (size_t i = 0; i <= sizeof broken / sizeof broken[0]; i++) {
+		buf_reset(&b);
+		buf_reset(&output);
+		buf_puts(&b, i < sizeof broken / sizeof broken[0] ? broken[i] : with_long);
+		assert_null(strict_parse(&b, &status, &output));
+		if (status != 1 || strstr(output.data, "strict_parse: ") == NULL)
+			fail_msg("case %zu: exit %d, output %s", i, status, output.data);
+	}
+	buf_free(&b);
+	buf_free(&output);
+	free(with_long);
+	free(long_line);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	mime_init();
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	mime_shutdown();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ascii_text_only),
+		cmocka_unit_test(test_international_names_and_subjects),
+		cmocka_unit_test(test_html_alternative_and_long_lines),
+		cmocka_unit_test(test_ics_and_unsubscribe),
+		cmocka_unit_test(test_hostile_values_refused),
+		cmocka_unit_test(test_error_without_recipient_id),
+		cmocka_unit_test(test_date_header_and_range),
+		cmocka_unit_test(test_injection_text_stays_inside_the_name),
+		cmocka_unit_test(test_message_ids_unique),
+		cmocka_unit_test(test_body_newlines_normalised),
+		cmocka_unit_test(test_crlf_to_lf_for_display),
+		cmocka_unit_test(test_strict_parse_rejects_defects),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
