@@ -85,12 +85,18 @@ struct classification {
 };
 
 /*
- * Classifies one failure: the status first (its subject and detail, RFC 3463), checked
- * against the text where the status alone is ambiguous, then the text's patterns, then the
- * reply code. Hard means the address itself is dead (userunknown, hostunknown, hasmoved,
- * notaccept with a 5xx code); a policy block or a full mailbox is soft even with a 5xx code.
- * The caller decides what a temporary (4xx) reply at send time means: a deferral. Never fails; unknown input gives
- * REASON_UNDEFINED/BOUNCE_CLASS_SOFT. Allocates nothing.
+ * Classifies one failure. Documented provider codes decide first (Orange "OFR_416",
+ * GoDaddy "IB607", Cox/Spectrum "AUP#", Facebook "RCP-P1", ...). Then the reasons are
+ * tested in a fixed order, each holding when the status names it (RFC 3463 subject and
+ * detail) or the text's patterns do; "user unknown" in text is believed from an X.1.x
+ * status or a RCPT-stage reply, and taken for a filter after DATA or at an unknown stage.
+ * Then the text alone, then the reply code.
+ *
+ * Hard means the address itself is dead (userunknown, hostunknown, hasmoved; notaccept
+ * unless the status or reply is 4xx); everything else, a full mailbox or a policy block
+ * included, is soft even with a 5xx code. At send time the caller treats a 4xx reply as a
+ * deferral and classifies 5xx replies. Never fails; empty input gives
+ * REASON_UNDEFINED/BOUNCE_CLASS_SOFT. Allocates nothing; safe from several threads.
  */
 void classify(const struct classify_input *in, struct classification *out);
 
@@ -121,7 +127,11 @@ bool classify_find_status(const char *text, size_t len, char *out, size_t outlen
  */
 int classify_find_reply_code(const char *text, size_t len);
 
-/* The SMTP command a diagnostic says it answered ("after RCPT TO", ">>> DATA", ...). */
+/*
+ * The SMTP command text[0..len) says a reply answered ("after RCPT TO", "in reply to end
+ * of DATA command", ">>> MAIL From:"): the earliest such phrase wins; SMTP_STAGE_UNKNOWN
+ * if there is none. Folded lines are fine.
+ */
 enum smtp_stage classify_find_stage(const char *text, size_t len);
 
 #endif

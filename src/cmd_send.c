@@ -30,6 +30,9 @@ void cmd_print_send_summary(FILE *out, const char *name, const struct sender_sum
 	if (s->throttled > 0)
 		fprintf(out, "  %lld throttling repl%s: the relay was slowed down\n",
 			(long long)s->throttled, s->throttled == 1 ? "y" : "ies");
+	if (s->expired > 0)
+		fprintf(out, "  the cutoff has passed: %lld unsent deliver%s expired\n",
+			(long long)s->expired, s->expired == 1 ? "y" : "ies");
 	if (s->paused)
 		fprintf(out, "  the campaign is paused or cancelled: sending stopped\n");
 }

@@ -4,6 +4,7 @@
  * RFC 3834 auto-replies and mailed unsubscribe requests; reads mbox files (RFC 4155). */
 #include "dsn.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -297,7 +298,8 @@ static enum field_event field_next(struct field_iter *it, struct buf *name, stru
 		if (len == 0)
 			return FIELD_BLANK;
 		/* An indented line here continues nothing we kept: skip it. */
-		if (*start == ' ' || *start == '\t' || (nlen = field_name_len(line, line + len)) == 0)
+		if (*start == ' ' || *start == '\t' ||
+		    (nlen = field_name_len(line, line + len)) == 0)
 			continue;
 		buf_reset(name);
 		buf_reset(value);
@@ -398,8 +400,8 @@ static void part_text(GMimePart *part, struct buf *out, size_t max)
 		ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 		if (out->len > 0)
 			append_text(out, "\n\n", 2, max);
-		append_text(out, (const char *)ba->data, ba->len < PART_TEXT_MAX ? ba->len : PART_TEXT_MAX,
-			    max);
+		append_text(out, (const char *)ba->data,
+		            ba->len < PART_TEXT_MAX ? ba->len : PART_TEXT_MAX, max);
 	}
 	g_object_unref(mem);
 }
@@ -469,55 +471,68 @@ static void walk(struct parse_ctx *c, GMimeObject *obj, int depth)
 	}
 }
 
+/* True if the tag at p ('<' .. q '>') ends a line of text: <br>, <p>, <div>, <tr>, ... */
+static bool html_tag_breaks(const char *p, const char *q)
+{
+	static const char *const breaks[] = { "br", "p", "/p", "div", "/div", "tr", "/tr",
+					      "li", "td", "/td" };
+
+	for (size_t i = 0; i < sizeof breaks / sizeof breaks[0]; i++) {
+		size_t n = strlen(breaks[i]);
+
+		if ((size_t)(q - p - 1) >= n && strncasecmp(p + 1, breaks[i], n) == 0 &&
+		    (p[1 + n] == '>' || is_space(p[1 + n]) || p[1 + n] == '/'))
+			return true;
+	}
+	return false;
+}
+
+/* The common entity at p (before end): its length, and its character in *c; or 0. */
+static size_t html_entity(const char *p, const char *end, char *c)
+{
+	static const struct {
+		const char *entity;
+		char c;
+	} entities[] = { { "&lt;", '<' },    { "&gt;", '>' },   { "&amp;", '&' },
+			 { "&nbsp;", ' ' },  { "&quot;", '"' }, { "&#39;", '\'' } };
+
+	for (size_t i = 0; i < sizeof entities / sizeof entities[0]; i++) {
+		size_t n = strlen(entities[i].entity);
+
+		if ((size_t)(end - p) >= n && strncasecmp(p, entities[i].entity, n) == 0) {
+			*c = entities[i].c;
+			return n;
+		}
+	}
+	return 0;
+}
+
 /*
  * Turns an HTML notification into text: tags dropped, block ends into line breaks, the
  * common entities decoded. Good enough to find addresses and SMTP replies in it.
  */
 static void html_to_text(const struct buf *html, struct buf *out)
 {
-	static const char *const breaks[] = { "br", "p", "/p", "div", "/div", "tr", "/tr", "li", "/td", "td" };
-	static const struct {
-		const char *entity;
-		char c;
-	} entities[] = { { "&lt;", '<' }, { "&gt;", '>' }, { "&amp;", '&' }, { "&nbsp;", ' ' },
-			 { "&quot;", '"' }, { "&#39;", '\'' } };
 	const char *p = html->data, *end = html->data + html->len;
 
 	while (p < end) {
+		char c = *p == '\n' ? ' ' : *p;
+		size_t n = 1;
+
 		if (*p == '<') {
 			const char *q = memchr(p, '>', (size_t)(end - p));
-			bool br = false;
 
 			if (q == NULL)
 				break;
-			for (size_t i = 0; i < sizeof breaks / sizeof breaks[0] && !br; i++) {
-				size_t n = strlen(breaks[i]);
-
-				br = (size_t)(q - p - 1) >= n && strncasecmp(p + 1, breaks[i], n) == 0 &&
-				     (p[1 + n] == '>' || is_space(p[1 + n]) || p[1 + n] == '/');
-			}
-			if (br)
+			if (html_tag_breaks(p, q))
 				buf_putc(out, '\n');
 			p = q + 1;
 			continue;
 		}
-		if (*p == '&') {
-			size_t i;
-
-			for (i = 0; i < sizeof entities / sizeof entities[0]; i++) {
-				size_t n = strlen(entities[i].entity);
-
-				if ((size_t)(end - p) >= n && strncasecmp(p, entities[i].entity, n) == 0) {
-					buf_putc(out, entities[i].c);
-					p += n;
-					break;
-				}
-			}
-			if (i < sizeof entities / sizeof entities[0])
-				continue;
-		}
-		buf_putc(out, *p == '\n' ? ' ' : *p);
-		p++;
+		if (*p == '&' && (n = html_entity(p, end, &c)) == 0)
+			n = 1;
+		buf_putc(out, c);
+		p += n;
 	}
 }
 
@@ -550,10 +565,12 @@ static enum dsn_action parse_action(const char *v)
 	static const struct {
 		const char *name;
 		enum dsn_action action;
-	} actions[] = { { "failed", DSN_ACTION_FAILED },       { "failure", DSN_ACTION_FAILED },
-			{ "delayed", DSN_ACTION_DELAYED },     { "delivered", DSN_ACTION_DELIVERED },
-			{ "relayed", DSN_ACTION_RELAYED },     { "expanded", DSN_ACTION_EXPANDED },
-			{ "deliverable", DSN_ACTION_DELIVERED } };
+	} actions[] = {
+		{ "failed", DSN_ACTION_FAILED },   { "failure", DSN_ACTION_FAILED },
+		{ "delayed", DSN_ACTION_DELAYED }, { "delivered", DSN_ACTION_DELIVERED },
+		{ "relayed", DSN_ACTION_RELAYED }, { "expanded", DSN_ACTION_EXPANDED },
+		{ "deliverable", DSN_ACTION_DELIVERED },
+	};
 
 	while (is_space(*v))
 		v++;
@@ -663,7 +680,8 @@ static void parse_delivery_status(struct parse_ctx *c, const char *text, size_t 
 			continue;
 		}
 		if (strcasecmp(name.data, "Reporting-MTA") == 0 && c->reporting_mta[0] == '\0')
-			snprintf(c->reporting_mta, sizeof c->reporting_mta, "%s", after_type(value.data));
+			snprintf(c->reporting_mta, sizeof c->reporting_mta, "%s",
+			         after_type(value.data));
 		ds_field(c, &b, name.data, value.data);
 	}
 	ds_block_commit(c, &b);
@@ -814,7 +832,8 @@ static void ses_recipients(struct parse_ctx *c, json_t *list, enum dsn_action ac
 	json_t *e;
 
 	json_array_foreach(list, i, e) {
-		const char *addr = json_is_string(e) ? json_string_value(e) : json_str(e, "emailAddress");
+		const char *addr =
+		    json_is_string(e) ? json_string_value(e) : json_str(e, "emailAddress");
 		struct dsn_recipient *r;
 		size_t a, n;
 
@@ -864,7 +883,8 @@ static bool ses_apply(struct parse_ctx *c, json_t *msg)
 		bool transient = strcasecmp(json_str(b, "bounceType"), "Transient") == 0;
 
 		ses_recipients(c, json_object_get(b, "bouncedRecipients"),
-			       transient ? DSN_ACTION_DELAYED : DSN_ACTION_FAILED, "diagnosticCode");
+		               transient ? DSN_ACTION_DELAYED : DSN_ACTION_FAILED,
+		               "diagnosticCode");
 	} else if (strcasecmp(type, "Complaint") == 0) {
 		json_t *cp = json_object_get(msg, "complaint");
 		const char *ft = json_str(cp, "complaintFeedbackType");
@@ -980,7 +1000,8 @@ static void find_notice_end(struct parse_ctx *c)
 		const char *line = trim(p, &len);
 
 		for (const char *q = p; q < eol; q++)
-			c->lower.data[c->lower.len++] = (*q >= 'A' && *q <= 'Z') ? (char)(*q | 0x20) : *q;
+			c->lower.data[c->lower.len++] =
+			    (*q >= 'A' && *q <= 'Z') ? (char)(*q | 0x20) : *q;
 		c->lower.data[c->lower.len] = '\0';
 		if (len > 0 && is_original_marker(line, c->lower.data + start + (line - p), len)) {
 			c->notice_end = (size_t)(p - c->notice.data);
@@ -1204,7 +1225,8 @@ static void scan_notice(struct parse_ctx *c, bool add)
 		    (recipient_at_start(p, len, &a, &n, &rest, &coded) ||
 		     recipient_after_phrase(p, lc, len, &a, &n, &rest)) &&
 		    text_block_start(c, &tb, lower_dup(p + a, n), add,
-				     prev != NULL && find_lc(prev_lc, prev_len, "rcpt to") != NULL)) {
+		                     prev != NULL &&
+		                         find_lc(prev_lc, prev_len, "rcpt to") != NULL)) {
 			/* A transcript summary line is the whole reply for that address. */
 			text_block_line(&tb, coded ? p : p + rest, coded ? len : len - rest);
 			if (coded)
@@ -1332,8 +1354,8 @@ static bool contains_any(const char *s, const char *const *needles, size_t n)
 static bool looks_like_bounce(GMimeMessage *msg)
 {
 	static const char *const senders[] = {
-		"mailer-daemon", "mailer daemon", "postmaster", "mail delivery", "delivery subsystem",
-		"mail administrator", "mail system", "mailerdaemon", "mmdf",
+		"mailer-daemon", "mailer daemon", "postmaster", "mail delivery",
+		"delivery subsystem", "mail administrator", "mail system", "mailerdaemon", "mmdf",
 	};
 	static const char *const subjects[] = {
 		"undeliver", "undelivered", "delivery fail", "delivery status notification",
@@ -1405,12 +1427,13 @@ static bool notice_says_delayed(const struct parse_ctx *c, GMimeMessage *msg)
 {
 	static const char *const phrases[] = {
 		"has not yet been delivered", "not yet been delivered", "will continue trying",
-		"will keep trying", "still being retried", "will be retried", "warning message only",
-		"not need to resend", "delivery has been delayed", "is delayed",
+		"will keep trying", "still being retried", "will be retried",
+		"warning message only", "not need to resend", "delivery has been delayed",
+		"is delayed",
 	};
 	const char *subject = header(msg, "Subject");
 
-	if (subject != NULL && (contains_ci(subject, "delayed") || contains_ci(subject, "warning")))
+	if (subject != NULL && (contains_ci(subject, "delay") || contains_ci(subject, "warning")))
 		return true;
 	for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
 		if (c->lower.data != NULL && strstr(c->lower.data, phrases[i]) != NULL)
@@ -1776,7 +1799,7 @@ static bool decide_kind(struct parse_ctx *c, int depth)
 		add_sender(c, REASON_VACATION);
 	} else if (!c->bounce_like && looks_like_unsubscribe(c->msg)) {
 		c->res->kind = DSN_KIND_UNSUBSCRIBE;
-		add_sender(c, REASON_UNDEFINED);
+		add_sender(c, REASON_FEEDBACK);
 	}
 	return true;
 }
@@ -1897,7 +1920,8 @@ int dsn_parse_stream(GMimeStream *stream, struct dsn_result **out, struct err *e
 		buf_append(&data, chunk, (size_t)n);
 	if (n < 0) {
 		buf_free(&data);
-		return err_set(e, ERR_IO, "reading a message stream failed: check the file or pipe");
+		return err_set(e, ERR_IO,
+		               "reading a message stream failed: check the file or pipe");
 	}
 	rc = dsn_parse_buffer(data.data ? data.data : "", data.len, out, e);
 	buf_free(&data);
@@ -1916,13 +1940,15 @@ json_t *dsn_result_to_json(const struct dsn_result *res)
 		json_t *o = json_object();
 
 		json_object_set_new(o, "address", json_string(r->address));
-		json_object_set_new(o, "status", r->status[0] ? json_string(r->status) : json_null());
+		json_object_set_new(o, "status",
+		                    r->status[0] ? json_string(r->status) : json_null());
 		json_object_set_new(o, "reply_code",
 				    r->reply_code ? json_integer(r->reply_code) : json_null());
 		json_object_set_new(o, "reason", json_string(classify_reason_name(r->reason)));
-		json_object_set_new(o, "class", r->class == BOUNCE_CLASS_NONE
-							? json_null()
-							: json_string(classify_class_name(r->class)));
+		json_object_set_new(o, "class",
+		                    r->class == BOUNCE_CLASS_NONE
+		                        ? json_null()
+		                        : json_string(classify_class_name(r->class)));
 		json_array_append_new(list, o);
 	}
 	json_object_set_new(root, "recipients", list);
@@ -1953,9 +1979,12 @@ int dsn_mbox_open(const char *path, struct dsn_mbox **out, struct err *e)
 	GMimeStream *stream;
 
 	*out = NULL;
+	errno = 0;
 	stream = g_mime_stream_file_open(path, "rb", NULL);
+	if (stream == NULL && (errno == ENOENT || errno == ENOTDIR))
+		return err_set(e, ERR_NOTFOUND, "%s: no such mbox: check the path", path);
 	if (stream == NULL)
-		return err_set(e, ERR_NOTFOUND, "%s: cannot open the mbox: check the path", path);
+		return err_sys(e, ERR_IO, errno, "%s: cannot open the mbox", path);
 	*out = dsn_mbox_new(stream);
 	g_object_unref(stream);
 	return 0;

@@ -13,7 +13,11 @@
 #include "classify.h"
 #include "err.h"
 
-/* What a returned message is. Only DSN_KIND_BOUNCE reports failed deliveries. */
+/*
+ * What a returned message is. Only DSN_KIND_BOUNCE reports failed deliveries. The
+ * recipients of a complaint are the complaining addresses; of an auto-reply or an
+ * unsubscribe request, its sender (reason vacation or feedback, no class).
+ */
 enum dsn_kind {
 	DSN_KIND_OTHER = 0,   /* not recognised, or a success notice (Action: delivered) */
 	DSN_KIND_BOUNCE,      /* at least one recipient failed */
@@ -87,7 +91,10 @@ int dsn_parse_buffer(const char *data, size_t len, struct dsn_result **out, stru
  */
 int dsn_parse_stream(GMimeStream *stream, struct dsn_result **out, struct err *e);
 
-/* Parses an already parsed message (the caller keeps msg). Always succeeds. */
+/*
+ * Reads a message GMime has built (the caller keeps msg). Always succeeds; the caller frees
+ * the result with dsn_result_free. Messages may be parsed on several threads at once.
+ */
 struct dsn_result *dsn_parse_message(GMimeMessage *msg);
 
 /* Releases a result; NULL is fine. */
@@ -108,9 +115,10 @@ json_t *dsn_result_to_json(const struct dsn_result *res);
 struct dsn_mbox;
 
 /*
- * Opens the mbox at path for dsn_mbox_next. Returns ERR_NOTFOUND if it does not exist,
- * ERR_IO if it cannot be read. An empty file or one with no "From " line is not an error:
- * it simply has no messages. Free with dsn_mbox_free.
+ * Opens the mbox at path for dsn_mbox_next (LF or CRLF lines; GMime's mbox parser). Returns
+ * ERR_NOTFOUND if it does not exist, ERR_IO if it cannot be opened. An empty file, a file
+ * of a few bytes or one with no "From " line is not an error: it has no messages. Free
+ * with dsn_mbox_free.
  */
 int dsn_mbox_open(const char *path, struct dsn_mbox **out, struct err *e);
 
@@ -119,8 +127,8 @@ struct dsn_mbox *dsn_mbox_new(GMimeStream *stream);
 
 /*
  * Parses the next message. Returns 1 and sets *out (caller frees) and *index (1 for the
- * first message), 0 at the end of the mbox. Never fails: a message GMime cannot build
- * is skipped.
+ * first message); returns 0 (and *out NULL) at the end of the mbox, or where GMime can
+ * build no further message, and on every call after that.
  */
 int dsn_mbox_next(struct dsn_mbox *mb, struct dsn_result **out, size_t *index);
 

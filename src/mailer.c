@@ -36,6 +36,7 @@ struct transfer {
 	size_t offset;
 	enum mailer_stage stage;
 	int code;
+	bool quitting; /* QUIT sent: its reply must not hide the one that mattered */
 	bool reply_done;
 	char reply[512];
 	size_t reply_len;
@@ -118,6 +119,8 @@ static void command_sent(struct transfer *t, const char *cmd, size_t len)
 		t->stage = MAILER_STAGE_RCPT;
 	else if (len >= 4 && strncasecmp(cmd, "DATA", 4) == 0)
 		t->stage = MAILER_STAGE_DATA;
+	else if (len >= 4 && strncasecmp(cmd, "QUIT", 4) == 0)
+		t->quitting = true;
 }
 
 static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *ud)
@@ -129,7 +132,7 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 		command_sent(t, data, size);
 		return 0;
 	}
-	if (type != CURLINFO_HEADER_IN)
+	if (type != CURLINFO_HEADER_IN || t->quitting)
 		return 0;
 	for (size_t i = 0; i < size; i++) {
 		if (t->line_len + 1 < sizeof t->line)
@@ -254,6 +257,7 @@ static void transfer_setup(struct mailer *m, struct transfer *t, struct relay_st
 	(void)m;
 	curl_easy_reset(h);
 	t->relay = r, t->offset = 0, t->stage = MAILER_STAGE_CONNECT, t->code = 0;
+	t->quitting = false;
 	t->reply_done = false, t->reply_len = 0, t->reply[0] = '\0', t->line_len = 0;
 	t->errbuf[0] = '\0';
 	t->rcpt = curl_slist_append(NULL, t->job->rcpt);

@@ -11,9 +11,10 @@
 
 #include <jansson.h>
 #include <libical/ical.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "address.h"
 #include "import.h"
@@ -242,6 +243,21 @@ static void trim_end(char *text)
 		text[--n] = '\0';
 }
 
+/* Adds a problem to d unless the same one is there (a partial included by several templates). */
+static void diag_once(struct diag *d, const char *where, const char *prefix, const char *msg)
+{
+	char *text = xasprintf("%s%s", prefix, msg);
+
+	for (int i = 0; i < d->count; i++) {
+		if (strcmp(d->entries[i].file, where) == 0 && strcmp(d->entries[i].msg, text) == 0) {
+			free(text);
+			return;
+		}
+	}
+	diag_add(d, where, 0, "%s", text);
+	free(text);
+}
+
 /* Adds a problem whose message may start with "FILE.mustache:LINE:COL: " to d, located there. */
 static void diag_located(struct diag *d, const char *fallback_file, const char *prefix,
 			 const char *msg)
@@ -251,11 +267,11 @@ static void diag_located(struct diag *d, const char *fallback_file, const char *
 
 	if (p != NULL && sscanf(p + 10, "%d:%d: %n", &line, &col, &used) == 2 && used > 0) {
 		char *where = xasprintf("%.*s:%d:%d", (int)(p + 9 - msg), msg, line, col);
-		diag_add(d, where, 0, "%s%s", prefix, p + 10 + used);
+		diag_once(d, where, prefix, p + 10 + used);
 		free(where);
 		return;
 	}
-	diag_add(d, fallback_file, 0, "%s%s", prefix, msg);
+	diag_once(d, fallback_file, prefix, msg);
 }
 
 /* Compiles one part of a set; a missing optional part stays NULL. */
@@ -366,6 +382,7 @@ struct render {
 	struct zone_entry zones[ZONE_SLOTS];
 	size_t zones_used;
 	struct buf url;      /* the unsubscribe URL being built */
+	EVP_MAC_CTX *mac;    /* HMAC keyed with o.secret, made on first use */
 };
 
 static json_t *json_str_or_null(const char *s)
@@ -475,6 +492,7 @@ void render_free(struct render *r)
 	json_decref(r->attributes);
 	json_decref(r->root);
 	buf_free(&r->url);
+	EVP_MAC_CTX_free(r->mac);
 	free(r);
 }
 
@@ -668,27 +686,54 @@ static void base64url(const unsigned char *p, size_t n, char *out)
 	out[k] = '\0';
 }
 
+/* A keyed HMAC-SHA256 context (EVP_MAC), or NULL if OpenSSL fails. */
+static EVP_MAC_CTX *hmac_new(const unsigned char *secret, size_t secret_len)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx != NULL && EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+/* The token with a keyed context, which is re-initialised with the same key each time. */
+static int token_make(EVP_MAC_CTX *ctx, const char *campaign, int64_t recipient_id, char *token,
+		      struct err *e)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char id[24];
+	size_t md_len = 0;
+	int ok;
+
+	token[0] = '\0';
+	snprintf(id, sizeof id, "%lld", (long long)recipient_id);
+	ok = ctx != NULL && EVP_MAC_init(ctx, NULL, 0, NULL) == 1 &&
+	     EVP_MAC_update(ctx, (const unsigned char *)"unsubscribe", sizeof "unsubscribe") == 1 &&
+	     EVP_MAC_update(ctx, (const unsigned char *)campaign, strlen(campaign) + 1) == 1 &&
+	     EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id)) == 1 &&
+	     EVP_MAC_final(ctx, md, &md_len, sizeof md) == 1 && md_len >= 16;
+	if (ok)
+		base64url(md, 16, token);
+	OPENSSL_cleanse(md, sizeof md);
+	return ok ? 0 : err_set(e, ERR_SOFTWARE, "OpenSSL HMAC-SHA256 failed; cannot make an"
+				" unsubscribe token");
+}
+
 int render_unsubscribe_token(const unsigned char *secret, size_t secret_len, const char *campaign,
 			     int64_t recipient_id, char *token, struct err *e)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-	struct buf msg;
-	int rc = 0;
+	EVP_MAC_CTX *ctx = hmac_new(secret, secret_len);
+	int rc = token_make(ctx, campaign, recipient_id, token, e);
 
-	buf_init(&msg);
-	buf_append(&msg, "unsubscribe", sizeof "unsubscribe");
-	buf_append(&msg, campaign, strlen(campaign) + 1);
-	buf_printf(&msg, "%lld", (long long)recipient_id);
-	token[0] = '\0';
-	if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)msg.data, msg.len,
-		 md, &md_len) == NULL || md_len < 16)
-		rc = err_set(e, ERR_SOFTWARE, "OpenSSL HMAC-SHA256 failed; cannot make an"
-			     " unsubscribe token");
-	else
-		base64url(md, 16, token);
-	OPENSSL_cleanse(md, sizeof md);
-	buf_free(&msg);
+	EVP_MAC_CTX_free(ctx);
 	return rc;
 }
 
@@ -709,8 +754,9 @@ static int unsubscribe_url(struct render *r, const struct render_request *q, con
 	}
 	if (c->unsubscribe_url == NULL || r->o.secret == NULL || r->o.secret_len == 0)
 		return 0;
-	if ((rc = render_unsubscribe_token(r->o.secret, r->o.secret_len, c->name,
-					   q->recipient->id, token, e)) != 0)
+	if (r->mac == NULL)
+		r->mac = hmac_new(r->o.secret, r->o.secret_len);
+	if ((rc = token_make(r->mac, c->name, q->recipient->id, token, e)) != 0)
 		return rc;
 	buf_reset(&r->url);
 	buf_printf(&r->url, "%s%cc=%s&r=%lld&t=%s", c->unsubscribe_url,
@@ -739,6 +785,23 @@ static const char *recipient_key(const struct store_recipient *rc)
 	return header_token(rc->user_id) ? rc->user_id : rc->email;
 }
 
+/* Sets recipient.*, attributes.* and the segment's variables. */
+static void context_recipient(struct render *r, const struct store_recipient *rc,
+			      const struct segment *g)
+{
+	const struct campaign *c = r->c;
+	const char *values[] = {rc->user_id, rc->email,   rc->name,     rc->locale, rc->timezone,
+				rc->client,  rc->version, rc->platform, rc->os};
+
+	for (int i = 0; recipient_keys[i] != NULL; i++)
+		set_str(r->recipient, recipient_keys[i], values[i]);
+	context_attributes(r, rc->attrs);
+	json_object_set_nocheck(r->root, "segment", r->segments[g - c->segments]);
+	set_str(r->root, "client_name", rc->client ? campaign_client_name(c, rc->client) : NULL);
+	set_str(r->root, "upgrade_url", g->upgrade_url ? g->upgrade_url : c->upgrade_url);
+	set_str(r->root, "target_version", g->target_version);
+}
+
 /* Fills the context for q; *set_out is the template set the recipient gets. */
 static int context_fill(struct render *r, const struct render_request *q,
 			const struct tmpl_set **set_out, struct err *e)
@@ -747,8 +810,6 @@ static int context_fill(struct render *r, const struct render_request *q,
 	const struct segment *g = q->segment;
 	const struct campaign *c = r->c;
 	const struct tmpl_set *s;
-	const char *values[] = {rc->user_id, rc->email,   rc->name,     rc->locale, rc->timezone,
-				rc->client,  rc->version, rc->platform, rc->os};
 	const char *unsub, *tz = rc->timezone ? rc->timezone : c->timezone, *tl;
 	int ret;
 
@@ -762,13 +823,7 @@ static int context_fill(struct render *r, const struct render_request *q,
 		return err_set(e, ERR_SOFTWARE, "template %s of campaign %s was not loaded",
 			       g->template_name, c->name);
 	tl = s->locale ? s->locale : RENDER_DEFAULT_LOCALE;
-	for (int i = 0; recipient_keys[i] != NULL; i++)
-		set_str(r->recipient, recipient_keys[i], values[i]);
-	context_attributes(r, rc->attrs);
-	json_object_set_nocheck(r->root, "segment", r->segments[g - c->segments]);
-	set_str(r->root, "client_name", rc->client ? campaign_client_name(c, rc->client) : NULL);
-	set_str(r->root, "upgrade_url", g->upgrade_url ? g->upgrade_url : c->upgrade_url);
-	set_str(r->root, "target_version", g->target_version);
+	context_recipient(r, rc, g);
 	set_str(r->root, "locale", tl);
 	if ((ret = context_dates(r, tz, locale_dates_find(locale_same_language(rc->locale, tl) ?
 							  rc->locale : tl), q->now, e)) != 0) {
@@ -808,18 +863,19 @@ static const char *buf_str(const struct buf *b)
 	return b->data ? b->data : "";
 }
 
+/* Renders part p of set s for recipient who into out (strict; HTML escaped for html). */
 static int part_render(struct render *r, const struct tmpl_set *s, int p,
-		       const struct store_recipient *rc, struct buf *out, struct err *e)
+		       const struct store_recipient *who, struct buf *out, struct err *e)
 {
-	int rc_;
+	int ret;
 
 	buf_reset(out);
 	buf_puts(out, "");
-	rc_ = mustache_render(s->part[p], r->root,
+	ret = mustache_render(s->part[p], r->root,
 			      MUSTACHE_STRICT | (p == RENDER_HTML ? MUSTACHE_ESCAPE_HTML : 0), out, e);
-	if (rc_ != 0)
-		err_prefix(e, "recipient %s: ", recipient_key(rc));
-	return rc_;
+	if (ret != 0)
+		err_prefix(e, "recipient %s: ", recipient_key(who));
+	return ret;
 }
 
 /* The name for To: left out when it holds "=?", which readers would decode (RFC 2047). */
@@ -891,17 +947,17 @@ static int compose(struct render *r, const struct render_request *q, struct rend
 		.date = q->now,
 		.ics = ics,
 	};
-	int rc_;
+	int ret;
 
 	free(res->message_id);
 	res->message_id = NULL;
-	rc_ = mime_compose(&s, &res->message, &res->message_id, e);
+	ret = mime_compose(&s, &res->message, &res->message_id, e);
 	free(ics);
-	return rc_;
+	return ret;
 }
 
-int render_message(struct render *r, const struct render_request *q, struct render_result *res,
-		   struct err *e)
+int render_parts(struct render *r, const struct render_request *q, struct render_result *res,
+		 struct err *e)
 {
 	const struct tmpl_set *s = NULL;
 	int rc;
@@ -918,7 +974,15 @@ int render_message(struct render *r, const struct render_request *q, struct rend
 			return rc;
 		res->has_html = true;
 	}
-	return compose(r, q, res, e);
+	return 0;
+}
+
+int render_message(struct render *r, const struct render_request *q, struct render_result *res,
+		   struct err *e)
+{
+	int rc = render_parts(r, q, res, e);
+
+	return rc != 0 ? rc : compose(r, q, res, e);
 }
 
 int render_login(struct render *r, const struct render_request *q, struct render_result *res,

@@ -151,6 +151,15 @@ int render_message(struct render *r, const struct render_request *q, struct rend
 		   struct err *e);
 
 /*
+ * Renders the subject, text and (when the template has one) HTML of q's message into res,
+ * as render_message does, without composing it (no res->message): for dry runs and
+ * benchmarks. The header checks are mime_compose's, so a value render_message would
+ * refuse may pass here. Errors as render_message otherwise.
+ */
+int render_parts(struct render *r, const struct render_request *q, struct render_result *res,
+		 struct err *e);
+
+/*
  * Renders the login reminder text (login.mustache) of q into res->part[RENDER_LOGIN]
  * (one line, no final newline) and sets res->locale. Errors as render_message.
  */

@@ -746,7 +746,10 @@ static int prepare_ledger(struct sender *x)
 		return rc;
 	if ((rc = store_delivery_recover(x->s, x->run_id, x->o->now, &x->sum->recovered,
 					 x->e)) == 0 &&
-	    (rc = queue_due(x->s, x->c, x->campaign_id, x->o->now, &x->sum->queued, x->e)) == 0)
+	    (rc = queue_due(x->s, x->c, x->campaign_id, x->o->now, &x->sum->queued, x->e)) == 0 &&
+	    (x->o->now < x->c->cutoff_at ||
+	     (rc = store_delivery_expire(x->s, x->campaign_id, x->o->now, &x->sum->expired,
+					 x->e)) == 0))
 		return txn_commit(x);
 	if (!x->o->dry_run)
 		store_rollback(x->s);

@@ -30,6 +30,7 @@ struct sender_summary {
 	int64_t cancelled;          /* not sent: completed or forgotten recipient */
 	int64_t throttled;          /* throttling replies (the message was retried) */
 	int64_t remaining;          /* still queued or deferred and due now */
+	int64_t expired;            /* unsent at the cutoff: failed as expired */
 	bool relays_down;           /* every relay stayed down: the run stopped */
 	bool paused;                /* the campaign was paused or cancelled meanwhile */
 	bool interrupted;           /* SIGINT or SIGTERM */
@@ -42,7 +43,9 @@ struct sender_summary {
  * suppressed, completed and forgotten recipients, renders each message,
  * submits it to the relays within the global, per-campaign and per-domain
  * rates, and settles every attempt (sent / deferred with backoff / failed,
- * a hard 5xx also suppresses the address). The caller holds the run lock.
+ * a hard 5xx also suppresses the address). At or after the cutoff nothing is
+ * sent: what is still queued or deferred fails as expired. The caller holds
+ * the run lock.
  * Returns 0 with the summary filled (check relays_down, interrupted); or
  * ERR_CONFIG (no relay, no return-path secret), or a store error.
  */

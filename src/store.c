@@ -43,6 +43,7 @@ enum stmt_id {
 	ST_DELIVERY_SETTLE,
 	ST_ATTEMPT_ADD,
 	ST_DELIVERY_COUNTS,
+	ST_DELIVERY_EXPIRE,
 	ST_COUNT
 };
 
@@ -171,6 +172,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" coalesce(sum(state IN ('queued', 'deferred') AND due_at <= ?2), 0),"
 		" coalesce(sum(possibly_duplicated), 0)"
 		" FROM delivery WHERE campaign_id = ?1",
+	[ST_DELIVERY_EXPIRE] =
+		"UPDATE delivery SET state = 'failed', reason = 'expired', updated_at = ?2"
+		" WHERE campaign_id = ?1 AND state IN ('queued', 'deferred')",
 };
 
 struct store {
@@ -1079,5 +1083,21 @@ int store_delivery_counts(struct store *s, int64_t campaign_id, int64_t now,
 	sqlite3_reset(st);
 	if (step != SQLITE_ROW)
 		return db_error(s, e, "counting deliveries");
+	return 0;
+}
+
+int store_delivery_expire(struct store *s, int64_t campaign_id, int64_t now, int64_t *expired,
+			  struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_EXPIRE, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = step_done(s, st, "expiring deliveries", e)) != 0)
+		return rc;
+	*expired = sqlite3_changes(s->db);
 	return 0;
 }

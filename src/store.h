@@ -253,6 +253,13 @@ struct store_settlement {
 int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
 			  const struct store_settlement *st, bool *applied, struct err *e);
 
+/*
+ * Fails every queued or deferred delivery of a campaign with reason 'expired'
+ * (the cutoff has passed: sending now would be pointless). *expired counts them.
+ */
+int store_delivery_expire(struct store *s, int64_t campaign_id, int64_t now, int64_t *expired,
+			  struct err *e);
+
 /* Deliveries of a campaign by state, and those due now. */
 struct store_delivery_counts {
 	int64_t queued, sending, sent, deferred, failed, bounced, suppressed, cancelled;

@@ -6,7 +6,13 @@ set -u
 : "${CUTOFF_SOURCE_DIR:?run through ctest, or set CUTOFF_SOURCE_DIR}"
 SRC=$CUTOFF_SOURCE_DIR
 T=$(mktemp -d "${TMPDIR:-/tmp}/cutoff-e2e.XXXXXX")
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+CLEANUP=()
+cleanup() {
+    local c
+    for c in "${CLEANUP[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+    [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
 passed=0 failed=0
 OUT=$T/out ERR=$T/err
 
@@ -33,4 +39,33 @@ finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; 
 needs_shared() {
     [ -d "${CUTOFF_SHARED:-}/corpora" ] && return 0
     echo "SKIP: ${CUTOFF_SHARED:-../shared}/corpora is absent"; exit 77
+}
+
+# free_port: prints a TCP port nobody listens on, on 127.0.0.1.
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# start_smtpd ARGS...: the scripted aiosmtpd server (tests/tools/smtpd.py) on a free port;
+# sets SMTP_PORT and SMTP_OUT (one JSON line per accepted message); stopped at exit.
+start_smtpd() {
+    /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || { echo "SKIP: python3-aiosmtpd is not installed"; exit 77; }
+    SMTP_PORT=$(free_port) SMTP_OUT=$T/smtpd-$SMTP_PORT.jsonl
+    rm -f "$T/smtpd.ready"
+    /usr/bin/python3 "$SRC/tests/tools/smtpd.py" --port "$SMTP_PORT" --out "$SMTP_OUT" \
+        --ready "$T/smtpd.ready" "$@" >"$T/smtpd.log" 2>&1 &
+    local pid=$! i
+    CLEANUP+=("kill $pid; wait $pid")
+    for i in $(seq 100); do [ -s "$T/smtpd.ready" ] && break; sleep 0.1; done
+    [ -s "$T/smtpd.ready" ] || { echo "FAIL: smtpd did not start"; cat "$T/smtpd.log"; exit 1; }
+    touch "$SMTP_OUT"
+}
+# write_config FILE PORT [EXTRA]: a cutoff.conf for a relay on loopback with a VERP secret.
+write_config() {
+    head -c 32 /dev/urandom | base64 >"$T/verp.key"; chmod 600 "$T/verp.key"
+    cat >"$1" <<CONF
+database = "$T/cutoff.db";
+relays = ( { name = "loopback"; url = "smtp://127.0.0.1:$2"; tls = "none"; connections = 4; timeout = 3; } );
+bounces = { return_path_domain = "bounces.example.test"; secret_file = "$T/verp.key"; };
+${3:-}
+CONF
 }

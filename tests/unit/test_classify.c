@@ -35,8 +35,8 @@ static void assert_class(const char *status, int reply, const char *text, enum s
 
 	if (strcmp(classify_reason_name(c.reason), reason) != 0 || c.class != cls)
 		fail_msg("[%s %d %s]: got %s/%s, want %s/%s", status ? status : "-", reply,
-			 text ? text : "-", classify_reason_name(c.reason), classify_class_name(c.class),
-			 reason, classify_class_name(cls));
+			 text ? text : "-", classify_reason_name(c.reason),
+			 classify_class_name(c.class), reason, classify_class_name(cls));
 }
 
 static void test_status_decides(void **state)
@@ -181,7 +181,8 @@ static void test_find_status(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		bool found = classify_find_status(cases[i].text, strlen(cases[i].text), out, sizeof out);
+		size_t len = strlen(cases[i].text);
+		bool found = classify_find_status(cases[i].text, len, out, sizeof out);
 
 		assert_string_equal(out, cases[i].want);
 		assert_int_equal(found, cases[i].want[0] != '\0');
@@ -211,7 +212,7 @@ static void test_find_stage(void **state)
 	} cases[] = {
 		{ "(in reply to RCPT TO command)", SMTP_STAGE_RCPT },
 		{ "SMTP error from remote mail server after end of data:", SMTP_STAGE_DATA },
-		{ "SMTP error from remote mail server after MAIL FROM:<a@b>: 550 x", SMTP_STAGE_MAIL },
+		{ "SMTP error after MAIL FROM:<a@b>: 550 x", SMTP_STAGE_MAIL },
 		{ ">>> RCPT To:<a@b>\n<<< 550 unknown", SMTP_STAGE_RCPT },
 		{ "Connected to 192.0.2.1 but my name was rejected.", SMTP_STAGE_HELO },
 		{ "550 5.1.1 User unknown", SMTP_STAGE_UNKNOWN },
@@ -230,7 +231,9 @@ static void test_names(void **state)
 
 	(void)state;
 	for (int i = 0; i < REASON_COUNT; i++) {
-		assert_true(classify_reason_from_name(classify_reason_name((enum bounce_reason)i), &r));
+		const char *name = classify_reason_name((enum bounce_reason)i);
+
+		assert_true(classify_reason_from_name(name, &r));
 		assert_int_equal(r, i);
 	}
 	assert_false(classify_reason_from_name("nosuchreason", &r));
@@ -387,9 +390,11 @@ static void test_json_shape(void **state)
 	(void)state;
 	assert_string_equal(s, "{\"kind\":\"bounce\",\"recipients\":["
 			       "{\"address\":\"nobody@example.org\",\"class\":\"hard\","
-			       "\"reason\":\"userunknown\",\"reply_code\":550,\"status\":\"5.1.1\"},"
+			       "\"reason\":\"userunknown\",\"reply_code\":550,"
+			       "\"status\":\"5.1.1\"},"
 			       "{\"address\":\"full@example.org\",\"class\":\"soft\","
-			       "\"reason\":\"mailboxfull\",\"reply_code\":552,\"status\":\"5.2.2\"}]}");
+			       "\"reason\":\"mailboxfull\",\"reply_code\":552,"
+			       "\"status\":\"5.2.2\"}]}");
 	free(s);
 	dsn_result_free(res);
 }
@@ -480,6 +485,8 @@ static void test_unsubscribe(void **state)
 	assert_int_equal(res->kind, DSN_KIND_UNSUBSCRIBE);
 	assert_int_equal(res->n_recipients, 1);
 	assert_string_equal(res->recipients[0].address, "someone@example.org");
+	assert_int_equal(res->recipients[0].reason, REASON_FEEDBACK);
+	assert_int_equal(res->recipients[0].class, BOUNCE_CLASS_NONE);
 	assert_string_equal(res->envelope_recipient, "unsubscribe+c1@cutoff.example.net");
 	dsn_result_free(res);
 }
@@ -498,7 +505,8 @@ static void test_exim_text_bounce(void **state)
 		"recipients. This is a permanent error. The following address(es) failed:\n\n"
 		"  gone@example.org\n"
 		"    SMTP error from remote mail server after RCPT TO:<gone@example.org>:\n"
-		"    host mx.example.org [192.0.2.7]: 550 5.1.1 <gone@example.org>... User unknown\n\n"
+		"    host mx.example.org [192.0.2.7]: 550 5.1.1 <gone@example.org>...\n"
+		"    User unknown\n\n"
 		"------ This is a copy of the message, including all the headers. ------\n\n"
 		"Message-Id: <c1.u2@cutoff.example.net>\n"
 		"X-Cutoff-Recipient: u2\n"
@@ -546,7 +554,8 @@ static void test_garbage(void **state)
 		"message/delivery-status\n\nFinal-Recipient: rfc822;\nAction: failed\n"
 		"Status: 5.1.1\n\n--x--\n",
 		"Content-Type: message/delivery-status\n\nFinal-Recipient: ;;;@@@\n Status: 9.9\n",
-		"From: MAILER-DAEMON\nSubject: Undelivered\n\n<@>:\n<a@>\n@b.example\n<<<< 550 <>\n",
+		"From: MAILER-DAEMON\nSubject: Undelivered\n\n"
+		"<@>:\n<a@>\n@b.example\n<<<< 550 <>\n",
 		"From: MAILER-DAEMON\nContent-Type: text/plain\n\n{\"notificationType\":\"Bounce\"",
 		"From: MAILER-DAEMON\nContent-Type: text/plain\n\n{\"notificationType\":\"Bounce\","
 		"\"bounce\":{\"bouncedRecipients\":[1,null,{\"emailAddress\":7}]}}",
@@ -679,7 +688,35 @@ static void test_mbox(void **state)
 	buf_puts(&b, "From: a@example.org\nSubject: hello\n\n>From the start\n");
 	assert_int_equal(count_mbox(b.data, b.len, &bounces), 2);
 	assert_int_equal(bounces, 1);
+	/* The same mbox with CRLF line endings. */
+	{
+		char *crlf = with_eol(b.data, "\r\n");
+
+		assert_int_equal(count_mbox(crlf, strlen(crlf), &bounces), 2);
+		assert_int_equal(bounces, 1);
+		free(crlf);
+	}
 	buf_free(&b);
+}
+
+/* A notification sent as HTML only. */
+static void test_html_notice(void **state)
+{
+	static const char msg[] =
+		"From: postmaster@mx.example.net\nSubject: Undeliverable: hello\n"
+		"Content-Type: text/html\n\n"
+		"<html><body><p>Delivery to <b>gone@example.org</b> failed.</p>"
+		"<p>Remote server said: 550 5.1.1 &lt;gone@example.org&gt; User unknown "
+		"(in reply to RCPT TO command)</p></body></html>\n";
+	struct dsn_result *res = parse(msg);
+
+	(void)state;
+	assert_int_equal(res->kind, DSN_KIND_BOUNCE);
+	assert_int_equal(res->n_recipients, 1);
+	assert_string_equal(res->recipients[0].address, "gone@example.org");
+	assert_string_equal(res->recipients[0].status, "5.1.1");
+	assert_int_equal(res->recipients[0].class, BOUNCE_CLASS_HARD);
+	dsn_result_free(res);
 }
 
 static void test_mbox_missing(void **state)
@@ -724,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_parse_stream),
 		cmocka_unit_test(test_mbox),
 		cmocka_unit_test(test_mbox_missing),
+		cmocka_unit_test(test_html_notice),
 	};
 	int rc;
 

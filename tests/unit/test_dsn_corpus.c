@@ -22,6 +22,7 @@
 /* One row of expected.tsv. */
 struct row {
 	char *file;
+	long index;      /* recipient number in a file; message number in an mbox */
 	char *recipient;
 	char *status;
 	char *reply;
@@ -93,9 +94,9 @@ static void load_expected(void)
 		if (n < 10 || strcmp(f[0], "file") == 0 || f[2][0] == '\0')
 			continue;
 		rows = xrealloc(rows, (n_rows + 1) * sizeof *rows);
-		rows[n_rows++] = (struct row){ xstrdup(f[0]), xstrdup(f[2]), xstrdup(f[3]),
-					       xstrdup(f[4]), xstrdup(f[5]), xstrdup(f[7]),
-					       strcmp(f[9], "yes") == 0, false };
+		rows[n_rows++] = (struct row){ xstrdup(f[0]), strtol(f[1], NULL, 10), xstrdup(f[2]),
+					       xstrdup(f[3]), xstrdup(f[4]), xstrdup(f[5]),
+					       xstrdup(f[7]), strcmp(f[9], "yes") == 0, false };
 	}
 	free(data);
 	free(path);
@@ -176,8 +177,8 @@ static void judge_row(struct tally *t, struct row *e, const struct dsn_result *r
 		printf("REASON %s: %s expected %s, got %s\n", e->file, e->recipient, e->reason,
 		       classify_reason_name(g->reason));
 	if (!class_ok || !status_ok) {
-		printf("MISMATCH %s: expected %s %s %s %s %s, got ", e->file, e->recipient, e->status,
-		       e->reply, e->reason, e->hard_soft);
+		printf("MISMATCH %s: expected %s %s %s %s %s, got ", e->file, e->recipient,
+		       e->status, e->reply, e->reason, e->hard_soft);
 		print_got(g);
 		printf("%s\n", class_ok ? " (status only)" : "");
 	}
@@ -195,9 +196,15 @@ static const struct dsn_recipient *find_got(const struct dsn_result *const *res,
 	return NULL;
 }
 
-/* Judges all results of one file (one message, or every message of an mbox). */
-static void judge_file(struct tally *t, const char *key, const struct dsn_result *const *res,
-		       size_t n_res)
+/* The rows about one file, or about message index of an mbox (index > 0). */
+static bool row_is_for(const struct row *r, const char *key, long index)
+{
+	return strcmp(r->file, key) == 0 && (index <= 0 || r->index == index);
+}
+
+/* Judges the results of one file: one message, or one message of an mbox (index > 0). */
+static void judge_file(struct tally *t, const char *key, long index,
+		       const struct dsn_result *const *res, size_t n_res)
 {
 	static const struct dsn_result empty = { 0 };
 	bool undisclosed = false;
@@ -206,7 +213,7 @@ static void judge_file(struct tally *t, const char *key, const struct dsn_result
 		const struct dsn_result *owner = n_res ? res[0] : &empty;
 		const struct dsn_recipient *g;
 
-		if (strcmp(rows[i].file, key) != 0)
+		if (!row_is_for(&rows[i], key, index))
 			continue;
 		undisclosed |= strcmp(rows[i].recipient, UNDISCLOSED) == 0;
 		g = find_got(res, n_res, rows[i].recipient, &owner);
@@ -218,8 +225,9 @@ static void judge_file(struct tally *t, const char *key, const struct dsn_result
 			bool known = false;
 
 			for (size_t k = 0; k < n_rows && !known; k++)
-				known = strcmp(rows[k].file, key) == 0 &&
-					strcasecmp(rows[k].recipient, res[i]->recipients[j].address) == 0;
+				known = row_is_for(&rows[k], key, index) &&
+				        strcasecmp(rows[k].recipient,
+				                   res[i]->recipients[j].address) == 0;
 			if (known)
 				continue;
 			t->rcpt_total++;
@@ -286,7 +294,13 @@ static struct dsn_result *parse_file(struct tally *t, const char *path, char **j
 		*json = xstrdup("null");
 		return NULL;
 	}
+	/* The JSON plus what attribution reads: the twins must agree on all of it. */
 	j = dsn_result_to_json(res);
+	json_object_set_new(j, "message_id",
+	                    json_string(res->original_message_id ? res->original_message_id : ""));
+	json_object_set_new(j, "envelope",
+	                    json_string(res->envelope_recipient ? res->envelope_recipient : ""));
+	json_object_set_new(j, "cutoff_headers", json_integer((json_int_t)res->n_cutoff_headers));
 	*json = json_dumps(j, JSON_SORT_KEYS);
 	json_decref(j);
 	return res;
@@ -302,7 +316,8 @@ static void compare_twin(struct tally *t, const char *key, const char *name, con
 
 	if (strcmp(json, twin_json) != 0) {
 		t->twin_diffs++;
-		printf("MISMATCH %s: differs from its CRLF twin:\n  %s\n  %s\n", key, json, twin_json);
+		printf("MISMATCH %s: differs from its CRLF twin:\n  %s\n  %s\n", key, json,
+		       twin_json);
 	}
 	dsn_result_free(tres);
 	free(twin_json);
@@ -322,7 +337,7 @@ static void run_maildir(struct tally *t, const char *sub)
 		struct dsn_result *res = parse_file(t, path, &json);
 		const struct dsn_result *list[1] = { res };
 
-		judge_file(t, key, list, res ? 1 : 0);
+		judge_file(t, key, 0, list, res ? 1 : 0);
 		if (strcmp(sub, "not") == 0 && res != NULL && res->kind == DSN_KIND_BOUNCE) {
 			t->not_bounces_bad++;
 			printf("MISMATCH %s: not a bounce, classified a bounce\n", key);
@@ -345,25 +360,25 @@ static void run_mbox(struct tally *t, const char *name)
 	char *key = xasprintf("mailbox/%s", name);
 	struct dsn_mbox *mb = NULL;
 	struct err e = { 0 };
-	struct dsn_result **res = NULL, *r;
+	struct dsn_result *r;
 	size_t n = 0, index;
-	double start = now_seconds();
+	double start = now_seconds(), spent = 0;
 
 	assert_int_equal(dsn_mbox_open(path, &mb, &e), 0);
 	while (dsn_mbox_next(mb, &r, &index) == 1) {
-		assert_int_equal(index, n + 1);
-		res = xrealloc(res, (n + 1) * sizeof *res);
-		res[n++] = r;
+		const struct dsn_result *list[1] = { r };
+
+		spent += now_seconds() - start;
+		assert_int_equal(index, ++n);
+		judge_file(t, key, (long)index, list, 1);
+		dsn_result_free(r);
+		start = now_seconds();
 	}
 	/* The end stays the end. */
 	assert_int_equal(dsn_mbox_next(mb, &r, &index), 0);
-	t->seconds += now_seconds() - start;
+	t->seconds += spent + now_seconds() - start;
 	t->messages += n;
 	dsn_mbox_free(mb);
-	judge_file(t, key, (const struct dsn_result *const *)res, n);
-	for (size_t i = 0; i < n; i++)
-		dsn_result_free(res[i]);
-	free(res);
 	free(key);
 	free(path);
 }
@@ -398,13 +413,15 @@ static void test_corpus(void **state)
 			       rows[i].file, rows[i].recipient);
 	printf("bounces: recipients %.1f%% (%zu/%zu), hard/soft %.1f%% (%zu/%zu), "
 	       "status %.1f%% (%zu/%zu), reason %.1f%% (%zu/%zu)\n",
-	       pct(t.rcpt_ok, t.rcpt_total), t.rcpt_ok, t.rcpt_total, pct(t.class_ok, t.class_total),
-	       t.class_ok, t.class_total, pct(t.status_ok, t.status_total), t.status_ok,
-	       t.status_total, pct(t.reason_ok, t.reason_total), t.reason_ok, t.reason_total);
+	       pct(t.rcpt_ok, t.rcpt_total), t.rcpt_ok, t.rcpt_total,
+	       pct(t.class_ok, t.class_total), t.class_ok, t.class_total,
+	       pct(t.status_ok, t.status_total), t.status_ok, t.status_total,
+	       pct(t.reason_ok, t.reason_total), t.reason_ok, t.reason_total);
 	printf("bounces: kind %.1f%% (%zu/%zu); %zu messages in %.3f s (%.0f messages/s), "
 	       "%zu CRLF/CR twins differ, %zu non-bounces taken for bounces\n",
 	       pct(t.kind_ok, t.kind_total), t.kind_ok, t.kind_total, t.messages, t.seconds,
-	       t.seconds > 0 ? (double)t.messages / t.seconds : 0.0, t.twin_diffs, t.not_bounces_bad);
+	       t.seconds > 0 ? (double)t.messages / t.seconds : 0.0, t.twin_diffs,
+	       t.not_bounces_bad);
 	fflush(stdout);
 	assert_true(pct(t.rcpt_ok, t.rcpt_total) >= 97.0);
 	assert_true(pct(t.class_ok, t.class_total) >= 97.0);
@@ -467,7 +484,8 @@ int main(void)
 	int rc;
 
 	if (shared == NULL || shared[0] == '\0') {
-		printf("skipped: CUTOFF_SHARED is not set (it names the shared/ folder with the corpora)\n");
+		printf("skipped: CUTOFF_SHARED is not set (it names the shared/ folder with the "
+		       "corpora)\n");
 		return 77;
 	}
 	corpus_dir = xasprintf("%s/corpora/bounces", shared);

@@ -737,6 +737,23 @@ static void test_text_only_and_calendar(void **state)
 	assert_non_null(strstr(res.message.data, "DTSTART;VALUE=DATE:20031015"));
 	assert_non_null(strstr(res.message.data, "UID:cutoff-t-42@test.example.test"));
 	g_object_unref(m);
+	/* render_parts renders the same parts and composes nothing. */
+	{
+		struct render_templates *t = templates_ok(c);
+		struct render *rr = render_new(t, &o);
+		struct render_request q = {&r, &c->segments[1], ANNOUNCE, NULL, NULL, NULL};
+		struct render_result parts;
+		struct err e = {0};
+		render_result_init(&parts);
+		assert_int_equal(render_parts(rr, &q, &parts, &e), 0);
+		assert_string_equal(parts.part[RENDER_SUBJECT].data, res.part[RENDER_SUBJECT].data);
+		assert_string_equal(parts.part[RENDER_TEXT].data, res.part[RENDER_TEXT].data);
+		assert_int_equal(parts.message.len, 0);
+		assert_null(parts.message_id);
+		render_result_free(&parts);
+		render_free(rr);
+		render_templates_free(t);
+	}
 	render_result_free(&res);
 	campaign_free(c);
 }
