@@ -7,6 +7,7 @@
 #include "campaign.h"
 #include "cli.h"
 #include "import.h"
+#include "render.h"
 #include "schedule.h"
 #include "util.h"
 
@@ -71,6 +72,24 @@ static void print_campaign(FILE *out, const struct campaign *c)
 	print_segments(out, c);
 }
 
+/* Loads a campaign file and checks every template of it (render_check_campaign). */
+static int load_and_check(struct ctx *x, const char *path, struct campaign **out, struct err *e)
+{
+	struct diag d;
+	int rc;
+
+	if ((rc = campaign_load_file(out, path, x->cfg->templates_dir, e)) != 0)
+		return rc;
+	diag_init(&d);
+	if (render_check_campaign(*out, &d) != 0) {
+		rc = diag_to_err(&d, ERR_CONFIG, e);
+		campaign_free(*out);
+		*out = NULL;
+	}
+	diag_free(&d);
+	return rc;
+}
+
 static int campaign_check(struct ctx *x, int argc, char **argv, struct err *e)
 {
 	struct campaign *c = NULL;
@@ -78,7 +97,7 @@ static int campaign_check(struct ctx *x, int argc, char **argv, struct err *e)
 
 	if (argc != 3)
 		return cli_usage(&cmd_campaign, e, "campaign check needs a campaign file");
-	if ((rc = campaign_load_file(&c, argv[2], x->cfg->templates_dir, e)) != 0)
+	if ((rc = load_and_check(x, argv[2], &c, e)) != 0)
 		return rc;
 	print_campaign(x->out, c);
 	fprintf(x->out, "%s: OK\n", argv[2]);
@@ -176,7 +195,7 @@ static int campaign_add(struct ctx *x, int argc, char **argv, struct err *e)
 
 	if (argc != 3)
 		return cli_usage(&cmd_campaign, e, "campaign add needs a campaign file");
-	if ((rc = campaign_load_file(&c, argv[2], x->cfg->templates_dir, e)) != 0 ||
+	if ((rc = load_and_check(x, argv[2], &c, e)) != 0 ||
 	    (rc = ctx_store(x, 0, &s, e)) != 0 || (rc = store_begin(s, e)) != 0)
 		goto out;
 	existed = store_campaign_get(s, c->name, &old, &probe) == 0;

@@ -22,9 +22,9 @@ struct relay_state {
 	double ceiling;         /* the rate seen when first throttled: recover up to twice it */
 	double tokens;
 	int64_t tokens_at_ms;
-	int64_t window_start_ms;
-	int window_done;
-	double observed_rate;   /* completions a second over the last window */
+	int64_t window_ms;      /* start of the window the observed rate is measured over */
+	int64_t window_done;    /* completions in it */
+	int64_t throttled_ms;   /* when the relay last asked us to slow down */
 };
 
 /* One transfer slot: an easy handle kept across messages (its connection lives in the multi). */
@@ -350,11 +350,14 @@ static enum mailer_outcome outcome_of(CURLcode rc, int code, enum mailer_stage s
 /* Learns from an outcome: failure streaks, back-off of a dead relay, throttled rates. */
 static void relay_learn(struct relay_state *r, enum mailer_outcome o, int64_t now_ms)
 {
+	double observed;
+
+	if (r->window_ms == 0 || now_ms - r->window_ms > 10000)
+		r->window_ms = now_ms, r->window_done = 0; /* a fresh window every 10 s */
 	r->window_done++;
-	if (now_ms - r->window_start_ms >= 1000) {
-		r->observed_rate = r->window_done * 1000.0 / (double)(now_ms - r->window_start_ms);
-		r->window_start_ms = now_ms, r->window_done = 0;
-	}
+	/* at least 100 ms, so that a burst at start-up does not read as a huge rate */
+	observed = (double)r->window_done * 1000.0 /
+		   (double)(now_ms - r->window_ms > 100 ? now_ms - r->window_ms : 100);
 	if (o == MAILER_RELAY_DOWN) {
 		int shift = r->fail_streak < 6 ? r->fail_streak : 6;
 		r->fail_streak++;
@@ -363,9 +366,14 @@ static void relay_learn(struct relay_state *r, enum mailer_outcome o, int64_t no
 	}
 	r->fail_streak = 0;
 	if (o == MAILER_THROTTLED) {
+		/* One halving per second at most: replies to messages already sent at the
+		 * old rate say nothing about the new one. */
+		if (now_ms - r->throttled_ms < 1000)
+			return;
+		r->throttled_ms = now_ms;
 		if (r->rate <= 0)
-			r->ceiling = r->observed_rate > 1 ? r->observed_rate : 1;
-		r->rate = r->rate > 0 ? r->rate / 2 : r->ceiling / 2;
+			r->ceiling = observed > 1 ? observed : 1;
+		r->rate = (r->rate > 0 ? r->rate : r->ceiling) / 2;
 		if (r->rate < 0.2)
 			r->rate = 0.2;
 		r->tokens = 0, r->tokens_at_ms = now_ms;

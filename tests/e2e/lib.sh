@@ -17,7 +17,7 @@ passed=0 failed=0
 OUT=$T/out ERR=$T/err
 
 # run ARGS...: runs cutoff with stdout in $OUT, stderr in $ERR, exit status in $RC.
-run() { "$CUTOFF_BIN" "$@" >"$OUT" 2>"$ERR"; RC=$?; }
+run() { "$CUTOFF_BIN" "$@" >"$OUT" 2>"$ERR"; RC=$?; [ -z "${TRACE:-}" ] || { echo "[$SECONDS s] $*"; cat "$OUT"; }; }
 ok() { passed=$((passed + 1)); }
 not_ok() {
     failed=$((failed + 1))
