@@ -2,6 +2,7 @@
  * 2xx sent, 4xx deferred, 5xx failed; throttling slows the relay instead of failing anyone). */
 #include "sender.h"
 
+#include <errno.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -542,7 +543,7 @@ static int claim_batch(struct sender *x, size_t *got)
 	if ((rc = flush(x)) != 0 || (rc = txn_begin(x)) != 0)
 		return rc;
 	rc = store_delivery_claim(x->s, x->campaign_id, x->run_id, x->o->now,
-				  x->o->now + x->cfg->lease_seconds, want, claims, &n, x->e);
+				  (int64_t)time(NULL) + x->cfg->lease_seconds, want, claims, &n, x->e);
 	if (rc == 0)
 		rc = txn_commit(x);
 	else if (!x->o->dry_run)
@@ -648,6 +649,21 @@ static int pump(struct sender *x)
 	return 0;
 }
 
+/*
+ * Claim again only when few jobs wait: what is claimed is 'sending' in the ledger, and
+ * a crash re-sends all of it, so keep it to about two rounds of the connections.
+ */
+static size_t low_water(const struct sender *x)
+{
+	size_t conns = 0;
+
+	if (x->o->dry_run)
+		return 256;
+	for (size_t i = 0; i < x->cfg->n_relays; i++)
+		conns += (size_t)x->cfg->relays[i].connections;
+	return conns < 4 ? 8 : 2 * conns;
+}
+
 static int send_loop(struct sender *x)
 {
 	bool exhausted = false, active = true;
@@ -659,7 +675,7 @@ static int send_loop(struct sender *x)
 			x->sum->interrupted = true;
 			break;
 		}
-		if (!exhausted && !limit_reached(x) && x->n_pending < (size_t)x->cfg->batch_size) {
+		if (!exhausted && !limit_reached(x) && x->n_pending < low_water(x)) {
 			if ((rc = still_active(x, &active)) != 0)
 				break;
 			if (!active) {
@@ -737,6 +753,55 @@ static void teardown(struct sender *x)
 	free(x->segment_ids);
 }
 
+/* The dead runs found among those with deliveries in flight. */
+struct dead_runs {
+	char host[64];
+	char **ids;
+	size_t n;
+};
+
+/*
+ * A run is dead when its lease ran out (wall-clock time: leases are about
+ * processes, not campaign time), or when it ran on this host and its process
+ * is gone. A live run elsewhere keeps its deliveries until its lease ends.
+ */
+static int note_if_dead(void *ud, const char *run_id, int64_t lease_until)
+{
+	struct dead_runs *d = ud;
+	size_t hl = strlen(d->host);
+	bool dead = lease_until < (int64_t)time(NULL);
+	char *end;
+	long pid;
+
+	if (!dead && strncmp(run_id, d->host, hl) == 0 && run_id[hl] == ':') {
+		pid = strtol(run_id + hl + 1, &end, 10);
+		if (*end == ':' && pid > 0)
+			dead = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+	}
+	if (dead) {
+		d->ids = xrealloc(d->ids, (d->n + 1) * sizeof *d->ids);
+		d->ids[d->n++] = xstrdup(run_id);
+	}
+	return 0;
+}
+
+static int recover_dead_runs(struct sender *x)
+{
+	struct dead_runs d = {{0}, NULL, 0};
+	int rc;
+
+	snprintf(d.host, sizeof d.host, "%.*s", (int)strcspn(x->run_id, ":"), x->run_id);
+	rc = store_delivery_claimants(x->s, note_if_dead, &d, x->e);
+	for (size_t i = 0; i < d.n; i++) {
+		if (rc == 0)
+			rc = store_delivery_recover(x->s, d.ids[i], x->run_id, x->o->now,
+						    &x->sum->recovered, x->e);
+		free(d.ids[i]);
+	}
+	free(d.ids);
+	return rc;
+}
+
 /* Recovers what a dead run left 'sending', and queues what became due. */
 static int prepare_ledger(struct sender *x)
 {
@@ -744,8 +809,7 @@ static int prepare_ledger(struct sender *x)
 
 	if ((rc = txn_begin(x)) != 0)
 		return rc;
-	if ((rc = store_delivery_recover(x->s, x->run_id, x->o->now, &x->sum->recovered,
-					 x->e)) == 0 &&
+	if ((rc = recover_dead_runs(x)) == 0 &&
 	    (rc = queue_due(x->s, x->c, x->campaign_id, x->o->now, &x->sum->queued, x->e)) == 0 &&
 	    (x->o->now < x->c->cutoff_at ||
 	     (rc = store_delivery_expire(x->s, x->campaign_id, x->o->now, &x->sum->expired,

@@ -40,6 +40,7 @@ enum stmt_id {
 	ST_DELIVERY_CLAIM,
 	ST_DELIVERY_RECOVER_ATTEMPTS,
 	ST_DELIVERY_RECOVER,
+	ST_DELIVERY_CLAIMANTS,
 	ST_DELIVERY_SETTLE,
 	ST_ATTEMPT_ADD,
 	ST_DELIVERY_COUNTS,
@@ -147,13 +148,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" RETURNING id, recipient_id, kind, occurrence, attempts, possibly_duplicated",
 	[ST_DELIVERY_RECOVER_ATTEMPTS] =
 		"INSERT INTO attempt (delivery_id, run_id, at, outcome, local_error)"
-		" SELECT id, ?1, ?2, 'recovered', 'the run ' || coalesce(claimed_by, '?') ||"
+		" SELECT id, ?1, ?2, 'recovered', 'the run ' || ?3 ||"
 		" ' died during this attempt; it may or may not have been accepted'"
-		" FROM delivery WHERE state = 'sending' AND claimed_by IS NOT ?1",
+		" FROM delivery WHERE state = 'sending' AND claimed_by = ?3",
 	[ST_DELIVERY_RECOVER] =
 		"UPDATE delivery SET state = 'queued', possibly_duplicated = 1, claimed_by = NULL,"
 		" lease_until = NULL, due_at = min(due_at, ?2), updated_at = ?2"
-		" WHERE state = 'sending' AND claimed_by IS NOT ?1",
+		" WHERE state = 'sending' AND claimed_by = ?3",
+	[ST_DELIVERY_CLAIMANTS] =
+		"SELECT claimed_by, max(lease_until) FROM delivery WHERE state = 'sending'"
+		" GROUP BY claimed_by",
 	[ST_DELIVERY_SETTLE] =
 		"UPDATE delivery SET state = ?3, due_at = CASE WHEN ?4 > 0 THEN ?4 ELSE due_at END,"
 		" claimed_by = NULL, lease_until = NULL,"
@@ -991,8 +995,31 @@ int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_i
 	return 0;
 }
 
-int store_delivery_recover(struct store *s, const char *run_id, int64_t now, int64_t *recovered,
-			   struct err *e)
+int store_delivery_claimants(struct store *s,
+			     int (*fn)(void *ud, const char *run_id, int64_t lease_until), void *ud,
+			     struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_DELIVERY_CLAIMANTS, e);
+	char run[128];
+	int rc = 0, step;
+
+	if (st == NULL)
+		return e->code;
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t lease = sqlite3_column_int64(st, 1);
+		snprintf(run, sizeof run, "%s", sqlite3_column_text(st, 0) ?
+			 (const char *)sqlite3_column_text(st, 0) : "");
+		/* Copy first: fn may run other statements while this one is reset. */
+		rc = fn(ud, run, lease);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = db_error(s, e, "listing runs with deliveries in flight");
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_delivery_recover(struct store *s, const char *dead_run, const char *run_id, int64_t now,
+			   int64_t *recovered, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, ST_DELIVERY_RECOVER_ATTEMPTS, e);
 	int rc;
@@ -1001,15 +1028,16 @@ int store_delivery_recover(struct store *s, const char *run_id, int64_t now, int
 		return e->code;
 	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, dead_run, -1, SQLITE_STATIC);
 	if ((rc = step_done(s, st, "recording recovered deliveries", e)) != 0)
 		return rc;
 	if ((st = stmt(s, ST_DELIVERY_RECOVER, e)) == NULL)
 		return e->code;
-	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, dead_run, -1, SQLITE_STATIC);
 	if ((rc = step_done(s, st, "recovering deliveries", e)) != 0)
 		return rc;
-	*recovered = sqlite3_changes(s->db);
+	*recovered += sqlite3_changes(s->db);
 	return 0;
 }
 

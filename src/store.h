@@ -223,12 +223,20 @@ int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_i
 			 struct err *e);
 
 /*
- * Re-queues deliveries left 'sending' by runs other than run_id (they died:
- * the caller holds the run lock), marking them possibly duplicated and
- * recording an attempt 'recovered'. *recovered counts them.
+ * Calls fn with each run that has deliveries 'sending', and the latest lease
+ * among them (so the caller can tell a dead run from a live one).
  */
-int store_delivery_recover(struct store *s, const char *run_id, int64_t now, int64_t *recovered,
-			   struct err *e);
+int store_delivery_claimants(struct store *s,
+			     int (*fn)(void *ud, const char *run_id, int64_t lease_until), void *ud,
+			     struct err *e);
+
+/*
+ * Re-queues the deliveries that dead_run left 'sending' (the caller decided it
+ * is dead), marking them possibly duplicated and recording, as run_id, an
+ * attempt 'recovered'. *recovered is increased by their number.
+ */
+int store_delivery_recover(struct store *s, const char *dead_run, const char *run_id, int64_t now,
+			   int64_t *recovered, struct err *e);
 
 /* How one attempt ended, to be written to the ledger. */
 struct store_settlement {
