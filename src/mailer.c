@@ -420,20 +420,38 @@ static void finish(struct mailer *m, CURLMsg *msg,
 	done(ud, job, &res);
 }
 
+/* Reports every finished transfer; returns how many there were. */
+static int drain_finished(struct mailer *m,
+			  void (*done)(void *ud, struct mailer_job *job,
+				       const struct mailer_result *r),
+			  void *ud)
+{
+	int left, n = 0;
+	CURLMsg *msg;
+
+	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE) {
+			finish(m, msg, done, ud);
+			n++;
+		}
+	return n;
+}
+
 int mailer_run(struct mailer *m, int timeout_ms,
 	       void (*done)(void *ud, struct mailer_job *job, const struct mailer_result *r),
 	       void *ud, struct err *e)
 {
-	int running = 0, left;
-	CURLMsg *msg;
+	int running = 0;
 
-	if (curl_multi_perform(m->multi, &running) != CURLM_OK ||
-	    (running > 0 && curl_multi_poll(m->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK) ||
+	if (curl_multi_perform(m->multi, &running) != CURLM_OK)
+		return err_set(e, ERR_SOFTWARE, "libcurl's multi interface failed");
+	/* Something finished already: return at once so its connection gets new work. */
+	if (drain_finished(m, done, ud) > 0 || running == 0)
+		return 0;
+	if (curl_multi_poll(m->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK ||
 	    curl_multi_perform(m->multi, &running) != CURLM_OK)
 		return err_set(e, ERR_SOFTWARE, "libcurl's multi interface failed");
-	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
-		if (msg->msg == CURLMSG_DONE)
-			finish(m, msg, done, ud);
+	drain_finished(m, done, ud);
 	return 0;
 }
 
