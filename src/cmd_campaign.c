@@ -281,6 +281,24 @@ static void print_counts(FILE *out, struct store_segment_counts *v, size_t n)
 		(long long)pending, (long long)completed);
 }
 
+static int print_deliveries(struct ctx *x, int64_t campaign_id, struct err *e)
+{
+	struct store_delivery_counts d;
+	int rc = store_delivery_counts(x->store, campaign_id, ctx_now(x), &d, e);
+
+	if (rc != 0)
+		return rc;
+	fprintf(x->out, "e-mail deliveries:\n  sent %lld, queued %lld (due now %lld), deferred %lld,"
+		" failed %lld, bounced %lld, suppressed %lld, cancelled %lld, in flight %lld\n",
+		(long long)d.sent, (long long)d.queued, (long long)d.due, (long long)d.deferred,
+		(long long)d.failed, (long long)d.bounced, (long long)d.suppressed,
+		(long long)d.cancelled, (long long)d.sending);
+	if (d.possibly_duplicated > 0)
+		fprintf(x->out, "  %lld recovered from runs that died mid-send (possibly duplicated)\n",
+			(long long)d.possibly_duplicated);
+	return 0;
+}
+
 static int campaign_show(struct ctx *x, int argc, char **argv, struct err *e)
 {
 	struct store_campaign sc = {0};
@@ -298,6 +316,8 @@ static int campaign_show(struct ctx *x, int argc, char **argv, struct err *e)
 		sc.sending_started_at ? " (sending has begun)" : " (nothing sent yet)");
 	if ((rc = store_segment_counts(x->store, sc.id, &v, &n, e)) == 0)
 		print_counts(x->out, v, n);
+	if (rc == 0)
+		rc = print_deliveries(x, sc.id, e);
 	store_segment_counts_free(v, n);
 	campaign_free(c);
 	store_campaign_clear(&sc);

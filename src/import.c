@@ -719,7 +719,8 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	im.rejects_path = o->rejects_path ? o->rejects_path : default_rejects;
 	clock_gettime(CLOCK_MONOTONIC, &im.started);
 	im.last_progress = im.started;
-	if ((rc = load_segment_ids(&im)) != 0)
+	/* An import can be re-run safely, so it need not fsync each batch (WAL stays consistent). */
+	if ((rc = load_segment_ids(&im)) != 0 || (rc = store_set_durable(s, false, e)) != 0)
 		goto out;
 	if ((rc = store_begin(s, e)) != 0 ||
 	    (rc = store_import_start(s, campaign_id, path, o->now, &r->run_id, e)) != 0 ||
@@ -736,6 +737,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	if (im.rejects != NULL)
 		r->rejects_path = xstrdup(im.rejects_path);
 out:
+	store_set_durable(s, true, NULL);
 	if (f != NULL)
 		fclose(f);
 	importer_free(&im);

@@ -1352,7 +1352,7 @@ int schedule_expand(const char *rrule, const struct schedule_civil *dtstart, con
 	struct expansion x = {.it = NULL};
 	struct schedule_civil *v = NULL, c;
 	struct icaltimetype next;
-	icaltimezone *z;
+	icaltimezone *z = NULL;
 	size_t count = 0, cap = 0;
 	int rc;
 

@@ -181,12 +181,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" WHERE campaign_id = ?1 AND state IN ('queued', 'deferred')",
 };
 
-struct store {
-	sqlite3 *db;
-	char *path;
-	int version_at_open;
-	sqlite3_stmt *stmts[ST_COUNT];
-};
+#include "store_internal.h" /* struct store, shared with store_bounces.c */
+_Static_assert(ST_COUNT <= STORE_MAX_STATEMENTS, "raise STORE_MAX_STATEMENTS");
 
 static int db_error(struct store *s, struct err *e, const char *what)
 {
@@ -242,6 +238,22 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what, struct
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return db_error(s, e, what);
 	return 0;
+}
+
+/* The helpers above, for the other files of the store module (store_internal.h). */
+int store_db_error(struct store *s, struct err *e, const char *what)
+{
+	return db_error(s, e, what);
+}
+
+void store_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	bind_text(st, i, v);
+}
+
+int store_step_done(struct store *s, sqlite3_stmt *st, const char *what, struct err *e)
+{
+	return step_done(s, st, what, e);
 }
 
 static int exec(struct store *s, const char *sql, struct err *e)
@@ -312,6 +324,9 @@ static int store_configure(struct store *s, int flags, struct err *e)
 	if (flags & STORE_READONLY)
 		return 0;
 	if ((rc = exec(s, "PRAGMA journal_mode = WAL", e)) != 0)
+		return rc;
+	/* 32 MiB of page cache: bulk imports and sends stop re-reading index pages. */
+	if ((rc = exec(s, "PRAGMA cache_size = -32768", e)) != 0)
 		return rc;
 	return exec(s, "PRAGMA synchronous = FULL", e);
 }

@@ -1,0 +1,35 @@
+/* store_internal.h — what the files of the store module share (store.c, store_bounces.c):
+ * the connection and three helpers. Nothing outside the store module includes this. */
+#ifndef CUTOFF_STORE_INTERNAL_H
+#define CUTOFF_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "err.h"
+#include "store.h"
+
+/* Room for store.c's cache of prepared statements (store.c asserts it is enough). */
+#define STORE_MAX_STATEMENTS 128
+
+struct store {
+	sqlite3 *db;
+	char *path;
+	int version_at_open;
+	sqlite3_stmt *stmts[STORE_MAX_STATEMENTS]; /* store.c's own, indexed by its enum */
+};
+
+/*
+ * Fills e from the connection's last error, "database PATH: WHAT: sqlite's message": busy or
+ * locked is ERR_TEMPFAIL, a constraint ERR_REFUSED, anything else ERR_IO. Returns the code.
+ */
+int store_db_error(struct store *s, struct err *e, const char *what);
+
+/* Binds v as text parameter i (SQLITE_STATIC: v must outlive the step), NULL when v is NULL
+ * or empty. */
+void store_bind_text(sqlite3_stmt *st, int i, const char *v);
+
+/* Steps a statement that returns no rows (or ignores them) and resets it; 0 or
+ * store_db_error's code. */
+int store_step_done(struct store *s, sqlite3_stmt *st, const char *what, struct err *e);
+
+#endif
