@@ -69,3 +69,22 @@ bounces = { return_path_domain = "bounces.example.test"; secret_file = "$T/verp.
 ${3:-}
 CONF
 }
+
+# copy_campaign: the worked example's campaign and templates in $T, without its rate limit
+# (tests should not wait 20 ms a message); sets C to its name.
+copy_campaign() {
+    C=messenger-upgrade
+    cp -r "$SRC/campaigns" "$SRC/templates" "$T/"
+    sed -i 's/^rate = .*/rate = 0;/' "$T/campaigns/$C.cfg"
+}
+# load_campaign CONF CSV: init the database CONF names, add the copied campaign, import CSV.
+load_campaign() {
+    "$CUTOFF_BIN" --config "$1" init >/dev/null
+    "$CUTOFF_BIN" --config "$1" campaign add "$T/campaigns/$C.cfg" >/dev/null
+    "$CUTOFF_BIN" --config "$1" import "$C" "$2" >/dev/null
+}
+# gen_users N SEED FILE: a clean generated list (no malformed, duplicate or unaffected rows).
+gen_users() {
+    python3 "$SRC/tools/gen-users" --count "$1" --seed "$2" --malformed 0 --duplicates 0 \
+        --unaffected 0 -o "$3"
+}

@@ -5,15 +5,11 @@
 # claimed with one atomic UPDATE ... RETURNING.
 . "$(dirname "$0")/lib.sh"
 start_smtpd --delay-ms 1
-CONF=$T/cutoff.conf C=messenger-upgrade DB=$T/cutoff.db
+CONF=$T/cutoff.conf DB=$T/cutoff.db
 write_config "$CONF" "$SMTP_PORT"
-cp -r "$SRC/campaigns" "$SRC/templates" "$T/"
-sed -i 's/^rate = .*/rate = 0;/' "$T/campaigns/$C.cfg"
-"$CUTOFF_BIN" --config "$CONF" init >/dev/null
-"$CUTOFF_BIN" --config "$CONF" campaign add "$T/campaigns/$C.cfg" >/dev/null
-python3 "$SRC/tools/gen-users" --count 3000 --seed 9 --malformed 0 --duplicates 0 \
-    --unaffected 0 -o "$T/users.csv"
-"$CUTOFF_BIN" --config "$CONF" import $C "$T/users.csv" >/dev/null
+copy_campaign
+gen_users 3000 9 "$T/users.csv"
+load_campaign "$CONF" "$T/users.csv"
 NOW=2003-08-26T17:00:00Z
 
 # 1. Through the same path: the lock lets one run, the other exits 75 naming it.

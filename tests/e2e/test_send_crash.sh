@@ -5,15 +5,11 @@
 # flight (recorded 'sending', not yet settled) at the kills.
 . "$(dirname "$0")/lib.sh"
 start_smtpd --delay-ms 2
-CONF=$T/cutoff.conf C=messenger-upgrade DB=$T/cutoff.db
+CONF=$T/cutoff.conf DB=$T/cutoff.db
 write_config "$CONF" "$SMTP_PORT"
-cp -r "$SRC/campaigns" "$SRC/templates" "$T/"
-sed -i 's/^rate = .*/rate = 0;/' "$T/campaigns/$C.cfg"
-cut() { "$CUTOFF_BIN" --config "$CONF" "$@"; }
-cut init >/dev/null && cut campaign add "$T/campaigns/$C.cfg" >/dev/null
-python3 "$SRC/tools/gen-users" --count 5000 --seed 5 --malformed 0 --duplicates 0 \
-    --unaffected 0 -o "$T/users.csv"
-cut import $C "$T/users.csv" >/dev/null
+copy_campaign
+gen_users 5000 5 "$T/users.csv"
+load_campaign "$CONF" "$T/users.csv"
 NOW=2003-08-26T17:00:00Z
 kills=0 inflight_sum=0 max_inflight=0 rounds=0
 while [ $kills -lt 20 ] && [ $rounds -lt 200 ]; do

@@ -6,9 +6,8 @@
 start_smtpd --stall 8
 CONF=$T/cutoff.conf
 write_config "$CONF" "$SMTP_PORT"
-DB=$T/cutoff.db C=messenger-upgrade
-cp -r "$SRC/campaigns" "$SRC/templates" "$T/"
-sed -i 's/^rate = .*/rate = 0;/' "$T/campaigns/$C.cfg"
+DB=$T/cutoff.db
+copy_campaign
 cut() { "$CUTOFF_BIN" --config "$CONF" "$@"; }
 cut init >/dev/null && cut campaign add "$T/campaigns/$C.cfg" >/dev/null
 {
@@ -70,10 +69,8 @@ kill "$(cat "$T/smtpd.ready")"; sleep 0.3
 start_smtpd --throttle-every 4
 write_config "$T/throttle.conf" "$SMTP_PORT" "database = \"$T/throttle.db\";"
 sed -i '0,/^database = .*/{/^database = .*cutoff.db";$/d}' "$T/throttle.conf"
-"$CUTOFF_BIN" --config "$T/throttle.conf" init >/dev/null
-"$CUTOFF_BIN" --config "$T/throttle.conf" campaign add "$T/campaigns/$C.cfg" >/dev/null
 grep -v -E '^(bad|temp|full|drop|stall),' "$T/users.csv" >"$T/ok.csv"
-"$CUTOFF_BIN" --config "$T/throttle.conf" import $C "$T/ok.csv" >/dev/null
+load_campaign "$T/throttle.conf" "$T/ok.csv"
 run --config "$T/throttle.conf" --now 2003-08-19T00:00:00Z send $C
 expect_rc 0 "a throttling relay"
 expect_out "20 sent, 0 deferred, 0 failed" "slows down without failing or deferring anyone"
@@ -83,9 +80,7 @@ check "$(wc -l <"$SMTP_OUT")" "20" "every message arrived once"
 # A relay that is down: the run stops with 75 and everything stays queued.
 write_config "$T/down.conf" "$(free_port)" "database = \"$T/down.db\";"
 sed -i '0,/^database = .*/{/^database = .*cutoff.db";$/d}' "$T/down.conf"
-"$CUTOFF_BIN" --config "$T/down.conf" init >/dev/null
-"$CUTOFF_BIN" --config "$T/down.conf" campaign add "$T/campaigns/$C.cfg" >/dev/null
-"$CUTOFF_BIN" --config "$T/down.conf" import $C "$T/ok.csv" >/dev/null
+load_campaign "$T/down.conf" "$T/ok.csv"
 run --config "$T/down.conf" --now 2003-08-19T00:00:00Z send $C
 expect_rc 75 "every relay down: exit 75"
 expect_err "every SMTP relay stayed down" "with a clear message"
@@ -97,9 +92,7 @@ kill "$(cat "$T/smtpd.ready")"; sleep 0.3
 start_smtpd --delay-ms 300
 write_config "$T/lock.conf" "$SMTP_PORT" "database = \"$T/lock.db\";"
 sed -i '0,/^database = .*/{/^database = .*cutoff.db";$/d}' "$T/lock.conf"
-"$CUTOFF_BIN" --config "$T/lock.conf" init >/dev/null
-"$CUTOFF_BIN" --config "$T/lock.conf" campaign add "$T/campaigns/$C.cfg" >/dev/null
-"$CUTOFF_BIN" --config "$T/lock.conf" import $C "$T/ok.csv" >/dev/null
+load_campaign "$T/lock.conf" "$T/ok.csv"
 "$CUTOFF_BIN" --config "$T/lock.conf" --now 2003-08-19T00:00:00Z send $C >/dev/null 2>&1 &
 first=$!
 sleep 0.5

@@ -4,15 +4,13 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/postfix.sh"
 start_postfix send2000
-CONF=$T/cutoff.conf C=messenger-upgrade DB=$T/cutoff.db
+CONF=$T/cutoff.conf DB=$T/cutoff.db
 write_config "$CONF" "$PF_PORT"
 sed -i 's/connections = 4/connections = 8/' "$CONF"
-cp -r "$SRC/campaigns" "$SRC/templates" "$T/"
-sed -i 's/^rate = .*/rate = 0;/' "$T/campaigns/$C.cfg"
-cut() { "$CUTOFF_BIN" --config "$CONF" "$@"; }
-cut init >/dev/null && cut campaign add "$T/campaigns/$C.cfg" >/dev/null
-python3 "$SRC/tools/gen-users" --count 2000 --seed 42 --malformed 0 --duplicates 0 \
-    --unaffected 0 -o "$T/users.csv"
+copy_campaign
+gen_users 2000 42 "$T/users.csv"
+"$CUTOFF_BIN" --config "$CONF" init >/dev/null
+"$CUTOFF_BIN" --config "$CONF" campaign add "$T/campaigns/$C.cfg" >/dev/null
 run --config "$CONF" import $C "$T/users.csv"
 expect_rc 0 "a clean list of 2,000 imports without rejects"
 n=$(sql "$DB" "SELECT count(*) FROM recipient WHERE state = 'pending'")
