@@ -410,6 +410,13 @@ static int row_store(struct importer *im, const struct row *w, int64_t segment_i
 	int rc;
 
 	row_to_recipient(im, w, segment_id, &r);
+	/* Most rows are new: one INSERT that turns out a no-op on a duplicate is the fast path. */
+	if (segment_id != 0) {
+		if ((rc = store_recipient_insert(im->s, &r, im->o->now, &id, im->e)) <= 0) {
+			*out = OUT_ADDED;
+			return rc;
+		}
+	}
 	rc = store_recipient_find_user(im->s, im->campaign_id, r.user_id, &k, im->e);
 	if (rc <= 0)
 		return rc < 0 ? rc : row_update(im, &r, &k, false, out);
@@ -419,8 +426,8 @@ static int row_store(struct importer *im, const struct row *w, int64_t segment_i
 	rc = store_recipient_find_email(im->s, im->campaign_id, r.email, &k, im->e);
 	if (rc <= 0)
 		return rc < 0 ? rc : row_update(im, &r, &k, true, out);
-	*out = OUT_ADDED;
-	return store_recipient_insert(im->s, &r, im->o->now, &id, im->e);
+	/* Neither the user id nor the address is known: the insert above would have worked. */
+	return err_set(im->e, ERR_SOFTWARE, "recipient %s conflicts but cannot be found", r.user_id);
 }
 
 static void count_outcome(struct store_import_counts *c, enum outcome o, bool affected)

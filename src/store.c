@@ -93,7 +93,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
 		" updated_at)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, nullif(?16, 0),"
-		" ?15, ?15)",
+		" ?15, ?15) ON CONFLICT DO NOTHING",
 	[ST_RECIPIENT_UPDATE] =
 		"UPDATE recipient SET email = ?2, name = ?3, locale = ?4, timezone = ?5, client = ?6,"
 		" version = ?7, platform = ?8, os = ?9, attrs = ?10, segment_id = ?11, digest = ?12,"
@@ -725,6 +725,8 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 	sqlite3_bind_int64(st, 16, r->import_run);
 	if ((rc = step_done(s, st, "adding a recipient", e)) != 0)
 		return rc;
+	if (sqlite3_changes(s->db) == 0)
+		return 1; /* the user id or the address is taken */
 	*id = sqlite3_last_insert_rowid(s->db);
 	return 0;
 }

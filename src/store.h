@@ -128,7 +128,11 @@ int store_recipient_find_user(struct store *s, int64_t campaign_id, const char *
 int store_recipient_find_email(struct store *s, int64_t campaign_id, const char *email,
 			       struct store_recipient_key *out, struct err *e);
 
-/* Inserts r (r->id is ignored); sets *id. A duplicate user_id or email is ERR_REFUSED. */
+/*
+ * Inserts r (r->id is ignored) and sets *id. Returns 1, inserting nothing, when
+ * the campaign already has a recipient with that user_id or address (one
+ * statement: the importer tries this first, and looks up only on a conflict).
+ */
 int store_recipient_insert(struct store *s, const struct store_recipient *r, int64_t now,
 			   int64_t *id, struct err *e);
 /* Overwrites the imported fields of recipient r->id (not user_id, state or completion). */
