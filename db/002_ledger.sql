@@ -45,7 +45,8 @@ CREATE TABLE attempt (
     outcome      TEXT NOT NULL            -- sent, deferred, failed, throttled, relay-down, recovered
 );
 CREATE INDEX attempt_delivery ON attempt (delivery_id);
-CREATE INDEX attempt_message_id ON attempt (message_id);
+-- No index on attempt.message_id: only an accepted attempt can bounce, and its Message-ID is
+-- the delivery's (delivery_message_id); one random-key index fewer to write per message.
 
 -- Where the bookkeeping of each campaign's schedule stands (what the daily run queued).
 CREATE TABLE schedule_mark (

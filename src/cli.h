@@ -66,4 +66,15 @@ void cmd_print_send_summary(FILE *out, const char *name, const struct sender_sum
 			    bool dry_run);
 int cmd_send_status(const struct sender_summary *s, struct err *e);
 
+/*
+ * Sends campaign c with `workers` processes at once (1 or a dry run: this
+ * process alone); the summaries are added up in *sum. The caller holds the
+ * run lock (its descriptor is inherited). Returns sender_send's result, or the
+ * first worker's failure.
+ */
+struct sender_options;
+int cmd_send_parallel(struct ctx *x, const struct campaign *c, int64_t campaign_id,
+		      const struct sender_options *o, int workers, struct sender_summary *sum,
+		      struct err *e);
+
 #endif

@@ -1,7 +1,13 @@
 /* cmd_send.c — `cutoff send CAMPAIGN [--dry-run] [--limit N]`: the e-mail wave of one campaign. */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "campaign.h"
 #include "cli.h"
@@ -51,14 +57,117 @@ int cmd_send_status(const struct sender_summary *s, struct err *e)
 	return 0;
 }
 
+/* Adds a worker's counts to the total. */
+static void summary_add(struct sender_summary *t, const struct sender_summary *w)
+{
+	t->queued.initial += w->queued.initial, t->queued.reminder += w->queued.reminder;
+	t->queued.final += w->queued.final, t->recovered += w->recovered;
+	t->sent += w->sent, t->deferred += w->deferred, t->failed += w->failed;
+	t->suppressed += w->suppressed, t->cancelled += w->cancelled;
+	t->throttled += w->throttled, t->expired += w->expired;
+	t->relays_down |= w->relays_down, t->paused |= w->paused;
+	t->interrupted |= w->interrupted;
+}
+
+/*
+ * One worker process: its own database connection (a connection never crosses a fork),
+ * its share of the connections and rates; it dies with the parent (PR_SET_PDEATHSIG),
+ * so a killed run leaves no orphan sending. Writes its summary and exit code to fd.
+ */
+static void worker_main(struct ctx *x, const struct campaign *c, int64_t campaign_id,
+			const struct sender_options *o, int fd)
+{
+	struct sender_summary sum;
+	struct store *s = NULL;
+	struct err e = {0};
+	int rc;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	memset(&sum, 0, sizeof sum);
+	rc = store_open(&s, x->db_path, 0, &e);
+	if (rc == 0)
+		rc = sender_send(s, x->cfg, c, campaign_id, o, &sum, &e);
+	if (rc != 0)
+		fprintf(stderr, "cutoff: worker %ld: %s\n", (long)getpid(), e.msg);
+	if (write(fd, &sum, sizeof sum) != (ssize_t)sizeof sum || write(fd, &rc, sizeof rc) < 0)
+		rc = ERR_IO;
+	store_close(s);
+	_exit(rc == 0 ? 0 : 1);
+}
+
+static int collect(pid_t pid, int fd, struct sender_summary *total, int *worst)
+{
+	struct sender_summary w;
+	int rc = 0, status;
+
+	if (read(fd, &w, sizeof w) == (ssize_t)sizeof w && read(fd, &rc, sizeof rc) == sizeof rc)
+		summary_add(total, &w);
+	else
+		rc = ERR_SOFTWARE;
+	close(fd);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (rc != 0 && *worst == 0)
+		*worst = rc;
+	return 0;
+}
+
+int cmd_send_parallel(struct ctx *x, const struct campaign *c, int64_t campaign_id,
+		      const struct sender_options *o, int workers, struct sender_summary *sum,
+		      struct err *e)
+{
+	struct sender_options wo = *o;
+	pid_t pids[16];
+	int fds[16], n = 0, worst = 0, rc;
+
+	if (workers <= 1 || o->dry_run)
+		return sender_send(x->store, x->cfg, c, campaign_id, o, sum, e);
+	wo.share = workers, wo.progress = false;
+	if (o->limit > 0)
+		wo.limit = (o->limit + workers - 1) / workers;
+	fflush(NULL);
+	for (int i = 1; i < workers && i < 16; i++) {
+		int p[2];
+		if (pipe(p) != 0)
+			break;
+		if ((pids[n] = fork()) == 0) {
+			close(p[0]);
+			worker_main(x, c, campaign_id, &wo, p[1]);
+		}
+		close(p[1]);
+		if (pids[n] < 0) {
+			close(p[0]);
+			break;
+		}
+		fds[n++] = p[0];
+	}
+	wo.share = n + 1;
+	rc = sender_send(x->store, x->cfg, c, campaign_id, &wo, sum, e);
+	for (int i = 0; i < n; i++)
+		collect(pids[i], fds[i], sum, &worst);
+	if (rc == 0 && worst != 0)
+		rc = err_set(e, worst, "a sending worker failed (see its message above)");
+	return rc;
+}
+
+static int default_workers(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+}
+
 static int send_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
 	static const struct option longopts[] = {
 		{"dry-run", no_argument, NULL, 'n'},
 		{"limit", required_argument, NULL, 'l'},
+		{"workers", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0},
 	};
-	struct sender_options o = {false, 0, x->tty, !x->tty, ctx_now(x)};
+	struct sender_options o = {false, 0, x->tty, !x->tty, ctx_now(x), 1};
+	int workers = default_workers();
+	long v;
 	struct store_campaign sc = {0};
 	struct sender_summary sum;
 	struct campaign *c = NULL;
@@ -67,20 +176,22 @@ static int send_run(struct ctx *x, int argc, char **argv, struct err *e)
 	int ch, rc;
 
 	optind = 0, opterr = 0;
-	while ((ch = getopt_long(argc, argv, "nl:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "nl:w:", longopts, NULL)) != -1) {
 		if (ch == 'n')
 			o.dry_run = true;
 		else if (ch == 'l' && str_to_long(optarg, 1, 1000000000L, &limit))
 			o.limit = limit;
+		else if (ch == 'w' && str_to_long(optarg, 1, 16, &v))
+			workers = (int)v;
 		else
-			return cli_usage(&cmd_send, e, "unknown option or bad --limit");
+			return cli_usage(&cmd_send, e, "unknown option, or a bad --limit or --workers");
 	}
 	if (argc - optind != 1)
 		return cli_usage(&cmd_send, e, "send needs a campaign name");
 	if ((rc = cmd_load_campaign(x, argv[optind], &sc, &c, e)) != 0)
 		return rc;
 	if ((rc = runlock_acquire(&lock, x->db_path, "send", ctx_now(x), e)) == 0 &&
-	    (rc = sender_send(x->store, x->cfg, c, sc.id, &o, &sum, e)) == 0) {
+	    (rc = cmd_send_parallel(x, c, sc.id, &o, workers, &sum, e)) == 0) {
 		cmd_print_send_summary(x->out, c->name, &sum, o.dry_run);
 		rc = cmd_send_status(&sum, e);
 	}
@@ -91,7 +202,7 @@ static int send_run(struct ctx *x, int argc, char **argv, struct err *e)
 }
 
 const struct command cmd_send = {
-	"send", send_run, "send CAMPAIGN [--dry-run] [--limit N]",
+	"send", send_run, "send CAMPAIGN [--dry-run] [--limit N] [--workers N]",
 	"send the campaign's due e-mail through the configured relays",
 	"\nQueues what is due (the initial e-mail of each segment whose time has come, reminder\n"
 	"e-mails, the final notice), then sends it: each delivery is recorded before its SMTP\n"
@@ -99,7 +210,9 @@ const struct command cmd_send = {
 	"backoff until the cutoff, 5xx failed; a hard failure suppresses the address). One run\n"
 	"at a time per database; a second one exits 75 naming the holder.\n\n"
 	"  --dry-run   render and compose every due message, send nothing, record nothing\n"
-	"  --limit N   stop after N messages\n\n"
+	"  --limit N   stop after N messages\n"
+	"  --workers N sending processes (default: one per CPU, at most 4); together they\n"
+	"              keep to each relay's connections and to the rates\n\n"
 	"Exit status 0 when everything due was sent; 75 when something was deferred, every\n"
 	"relay was down, or the run was interrupted (nothing unsent is lost).\n",
 };

@@ -14,6 +14,7 @@
 /* A relay and what the mailer has learnt about it. */
 struct relay_state {
 	const struct relay *cfg;
+	int connections;        /* this process's share of cfg->connections */
 	char *url;              /* cfg->url with the EHLO name as its path */
 	int in_flight;
 	int fail_streak;        /* consecutive MAILER_RELAY_DOWN outcomes */
@@ -157,7 +158,7 @@ static void relay_tokens(struct relay_state *r, int64_t now_ms)
 
 static bool relay_can_take(struct relay_state *r, int64_t now_ms)
 {
-	if (now_ms < r->down_until_ms || r->in_flight >= r->cfg->connections)
+	if (now_ms < r->down_until_ms || r->in_flight >= r->connections)
 		return false;
 	relay_tokens(r, now_ms);
 	return r->rate <= 0 || r->tokens >= 1.0;
@@ -170,7 +171,7 @@ size_t mailer_capacity(const struct mailer *m, int64_t now_ms)
 	for (size_t i = 0; i < m->n_relays; i++) {
 		struct relay_state *r = &m->relays[i];
 		if (relay_can_take(r, now_ms))
-			n += (size_t)(r->cfg->connections - r->in_flight);
+			n += (size_t)(r->connections - r->in_flight);
 	}
 	return n;
 }
@@ -191,7 +192,7 @@ static char *url_with_ehlo(const char *url, const char *ehlo)
 	return xasprintf("%.*s/%s", (int)keep, url, ehlo);
 }
 
-int mailer_new(struct mailer **out, const struct config *cfg, struct err *e)
+int mailer_new(struct mailer **out, const struct config *cfg, int share, struct err *e)
 {
 	struct mailer *m;
 	char host[200] = "localhost";
@@ -212,7 +213,9 @@ int mailer_new(struct mailer **out, const struct config *cfg, struct err *e)
 		struct relay_state *r = &m->relays[i];
 		r->cfg = &cfg->relays[i];
 		r->url = url_with_ehlo(cfg->relays[i].url, m->ehlo);
-		total += r->cfg->connections;
+		r->connections = share > 1 ? (r->cfg->connections + share - 1) / share
+					   : r->cfg->connections;
+		total += r->connections;
 	}
 	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)total);
 	*out = m;

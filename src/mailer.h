@@ -45,10 +45,12 @@ struct mailer_result {
 
 /*
  * Creates a mailer over cfg's relays (at least one; ERR_CONFIG otherwise),
- * sharing one libcurl multi handle. Nothing connects until jobs arrive.
+ * sharing one libcurl multi handle. Nothing connects until jobs arrive. When
+ * share processes send at once, each uses 1/share of every relay's
+ * connections (rounded up), so together they keep to the configured count.
  * Free with mailer_free.
  */
-int mailer_new(struct mailer **out, const struct config *cfg, struct err *e);
+int mailer_new(struct mailer **out, const struct config *cfg, int share, struct err *e);
 void mailer_free(struct mailer *m);
 
 /* How many jobs could start now on relays that are up (free connections). */

@@ -459,9 +459,19 @@ static int randomness_make(const struct mime_message_spec *s, struct composer *c
 		return err_set(e, ERR_SOFTWARE,
 			       "OpenSSL RAND_bytes failed; cannot make a unique Message-ID");
 	hex_encode(hex, rnd, RANDOM_OCTETS);
-	c->message_id = xasprintf("%04d%02d%02d%02d%02d%02d.%s@%s", tm.tm_year + 1900,
-				  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, hex,
-				  s->message_id_domain);
+	/* With a numeric delivery id, the ids of one run sort in delivery order: the
+	 * ledger's Message-ID index then grows at its end instead of at random pages. */
+	if (s->delivery_id != NULL && *s->delivery_id != '\0' &&
+	    s->delivery_id[strspn(s->delivery_id, "0123456789")] == '\0' &&
+	    strlen(s->delivery_id) <= 18)
+		c->message_id = xasprintf("%04d%02d%02d%02d%02d%02d.%018lld.%s@%s",
+					  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+					  tm.tm_min, tm.tm_sec, strtoll(s->delivery_id, NULL, 10),
+					  hex, s->message_id_domain);
+	else
+		c->message_id = xasprintf("%04d%02d%02d%02d%02d%02d.%s@%s", tm.tm_year + 1900,
+					  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+					  tm.tm_sec, hex, s->message_id_domain);
 	hex_encode(hex, rnd + RANDOM_OCTETS, RANDOM_OCTETS);
 	snprintf(c->alt_boundary, sizeof c->alt_boundary, "=-alt-%s", hex);
 	hex_encode(hex, rnd + 2 * RANDOM_OCTETS, RANDOM_OCTETS);

@@ -73,7 +73,9 @@ void mime_shutdown(void);
  * s, out and message_id must not be NULL. out is reset first and holds the
  * message on success (the caller owns out).
  * On success *message_id is a new string the caller frees, without angle
- * brackets ("20030818160000.<24 hex>@domain", as g_mime_message_get_message_id
+ * brackets ("20030818160000.<24 hex>@domain", or with a numeric delivery_id
+ * "20030818160000.<delivery id, 18 digits>.<24 hex>@domain" so that the ids
+ * of one run sort in delivery order; as g_mime_message_get_message_id
  * returns it when a bounce is parsed); the time is that of s->date and the
  * random part, like the multipart boundaries, comes from RAND_bytes.
  *

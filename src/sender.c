@@ -137,7 +137,8 @@ static struct bucket *domain_bucket(struct sender *x, const char *domain)
 
 static void buckets_init(struct sender *x)
 {
-	double g = x->cfg->rate, c = x->c->rate;
+	double share = x->o->share > 1 ? x->o->share : 1;
+	double g = x->cfg->rate / share, c = x->c->rate / share;
 	int64_t now = mailer_now_ms();
 
 	x->global.rate = (g > 0 && (c <= 0 || g < c)) ? g : c;
@@ -146,7 +147,7 @@ static void buckets_init(struct sender *x)
 	x->n_domains = x->cfg->n_domain_rates;
 	for (size_t i = 0; i < x->n_domains; i++) {
 		x->domains[i].domain = x->cfg->domain_rates[i].domain;
-		x->domains[i].b.rate = x->cfg->domain_rates[i].per_second;
+		x->domains[i].b.rate = x->cfg->domain_rates[i].per_second / share;
 		x->domains[i].b.tokens = 1, x->domains[i].b.at_ms = now;
 	}
 }
@@ -661,6 +662,8 @@ static size_t low_water(const struct sender *x)
 		return 256;
 	for (size_t i = 0; i < x->cfg->n_relays; i++)
 		conns += (size_t)x->cfg->relays[i].connections;
+	if (x->o->share > 1)
+		conns = (conns + (size_t)x->o->share - 1) / (size_t)x->o->share;
 	return conns < 4 ? 8 : 2 * conns;
 }
 
@@ -731,7 +734,7 @@ static int setup(struct sender *x)
 		return rc;
 	x->render = render_new(x->templates, &ro);
 	render_result_init(&x->res);
-	if (!x->o->dry_run && (rc = mailer_new(&x->mailer, x->cfg, x->e)) != 0)
+	if (!x->o->dry_run && (rc = mailer_new(&x->mailer, x->cfg, x->o->share, x->e)) != 0)
 		return rc;
 	buckets_init(x);
 	return 0;

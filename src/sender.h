@@ -18,6 +18,8 @@ struct sender_options {
 	bool progress;     /* a progress line on stderr (a terminal) */
 	bool log_attempts; /* one key=value line per attempt on stderr (not a terminal) */
 	int64_t now;       /* the clock: what is due, Date headers, retry times */
+	int share;         /* this many processes send at once (cmd_send's --workers): each
+			    * takes 1/share of the relays' connections and of the rates */
 };
 
 struct sender_summary {

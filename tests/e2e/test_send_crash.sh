@@ -14,11 +14,14 @@ NOW=2003-08-26T17:00:00Z
 kills=0 inflight_sum=0 max_inflight=0 rounds=0
 while [ $kills -lt 20 ] && [ $rounds -lt 200 ]; do
     rounds=$((rounds + 1))
-    "$CUTOFF_BIN" --config "$CONF" --now $NOW send $C >>"$T/runs.log" 2>&1 &
+    # Its own process group, so that SIGKILL takes the run and its workers at once,
+    # as systemd does with a unit's cgroup.
+    setsid "$CUTOFF_BIN" --config "$CONF" --now $NOW send $C >>"$T/runs.log" 2>&1 &
     pid=$!
     sleep "0.$(( (RANDOM % 30) + 5 ))"
-    if kill -9 $pid 2>/dev/null; then
+    if kill -9 -- -$pid 2>/dev/null; then
         wait $pid 2>/dev/null
+        while pgrep -g $pid >/dev/null; do sleep 0.05; done
         kills=$((kills + 1))
         n=$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sending'")
         inflight_sum=$((inflight_sum + n))
