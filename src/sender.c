@@ -549,8 +549,17 @@ static int claim_batch(struct sender *x, size_t *got)
 		rc = txn_commit(x);
 	else if (!x->o->dry_run)
 		store_rollback(x->s);
+	/* The batch's lookups (recipient, suppression) share one read transaction. */
+	if (rc == 0 && n > 0 && !x->o->dry_run && (rc = store_begin_read(x->s, x->e)) != 0)
+		return rc;
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = prepare(x, &claims[i]);
+	if (n > 0 && !x->o->dry_run) {
+		if (rc == 0)
+			rc = store_commit(x->s, x->e);
+		else
+			store_rollback(x->s);
+	}
 	*got = n;
 	return rc;
 }

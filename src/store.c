@@ -415,6 +415,11 @@ int store_begin(struct store *s, struct err *e)
 	return exec(s, "BEGIN IMMEDIATE", e);
 }
 
+int store_begin_read(struct store *s, struct err *e)
+{
+	return exec(s, "BEGIN DEFERRED", e);
+}
+
 int store_commit(struct store *s, struct err *e)
 {
 	return exec(s, "COMMIT", e);

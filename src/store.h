@@ -34,6 +34,8 @@ int store_schema_latest(void);
 
 /* Transactions. store_begin takes the write lock at once (BEGIN IMMEDIATE). */
 int store_begin(struct store *s, struct err *e);
+/* A read transaction: many lookups under one shared lock (end it with store_commit). */
+int store_begin_read(struct store *s, struct err *e);
 int store_commit(struct store *s, struct err *e);
 void store_rollback(struct store *s);
 /* synchronous=FULL (default) or NORMAL, for bulk loads that can be redone. */
