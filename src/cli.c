@@ -21,6 +21,7 @@ static const struct command *const commands[] = {
 	&cmd_import,
 	&cmd_preview,
 	&cmd_send,
+	&cmd_bounces,
 	NULL,
 };
 

@@ -1634,11 +1634,13 @@ static void original_from_message(struct dsn_result *res, GMimeMessage *orig)
 		res->original_message_id = xstrdup(id);
 	for (int i = 0; i < n; i++) {
 		GMimeHeader *h = g_mime_header_list_get_header_at(list, i);
-		const char *name = g_mime_header_get_name(h);
-		const char *value = g_mime_header_get_value(h);
+		const char *name = g_mime_header_get_name(h), *value;
 
-		if (name != NULL && strncasecmp(name, "X-Cutoff-", 9) == 0)
+		/* Only these values are decoded: decoding every header costs charset work. */
+		if (name != NULL && strncasecmp(name, "X-Cutoff-", 9) == 0) {
+			value = g_mime_header_get_value(h);
 			add_cutoff_header(res, name, value ? value : "");
+		}
 	}
 }
 
@@ -1681,15 +1683,16 @@ static void collect_envelope(struct parse_ctx *c)
 
 static void ctx_init(struct parse_ctx *c, GMimeMessage *msg)
 {
+	struct buf *bufs[] = {&c->notice, &c->lower, &c->html, &c->ds, &c->fb, &c->orig_hdrs};
+
 	memset(c, 0, sizeof *c);
 	c->msg = msg;
 	c->res = xcalloc(1, sizeof *c->res);
-	buf_init(&c->notice);
-	buf_init(&c->lower);
-	buf_init(&c->html);
-	buf_init(&c->ds);
-	buf_init(&c->fb);
-	buf_init(&c->orig_hdrs);
+	/* Never NULL, so that pointer arithmetic on an empty buffer is defined. */
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+		buf_init(bufs[i]);
+		buf_append(bufs[i], "", 0);
+	}
 	address_into(header(msg, "From"), c->from_buf, sizeof c->from_buf);
 	address_into(header(msg, "To"), c->to_buf, sizeof c->to_buf);
 }
