@@ -22,6 +22,14 @@ static const struct command *const commands[] = {
 	&cmd_preview,
 	&cmd_send,
 	&cmd_bounces,
+	&cmd_run,
+	&cmd_login,
+	&cmd_complete,
+	&cmd_calendar,
+	&cmd_user,
+	&cmd_who,
+	&cmd_report,
+	&cmd_forget,
 	NULL,
 };
 

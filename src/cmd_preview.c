@@ -72,7 +72,7 @@ static int preview_one(void *ud, const struct store_recipient *rc)
 {
 	struct preview *pv = ud;
 	struct render_request q = {rc, segment_of(pv, rc->segment_id), ctx_now(pv->x), NULL, NULL,
-				   NULL};
+				   NULL, NULL};
 	struct render_result res;
 	int ret;
 

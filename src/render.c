@@ -128,7 +128,8 @@ static void locales_scan(struct render_templates *t)
 		free(path);
 	}
 	closedir(dir);
-	qsort(t->locales, t->n_locales, sizeof *t->locales, str_cmp);
+	if (t->n_locales > 1) /* qsort must not be given NULL, which locales is when empty */
+		qsort(t->locales, t->n_locales, sizeof *t->locales, str_cmp);
 }
 
 /* The locale folder called tag (case ignored), or NULL. */
@@ -430,7 +431,7 @@ static void context_init(struct render *r)
 	static const char *const top[] = {"client_name", "cutoff_date", "cutoff_time",
 					  "reminder_start_date", "days_left", "upgrade_url",
 					  "target_version", "unsubscribe_url", "locale", "timezone",
-					  NULL};
+					  "kind", "is_reminder", "is_final_notice", NULL};
 
 	r->root = json_object();
 	r->recipient = json_object();
@@ -837,6 +838,16 @@ static int context_fill(struct render *r, const struct render_request *q,
 	return 0;
 }
 
+/* What kind of message this is: kind, and the two flags a template can test in a section. */
+static void context_kind(struct render *r, const char *kind)
+{
+	set_str(r->root, "kind", kind);
+	json_object_set_new_nocheck(r->root, "is_reminder",
+				    json_boolean(strcmp(kind, "reminder") == 0));
+	json_object_set_new_nocheck(r->root, "is_final_notice",
+				    json_boolean(strcmp(kind, "final") == 0));
+}
+
 /* ---- rendering and composing -------------------------------------------------------------- */
 
 void render_result_init(struct render_result *res)
@@ -965,6 +976,8 @@ int render_parts(struct render *r, const struct render_request *q, struct render
 	res->has_html = false;
 	if ((rc = context_fill(r, q, &s, e)) != 0)
 		return rc;
+	context_kind(r, q->kind ? q->kind : "initial");
+	res->days_left = json_integer_value(json_object_get(r->root, "days_left"));
 	res->locale = s->locale ? s->locale : RENDER_DEFAULT_LOCALE;
 	if ((rc = part_render(r, s, RENDER_SUBJECT, q->recipient, &res->part[RENDER_SUBJECT], e)) ||
 	    (rc = part_render(r, s, RENDER_TEXT, q->recipient, &res->part[RENDER_TEXT], e)))
@@ -993,7 +1006,9 @@ int render_login(struct render *r, const struct render_request *q, struct render
 
 	if ((rc = context_fill(r, q, &s, e)) != 0)
 		return rc;
+	context_kind(r, q->kind ? q->kind : "login");
 	res->locale = s->locale ? s->locale : RENDER_DEFAULT_LOCALE;
+	res->days_left = json_integer_value(json_object_get(r->root, "days_left"));
 	if ((rc = part_render(r, s, RENDER_LOGIN, q->recipient, &res->part[RENDER_LOGIN], e)))
 		return rc;
 	if (str_has_control(buf_str(&res->part[RENDER_LOGIN])))
@@ -1251,7 +1266,7 @@ static void sample_check(struct render *r, const struct tmpl_set *s, const struc
 			 bool full, struct diag *d, struct seen *seen)
 {
 	struct store_recipient rc;
-	struct render_request q = {&rc, g, r->c->announce_at, "1", NULL, NULL};
+	struct render_request q = {&rc, g, r->c->announce_at, "1", NULL, NULL, NULL};
 	struct render_result res;
 	struct buf attrs;
 	struct err e = {0};

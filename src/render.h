@@ -116,6 +116,10 @@ struct render_request {
 	const char *delivery_id;        /* X-Cutoff-Delivery, or NULL */
 	const char *unsubscribe_mailto; /* List-Unsubscribe mailto (the VERP address), or NULL */
 	const char *unsubscribe_url;    /* overrides the HMAC-token URL, or NULL */
+	const char *kind;               /* the delivery kind: "initial", "reminder" or "final"
+					 * (the ledger's); NULL: "initial" for messages, "login"
+					 * for render_login. Templates see kind, is_reminder and
+					 * is_final_notice */
 };
 
 /* What came out; reused across calls (buffers keep their memory). */
@@ -127,6 +131,7 @@ struct render_result {
 	char *message_id;               /* its Message-ID without <>, or NULL */
 	const char *locale;             /* the template locale used ("fr", "en"); owned by the
 					 * templates */
+	int64_t days_left;              /* the days_left the templates saw */
 };
 
 void render_result_init(struct render_result *res);

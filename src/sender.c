@@ -427,7 +427,7 @@ static int render_job(struct prep *p, const struct store_recipient *r, const str
 {
 	struct sender *x = p->x;
 	char delivery[24], from[VERP_ADDRESS_SIZE];
-	struct render_request q = {r, g, x->o->now, delivery, NULL, NULL};
+	struct render_request q = {r, g, x->o->now, delivery, NULL, NULL, p->claim->kind};
 	struct err re = {0};
 	struct mailer_job *job;
 	struct item *it;

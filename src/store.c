@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "migrations.h"
+#include "store_login.h" /* the queue marks */
 #include "util.h"
 
 /* Every statement, prepared once per connection on first use. */
@@ -388,6 +389,10 @@ void store_close(struct store *s)
 		return;
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
+	for (size_t i = 0; i < sizeof s->login_stmts / sizeof *s->login_stmts; i++)
+		sqlite3_finalize(s->login_stmts[i]);
+	for (size_t i = 0; i < sizeof s->report_stmts / sizeof *s->report_stmts; i++)
+		sqlite3_finalize(s->report_stmts[i]);
 	sqlite3_close(s->db);
 	free(s->path);
 	free(s);
@@ -970,10 +975,17 @@ int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t s
 				 const char *kind, int64_t occurrence, int64_t due_at,
 				 int64_t now, int64_t *queued, struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, ST_DELIVERY_QUEUE, e);
+	sqlite3_stmt *st;
+	int64_t watermark;
+	bool fresh;
 	int rc;
 
-	if (st == NULL)
+	/* Queued in full before, and no recipient added or moved in since: nothing to add. */
+	*queued = 0;
+	if ((rc = store_queue_mark_fresh(s, segment_id, kind, occurrence, &fresh, &watermark,
+					 e)) != 0 || fresh)
+		return rc;
+	if ((st = stmt(s, ST_DELIVERY_QUEUE, e)) == NULL)
 		return e->code;
 	sqlite3_bind_int64(st, 1, campaign_id);
 	sqlite3_bind_int64(st, 2, segment_id);
@@ -984,7 +996,7 @@ int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t s
 	if ((rc = step_done(s, st, "queueing deliveries", e)) != 0)
 		return rc;
 	*queued = sqlite3_changes(s->db);
-	return 0;
+	return store_queue_mark_set(s, segment_id, kind, occurrence, watermark, now, e);
 }
 
 int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_id, int64_t now,

@@ -16,6 +16,8 @@ struct store {
 	char *path;
 	int version_at_open;
 	sqlite3_stmt *stmts[STORE_MAX_STATEMENTS]; /* store.c's own, indexed by its enum */
+	sqlite3_stmt *login_stmts[32];             /* store_login.c's, indexed by its enum */
+	sqlite3_stmt *report_stmts[32];            /* store_report.c's, indexed by its enum */
 };
 
 /*

@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 			for (int k = 0; k < 1000; k++, done++) {
 				struct person *p = &ps[done % n];
 				struct render_request q = {&p->r, p->g, c->announce_at, NULL, NULL,
-							   NULL};
+							   NULL, NULL};
 				if ((mode == 0 ? render_message(r, &q, &res, &e)
 					       : render_parts(r, &q, &res, &e)) != 0) {
 					fprintf(stderr, "bench_render: %s\n", e.msg);

@@ -355,7 +355,7 @@ static void render_ok(const struct campaign *c, const struct store_recipient *r,
 {
 	struct render_templates *t = templates_ok(c);
 	struct render *rr = render_new(t, o);
-	struct render_request q = {r, &c->segments[segment], ANNOUNCE, "d-7", NULL, NULL};
+	struct render_request q = {r, &c->segments[segment], ANNOUNCE, "d-7", NULL, NULL, NULL};
 	struct err e = {0};
 
 	if (render_message(rr, &q, res, &e) != 0)
@@ -658,7 +658,7 @@ static void test_hostile_values(void **state)
 	struct store_recipient r = recipient_base();
 	struct render_templates *t = templates_ok(c);
 	struct render *rr = render_new(t, NULL);
-	struct render_request q = {&r, &c->segments[0], ANNOUNCE, NULL, NULL, NULL};
+	struct render_request q = {&r, &c->segments[0], ANNOUNCE, NULL, NULL, NULL, NULL};
 	struct render_result res;
 	struct err e = {0};
 	GMimeMessage *m;
@@ -741,7 +741,7 @@ static void test_text_only_and_calendar(void **state)
 	{
 		struct render_templates *t = templates_ok(c);
 		struct render *rr = render_new(t, &o);
-		struct render_request q = {&r, &c->segments[1], ANNOUNCE, NULL, NULL, NULL};
+		struct render_request q = {&r, &c->segments[1], ANNOUNCE, NULL, NULL, NULL, NULL};
 		struct render_result parts;
 		struct err e = {0};
 		render_result_init(&parts);
@@ -769,7 +769,7 @@ static void test_zone_cache(void **state)
 	struct render_templates *t = templates_ok(c);
 	struct render *rr = render_new(t, NULL);
 	struct store_recipient r = recipient_base();
-	struct render_request q = {&r, &c->segments[1], ANNOUNCE, NULL, NULL, NULL};
+	struct render_request q = {&r, &c->segments[1], ANNOUNCE, NULL, NULL, NULL, NULL};
 	struct render_result res;
 	struct err e = {0};
 	char zone[32];

@@ -1,0 +1,305 @@
+/* store_login.c — the scheduler's SQL (part of the store module): logins, login reminders,
+ * completion, queue marks. */
+#include "store_login.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+#include "util.h"
+
+enum login_stmt {
+	LS_RECIPIENT,
+	LS_LOGIN_ADD,
+	LS_REMINDER_CLAIM,
+	LS_REMINDER_RELEASE,
+	LS_REMINDER_EACH,
+	LS_CAMPAIGNS_SIGNATURE,
+	LS_COMPLETE,
+	LS_COMPLETE_CANCEL,
+	LS_COMPLETE_EVENT,
+	LS_MARK_FRESH,
+	LS_MARK_SET,
+	LS_COUNT
+};
+
+static const char *const login_sql[LS_COUNT] = {
+	[LS_RECIPIENT] =
+		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
+		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
+		" FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
+	[LS_LOGIN_ADD] =
+		"INSERT INTO login (user_id, at, client_version, platform, outcome)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[LS_REMINDER_CLAIM] =
+		"INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index,"
+		" shown_at, client_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+		" ON CONFLICT (recipient_id, period_start) DO NOTHING",
+	[LS_REMINDER_RELEASE] =
+		"DELETE FROM login_reminder WHERE recipient_id = ?1 AND period_start = ?2",
+	[LS_REMINDER_EACH] =
+		"SELECT period_index, shown_at FROM login_reminder WHERE recipient_id = ?1"
+		" ORDER BY period_start",
+	[LS_CAMPAIGNS_SIGNATURE] =
+		"SELECT coalesce(group_concat(id || ':' || state || ':' || digest || ':'"
+		" || cutoff_at || ':' || updated_at, ','), '')"
+		" FROM (SELECT * FROM campaign ORDER BY id)",
+	[LS_COMPLETE] =
+		"UPDATE recipient SET state = 'completed', completed_at = ?2, updated_at = ?2"
+		" WHERE id = ?1 AND state = 'pending'",
+	[LS_COMPLETE_CANCEL] =
+		"UPDATE delivery SET state = 'cancelled', reason = 'completed', updated_at = ?2"
+		" WHERE recipient_id = ?1 AND state IN ('queued', 'deferred')",
+	[LS_COMPLETE_EVENT] =
+		"INSERT INTO event (campaign_id, recipient_id, at, kind, detail)"
+		" VALUES (?1, ?2, ?3, 'completed', ?4)",
+	[LS_MARK_FRESH] =
+		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
+		" AND kind = ?2 AND occurrence = ?3), -1),"
+		" (SELECT coalesce(max(id), 0) FROM recipient)",
+	[LS_MARK_SET] =
+		"INSERT INTO queue_mark (segment_id, kind, occurrence, watermark, queued_at)"
+		" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (segment_id, kind, occurrence)"
+		" DO UPDATE SET watermark = excluded.watermark, queued_at = excluded.queued_at",
+};
+
+_Static_assert(LS_COUNT <= sizeof((struct store *)0)->login_stmts /
+				   sizeof(((struct store *)0)->login_stmts[0]),
+	       "raise the size of struct store's login_stmts");
+
+/* The cached statement id, reset with its bindings cleared; NULL with e filled. */
+static sqlite3_stmt *stmt(struct store *s, enum login_stmt id, struct err *e)
+{
+	sqlite3_stmt *st = s->login_stmts[id];
+
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return st;
+	}
+	if (sqlite3_prepare_v3(s->db, login_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+	    SQLITE_OK) {
+		store_db_error(s, e, "preparing a statement");
+		return NULL;
+	}
+	s->login_stmts[id] = st;
+	return st;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+/* The columns of LS_RECIPIENT, in store.c's order. */
+static void recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)
+{
+	r->id = sqlite3_column_int64(st, 0);
+	r->campaign_id = sqlite3_column_int64(st, 1);
+	r->user_id = col_text(st, 2), r->email = col_text(st, 3);
+	r->name = col_text(st, 4), r->locale = col_text(st, 5), r->timezone = col_text(st, 6);
+	r->client = col_text(st, 7), r->version = col_text(st, 8);
+	r->platform = col_text(st, 9), r->os = col_text(st, 10), r->attrs = col_text(st, 11);
+	r->segment_id = sqlite3_column_int64(st, 12);
+	r->digest = (uint64_t)sqlite3_column_int64(st, 13);
+	r->state = col_text(st, 14);
+	r->import_run = 0;
+}
+
+int store_login_recipient(struct store *s, int64_t campaign_id, const char *user_id,
+			  int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			  struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_RECIPIENT, e);
+	struct store_recipient r;
+	int rc, step;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		recipient_from_row(st, &r);
+		rc = fn(ud, &r); /* the row stays valid: fn uses other statements */
+	} else {
+		rc = step == SQLITE_DONE ? 1 : store_db_error(s, e, "looking up a login's user");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_login_record(struct store *s, const char *user_id, int64_t at,
+		       const char *client_version, const char *platform, const char *outcome,
+		       struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_LOGIN_ADD, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at);
+	store_bind_text(st, 3, client_version);
+	store_bind_text(st, 4, platform);
+	sqlite3_bind_text(st, 5, outcome, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "recording a login", e);
+}
+
+int store_login_reminder_claim(struct store *s, const struct store_login_reminder *r,
+			       bool *claimed, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_REMINDER_CLAIM, e);
+	int rc;
+
+	*claimed = false;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, r->recipient_id);
+	sqlite3_bind_int64(st, 2, r->period_start);
+	sqlite3_bind_int64(st, 3, r->campaign_id);
+	sqlite3_bind_int64(st, 4, r->period_index);
+	sqlite3_bind_int64(st, 5, r->at);
+	store_bind_text(st, 6, r->client_version);
+	if ((rc = store_step_done(s, st, "recording a login reminder", e)) != 0)
+		return rc;
+	*claimed = sqlite3_changes(s->db) == 1;
+	return 0;
+}
+
+int store_login_reminder_release(struct store *s, int64_t recipient_id, int64_t period_start,
+				 struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_REMINDER_RELEASE, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, recipient_id);
+	sqlite3_bind_int64(st, 2, period_start);
+	return store_step_done(s, st, "taking back a login reminder", e);
+}
+
+int store_login_reminder_each(struct store *s, int64_t recipient_id,
+			      int (*fn)(void *ud, int64_t period_index, int64_t shown_at),
+			      void *ud, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0, step = SQLITE_DONE;
+
+	/* Its own statement: fn may use the cached ones. */
+	if (sqlite3_prepare_v2(s->db, login_sql[LS_REMINDER_EACH], -1, &st, NULL) != SQLITE_OK)
+		return store_db_error(s, e, "listing login reminders");
+	sqlite3_bind_int64(st, 1, recipient_id);
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+		rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_db_error(s, e, "listing login reminders");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_login_campaigns_signature(struct store *s, char **out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_CAMPAIGNS_SIGNATURE, e);
+	int step;
+
+	*out = NULL;
+	if (st == NULL)
+		return e->code;
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW)
+		*out = xstrdup(col_text(st, 0) ? col_text(st, 0) : "");
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the campaigns");
+}
+
+int store_login_stream(struct store *s, struct err *e)
+{
+	/* 32768 pages (128 MiB of WAL) between checkpoints; 64 MiB of page cache, so that a
+	 * batch's dirty pages stay in memory until its commit instead of spilling early. */
+	static const char sql[] = "PRAGMA wal_autocheckpoint = 32768; PRAGMA cache_size = -65536";
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return store_db_error(s, e, "tuning the connection for logins");
+	return 0;
+}
+
+static int complete_event(struct store *s, int64_t campaign_id, int64_t recipient_id,
+			  int64_t now, const char *detail, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_COMPLETE_EVENT, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, recipient_id);
+	sqlite3_bind_int64(st, 3, now);
+	store_bind_text(st, 4, detail);
+	return store_step_done(s, st, "recording a completion", e);
+}
+
+int store_recipient_complete(struct store *s, int64_t campaign_id, int64_t recipient_id,
+			     int64_t now, const char *detail, bool *changed, int64_t *cancelled,
+			     struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_COMPLETE, e);
+	int rc;
+
+	*changed = false;
+	if (cancelled != NULL)
+		*cancelled = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, recipient_id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = store_step_done(s, st, "completing a recipient", e)) != 0)
+		return rc;
+	if (sqlite3_changes(s->db) == 0)
+		return 0;
+	*changed = true;
+	if ((st = stmt(s, LS_COMPLETE_CANCEL, e)) == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, recipient_id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = store_step_done(s, st, "cancelling a completed recipient's e-mail", e)) != 0)
+		return rc;
+	if (cancelled != NULL)
+		*cancelled = sqlite3_changes(s->db);
+	return complete_event(s, campaign_id, recipient_id, now, detail, e);
+}
+
+int store_queue_mark_fresh(struct store *s, int64_t segment_id, const char *kind,
+			   int64_t occurrence, bool *fresh, int64_t *watermark, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_MARK_FRESH, e);
+	int step;
+
+	*fresh = false, *watermark = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, segment_id);
+	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, occurrence);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		*watermark = sqlite3_column_int64(st, 1);
+		*fresh = sqlite3_column_int64(st, 0) >= *watermark;
+	}
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the queue marks");
+}
+
+int store_queue_mark_set(struct store *s, int64_t segment_id, const char *kind,
+			 int64_t occurrence, int64_t watermark, int64_t now, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_MARK_SET, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, segment_id);
+	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, occurrence);
+	sqlite3_bind_int64(st, 4, watermark);
+	sqlite3_bind_int64(st, 5, now);
+	return store_step_done(s, st, "recording a queue mark", e);
+}

@@ -1,0 +1,114 @@
+/* store_login.h — the scheduler's SQL: logins, login reminders, completion, and the queue marks
+ * of the daily run. Part of the store module (tables of db/004_login.sql, the ledger). */
+#ifndef CUTOFF_STORE_LOGIN_H
+#define CUTOFF_STORE_LOGIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "store.h"
+
+/*
+ * Every function returns 0 or a negative err code with e filled (ERR_TEMPFAIL when the
+ * database is busy, ERR_IO otherwise). None opens a transaction: each runs in the caller's
+ * (store_begin), so a login's reminder, completion and login record commit together. The
+ * statements are prepared once per connection and cached in it: one connection per thread.
+ */
+
+/* ---- logins and login reminders ---- */
+
+/*
+ * Finds the recipient of campaign_id whose user id is exactly user_id and calls fn with it
+ * (strings valid during the call only; fn may run other store functions). Returns fn's
+ * result, 1 when there is no such recipient, or a store error.
+ */
+int store_login_recipient(struct store *s, int64_t campaign_id, const char *user_id,
+			  int (*fn)(void *ud, const struct store_recipient *r), void *ud,
+			  struct err *e);
+
+/*
+ * Appends a login: user_id as given, at (UTC), the client version and platform reported
+ * (NULL when not), and outcome (reminder, completed, none, unknown; see db/004_login.sql).
+ */
+int store_login_record(struct store *s, const char *user_id, int64_t at,
+		       const char *client_version, const char *platform, const char *outcome,
+		       struct err *e);
+
+/* A login reminder to claim: one recipient, one cadence period. */
+struct store_login_reminder {
+	int64_t campaign_id;
+	int64_t recipient_id;
+	int64_t period_start;      /* UTC start of the period: with recipient_id, the key */
+	int64_t period_index;
+	int64_t at;                /* the login's time */
+	const char *client_version; /* or NULL */
+};
+
+/*
+ * Records that r's reminder is shown now, unless one was shown in that period already:
+ * *claimed is true only for the call that inserted it (INSERT ... ON CONFLICT DO NOTHING),
+ * so of two concurrent logins exactly one gets it.
+ */
+int store_login_reminder_claim(struct store *s, const struct store_login_reminder *r,
+			       bool *claimed, struct err *e);
+
+/* Takes back a claim of this transaction (the text could not be rendered after all). */
+int store_login_reminder_release(struct store *s, int64_t recipient_id, int64_t period_start,
+				 struct err *e);
+
+/*
+ * Calls fn with the 0-based period index of every login reminder shown to recipient_id, in
+ * period order (for `cutoff user`, tests and reports). fn returning non-zero stops.
+ */
+int store_login_reminder_each(struct store *s, int64_t recipient_id,
+			      int (*fn)(void *ud, int64_t period_index, int64_t shown_at),
+			      void *ud, struct err *e);
+
+/*
+ * A text that changes whenever a campaign is added or removed or changes its state,
+ * definition or dates: a login server keeping campaigns in memory compares it now and then
+ * to know when to reload them. *out is freed by the caller.
+ */
+int store_login_campaigns_signature(struct store *s, char **out, struct err *e);
+
+/*
+ * Tunes s for a stream of login transactions (cutoff login --batch, cutoff serve): the WAL is
+ * checkpointed every 32768 pages instead of SQLite's 1000, so that a page written by many
+ * commits in a row (the login table's last page, hot index pages) is copied back to the
+ * database once, not once per checkpoint; and the page cache is 64 MiB, so that a batch's
+ * dirty pages are written at its commit rather than spilled before. Durability is unchanged
+ * (synchronous=FULL).
+ */
+int store_login_stream(struct store *s, struct err *e);
+
+/* ---- completion ---- */
+
+/*
+ * Completes recipient_id (of campaign_id) at now if it is pending: state 'completed',
+ * completed_at, and every delivery of it still queued or deferred cancelled (reason
+ * 'completed'; one already handed to a relay cannot be called back), with an event
+ * "completed" whose detail is the JSON object text detail. *changed is false (and nothing
+ * is written) when it was not pending: already completed, unaffected or forgotten.
+ * *cancelled (may be NULL) counts the deliveries cancelled.
+ */
+int store_recipient_complete(struct store *s, int64_t campaign_id, int64_t recipient_id,
+			     int64_t now, const char *detail, bool *changed, int64_t *cancelled,
+			     struct err *e);
+
+/* ---- queue marks: what the daily run has queued in full ---- */
+
+/*
+ * Whether (segment_id, kind, occurrence) was queued in full and nothing since could need
+ * another delivery (db/004_login.sql, queue_mark): *fresh. *watermark is the highest
+ * recipient id now, to pass to store_queue_mark_set after queueing.
+ */
+int store_queue_mark_fresh(struct store *s, int64_t segment_id, const char *kind,
+			   int64_t occurrence, bool *fresh, int64_t *watermark, struct err *e);
+
+/* Records that (segment_id, kind, occurrence) is queued for every pending recipient up to
+ * watermark. Call in the transaction that queued them. */
+int store_queue_mark_set(struct store *s, int64_t segment_id, const char *kind,
+			 int64_t occurrence, int64_t watermark, int64_t now, struct err *e);
+
+#endif

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The systemd units: `systemd-analyze verify` accepts them (with ExecStart pointing at the
+# binary under test, since `cutoff` is not installed here), the service's exposure score stays
+# low (its hardening is really there), and `cmake --install` puts both where systemd looks.
+. "$(dirname "$0")/lib.sh"
+command -v systemd-analyze >/dev/null || { echo "SKIP: systemd-analyze is missing (apt-get install systemd)"; exit 77; }
+U=$SRC/systemd
+mkdir -p "$T/units"
+sed "s|^ExecStart=cutoff |ExecStart=$CUTOFF_BIN |" "$U/cutoff.service" >"$T/units/cutoff.service"
+cp "$U/cutoff.timer" "$T/units/cutoff.timer"
+grep -q '^ExecStart=cutoff run$' "$U/cutoff.service"; check $? 0 "the service runs cutoff run"
+
+systemd-analyze verify --man=no "$T/units/cutoff.service" "$T/units/cutoff.timer" >"$OUT" 2>"$ERR"
+RC=$?
+expect_rc 0 "systemd-analyze verify accepts both units"
+check "$(cat "$ERR")" "" "and has nothing to say about them"
+
+# A unit that verify would refuse, so that the check above can fail.
+printf '[Service]\nType=oneshot\nExecStart=%s run\nProtectSystem=sideways\n' "$CUTOFF_BIN" \
+    >"$T/units/broken.service"
+systemd-analyze verify --man=no "$T/units/broken.service" >"$OUT" 2>"$ERR"
+expect_err "broken.service:4:" "a bad setting is reported with its line"
+
+# Exposure 0-10 (0 best): the hardening must keep it under 2.0 (the threshold is in tenths).
+systemd-analyze security --offline=yes --threshold=20 "$T/units/cutoff.service" >"$OUT" 2>"$ERR"
+RC=$?
+expect_rc 0 "systemd-analyze security: exposure at most 2.0"
+expect_out "Overall exposure level for cutoff.service" "the score is printed"
+for key in Type=oneshot User=cutoff StateDirectory=cutoff ConfigurationDirectory=cutoff \
+    ProtectSystem=strict ProtectHome=yes PrivateTmp=yes PrivateDevices=yes NoNewPrivileges=yes \
+    'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' SystemCallFilter=@system-service; do
+    grep -qxF "$key" "$U/cutoff.service"; check $? 0 "cutoff.service has $key"
+done
+for key in OnCalendar=daily Persistent=true RandomizedDelaySec=30min WantedBy=timers.target; do
+    grep -qxF "$key" "$U/cutoff.timer"; check $? 0 "cutoff.timer has $key"
+done
+
+# cmake --install puts them where systemd finds units.
+if [ -n "${CUTOFF_BUILD_DIR:-}" ] && command -v cmake >/dev/null; then
+    cmake --install "$CUTOFF_BUILD_DIR" --prefix "$T/prefix" >"$OUT" 2>"$ERR"
+    RC=$?
+    expect_rc 0 "cmake --install"
+    check "$(cd "$T/prefix/lib/systemd/system" 2>/dev/null && ls cutoff.service cutoff.timer | tr '\n' ' ')" \
+        "cutoff.service cutoff.timer " "both units installed under lib/systemd/system"
+fi
+finish
