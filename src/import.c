@@ -13,6 +13,7 @@
 
 #include "address.h"
 #include "schedule.h"
+#include "store_report.h"
 #include "util.h"
 #include "version.h"
 
@@ -462,6 +463,7 @@ static void row_process(struct importer *im)
 	struct row w;
 	int64_t segment_id;
 	enum outcome o = OUT_SKIPPED;
+	bool forgotten = false;
 	int rc;
 
 	memset(&w, 0, sizeof w);
@@ -473,6 +475,16 @@ static void row_process(struct importer *im)
 	}
 	if (!row_build(im, &w))
 		goto out;
+	/* A forgotten person stays forgotten: their data is not taken in again (and not
+	 * written to the rejects file either); they count as not affected. */
+	if ((rc = store_report_address_forgotten(im->s, w.email, &forgotten, im->e)) != 0) {
+		im->fatal = rc;
+		goto out;
+	}
+	if (forgotten) {
+		im->r->counts.not_affected++;
+		goto out;
+	}
 	segment_id = row_segment(im, &w);
 	if ((rc = row_store(im, &w, segment_id, &o)) != 0) {
 		im->fatal = rc;

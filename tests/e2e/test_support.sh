@@ -428,4 +428,6 @@ sleep 1
 check "$(pf_count_delivered)" "$before" "nothing is mailed to the forgotten address"
 check "$(sql "$DB" "SELECT count(*) FROM delivery d JOIN recipient r ON r.id = d.recipient_id WHERE r.email = 's-forget@users.example.test' AND d.state NOT IN ('suppressed', 'cancelled')")" \
     "0" "any delivery to it is suppressed"
+check "$(sql "$DB" "SELECT count(*) FROM recipient WHERE email = 's-forget@users.example.test' OR name = 'Forget Me' OR user_id = 's-forget'")" \
+    "0" "a re-import does not bring the forgotten person's data back"
 finish
