@@ -787,6 +787,11 @@ static void recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)
 	r->import_run = 0;
 }
 
+void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)
+{
+	recipient_from_row(st, r);
+}
+
 int store_recipient_lookup(struct store *s, int64_t campaign_id, const char *key,
 			   int (*fn)(void *ud, const struct store_recipient *r), void *ud,
 			   struct err *e)

@@ -34,4 +34,9 @@ void store_bind_text(sqlite3_stmt *st, int i, const char *v);
  * store_db_error's code. */
 int store_step_done(struct store *s, sqlite3_stmt *st, const char *what, struct err *e);
 
+/* Fills r from a row whose columns are store.c's recipient columns, in its order (id,
+ * campaign_id, user_id, email, name, locale, timezone, client, version, platform, os, attrs,
+ * segment_id, digest, state); strings stay valid until the statement moves on. */
+void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r);
+
 #endif

@@ -87,25 +87,6 @@ static sqlite3_stmt *stmt(struct store *s, enum login_stmt id, struct err *e)
 	return st;
 }
 
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
-}
-
-/* The columns of LS_RECIPIENT, in store.c's order. */
-static void recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)
-{
-	r->id = sqlite3_column_int64(st, 0);
-	r->campaign_id = sqlite3_column_int64(st, 1);
-	r->user_id = col_text(st, 2), r->email = col_text(st, 3);
-	r->name = col_text(st, 4), r->locale = col_text(st, 5), r->timezone = col_text(st, 6);
-	r->client = col_text(st, 7), r->version = col_text(st, 8);
-	r->platform = col_text(st, 9), r->os = col_text(st, 10), r->attrs = col_text(st, 11);
-	r->segment_id = sqlite3_column_int64(st, 12);
-	r->digest = (uint64_t)sqlite3_column_int64(st, 13);
-	r->state = col_text(st, 14);
-	r->import_run = 0;
-}
 
 int store_login_recipient(struct store *s, int64_t campaign_id, const char *user_id,
 			  int (*fn)(void *ud, const struct store_recipient *r), void *ud,
@@ -121,7 +102,7 @@ int store_login_recipient(struct store *s, int64_t campaign_id, const char *user
 	sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
 	step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
-		recipient_from_row(st, &r);
+		store_recipient_from_row(st, &r);
 		rc = fn(ud, &r); /* the row stays valid: fn uses other statements */
 	} else {
 		rc = step == SQLITE_DONE ? 1 : store_db_error(s, e, "looking up a login's user");
@@ -208,7 +189,7 @@ int store_login_campaigns_signature(struct store *s, char **out, struct err *e)
 		return e->code;
 	step = sqlite3_step(st);
 	if (step == SQLITE_ROW)
-		*out = xstrdup(col_text(st, 0) ? col_text(st, 0) : "");
+		*out = xstrdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
 	sqlite3_reset(st);
 	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the campaigns");
 }
