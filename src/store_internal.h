@@ -1,4 +1,5 @@
-/* store_internal.h — what the files of the store module share (store.c, store_bounces.c):
+/* store_internal.h — what the files of the store module share (store.c, store_bounces.c,
+ * store_login.c, store_report.c, store_ledger.c):
  * the connection and three helpers. Nothing outside the store module includes this. */
 #ifndef CUTOFF_STORE_INTERNAL_H
 #define CUTOFF_STORE_INTERNAL_H
@@ -18,6 +19,7 @@ struct store {
 	sqlite3_stmt *stmts[STORE_MAX_STATEMENTS]; /* store.c's own, indexed by its enum */
 	sqlite3_stmt *login_stmts[32];             /* store_login.c's, indexed by its enum */
 	sqlite3_stmt *report_stmts[32];            /* store_report.c's, indexed by its enum */
+	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
 };
 
 /*

@@ -1,0 +1,303 @@
+/* store_ledger.c — the delivery ledger's SQL (part of the store module): queueing, claiming,
+ * recovering and settling deliveries, and counting them. */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "store_internal.h"
+#include "store_login.h"
+
+enum ledger_stmt {
+	LD_CAMPAIGN_MARK_SENDING,
+	LD_DELIVERY_QUEUE,
+	LD_DELIVERY_CLAIM,
+	LD_DELIVERY_RECOVER_ATTEMPTS,
+	LD_DELIVERY_RECOVER,
+	LD_DELIVERY_CLAIMANTS,
+	LD_DELIVERY_SETTLE,
+	LD_ATTEMPT_ADD,
+	LD_DELIVERY_COUNTS,
+	LD_DELIVERY_EXPIRE,
+	LD_COUNT
+};
+
+static const char *const ledger_sql[LD_COUNT] = {
+	[LD_CAMPAIGN_MARK_SENDING] =
+		"UPDATE campaign SET sending_started_at = ?2 WHERE id = ?1"
+		" AND sending_started_at IS NULL",
+	[LD_DELIVERY_QUEUE] =
+		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, due_at,"
+		" created_at, updated_at)"
+		" SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM recipient"
+		" WHERE campaign_id = ?1 AND segment_id = ?2 AND state = 'pending'"
+		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
+	[LD_DELIVERY_CLAIM] =
+		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
+		" attempts = attempts + 1, updated_at = ?3"
+		" WHERE id IN (SELECT id FROM delivery WHERE campaign_id = ?1"
+		"              AND state IN ('queued', 'deferred') AND due_at <= ?3"
+		"              ORDER BY due_at, id LIMIT ?5)"
+		" RETURNING id, recipient_id, kind, occurrence, attempts, possibly_duplicated",
+	[LD_DELIVERY_RECOVER_ATTEMPTS] =
+		"INSERT INTO attempt (delivery_id, run_id, at, outcome, local_error)"
+		" SELECT id, ?1, ?2, 'recovered', 'the run ' || ?3 ||"
+		" ' died during this attempt; it may or may not have been accepted'"
+		" FROM delivery WHERE state = 'sending' AND claimed_by = ?3",
+	[LD_DELIVERY_RECOVER] =
+		"UPDATE delivery SET state = 'queued', possibly_duplicated = 1, claimed_by = NULL,"
+		" lease_until = NULL, due_at = min(due_at, ?2), updated_at = ?2"
+		" WHERE state = 'sending' AND claimed_by = ?3",
+	[LD_DELIVERY_CLAIMANTS] =
+		"SELECT claimed_by, max(lease_until) FROM delivery WHERE state = 'sending'"
+		" GROUP BY claimed_by",
+	[LD_DELIVERY_SETTLE] =
+		"UPDATE delivery SET state = ?3, due_at = CASE WHEN ?4 > 0 THEN ?4 ELSE due_at END,"
+		" claimed_by = NULL, lease_until = NULL,"
+		" attempts = attempts - ?5, relay = coalesce(?6, relay), last_code = ?7,"
+		" last_reply = ?8, message_id = coalesce(?9, message_id), reason = ?10,"
+		" sent_at = CASE WHEN ?3 = 'sent' THEN ?11 ELSE sent_at END, updated_at = ?11"
+		" WHERE id = ?1 AND state = 'sending' AND claimed_by = ?2",
+	[LD_ATTEMPT_ADD] =
+		"INSERT INTO attempt (delivery_id, run_id, at, relay, code, reply, local_error,"
+		" message_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[LD_DELIVERY_COUNTS] =
+		"SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'sending'), 0),"
+		" coalesce(sum(state = 'sent'), 0), coalesce(sum(state = 'deferred'), 0),"
+		" coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'bounced'), 0),"
+		" coalesce(sum(state = 'suppressed'), 0), coalesce(sum(state = 'cancelled'), 0),"
+		" coalesce(sum(state IN ('queued', 'deferred') AND due_at <= ?2), 0),"
+		" coalesce(sum(possibly_duplicated), 0)"
+		" FROM delivery WHERE campaign_id = ?1",
+	[LD_DELIVERY_EXPIRE] =
+		"UPDATE delivery SET state = 'failed', reason = 'expired', updated_at = ?2"
+		" WHERE campaign_id = ?1 AND state IN ('queued', 'deferred')",
+};
+
+_Static_assert(LD_COUNT <= sizeof((struct store *)0)->ledger_stmts /
+				   sizeof(((struct store *)0)->ledger_stmts[0]),
+	       "raise the size of struct store's ledger_stmts");
+
+/* The cached statement id, reset with its bindings cleared; NULL with e filled. */
+static sqlite3_stmt *stmt(struct store *s, enum ledger_stmt id, struct err *e)
+{
+	sqlite3_stmt *st = s->ledger_stmts[id];
+
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return st;
+	}
+	if (sqlite3_prepare_v3(s->db, ledger_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+	    SQLITE_OK) {
+		store_db_error(s, e, "preparing a statement");
+		return NULL;
+	}
+	s->ledger_stmts[id] = st;
+	return st;
+}
+
+int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t now,
+				struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_CAMPAIGN_MARK_SENDING, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	return store_step_done(s, st, "marking a campaign as sending", e);
+}
+
+int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
+				 const char *kind, int64_t occurrence, int64_t due_at,
+				 int64_t now, int64_t *queued, struct err *e)
+{
+	sqlite3_stmt *st;
+	int64_t watermark;
+	bool fresh;
+	int rc;
+
+	/* Queued in full before, and no recipient added or moved in since: nothing to add. */
+	*queued = 0;
+	if ((rc = store_queue_mark_fresh(s, segment_id, kind, occurrence, &fresh, &watermark,
+					 e)) != 0 || fresh)
+		return rc;
+	if ((st = stmt(s, LD_DELIVERY_QUEUE, e)) == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, segment_id);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, occurrence);
+	sqlite3_bind_int64(st, 5, due_at);
+	sqlite3_bind_int64(st, 6, now);
+	if ((rc = store_step_done(s, st, "queueing deliveries", e)) != 0)
+		return rc;
+	*queued = sqlite3_changes(s->db);
+	return store_queue_mark_set(s, segment_id, kind, occurrence, watermark, now, e);
+}
+
+int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_id, int64_t now,
+			 int64_t lease_until, size_t max, struct store_claim *out, size_t *n,
+			 struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_CLAIM, e);
+	int step;
+
+	*n = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int64(st, 4, lease_until);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)max);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+		struct store_claim *c = &out[(*n)++];
+		c->delivery_id = sqlite3_column_int64(st, 0);
+		c->recipient_id = sqlite3_column_int64(st, 1);
+		snprintf(c->kind, sizeof c->kind, "%s", sqlite3_column_text(st, 2));
+		c->occurrence = sqlite3_column_int64(st, 3);
+		c->attempts = sqlite3_column_int(st, 4);
+		c->possibly_duplicated = sqlite3_column_int(st, 5) != 0;
+	}
+	sqlite3_reset(st);
+	if (step != SQLITE_DONE && step != SQLITE_ROW)
+		return store_db_error(s, e, "claiming deliveries");
+	return 0;
+}
+
+int store_delivery_claimants(struct store *s,
+			     int (*fn)(void *ud, const char *run_id, int64_t lease_until), void *ud,
+			     struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_CLAIMANTS, e);
+	char run[128];
+	int rc = 0, step;
+
+	if (st == NULL)
+		return e->code;
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t lease = sqlite3_column_int64(st, 1);
+		snprintf(run, sizeof run, "%s", sqlite3_column_text(st, 0) ?
+			 (const char *)sqlite3_column_text(st, 0) : "");
+		/* Copy first: fn may run other statements while this one is reset. */
+		rc = fn(ud, run, lease);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_db_error(s, e, "listing runs with deliveries in flight");
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_delivery_recover(struct store *s, const char *dead_run, const char *run_id, int64_t now,
+			   int64_t *recovered, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_RECOVER_ATTEMPTS, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, dead_run, -1, SQLITE_STATIC);
+	if ((rc = store_step_done(s, st, "recording recovered deliveries", e)) != 0)
+		return rc;
+	if ((st = stmt(s, LD_DELIVERY_RECOVER, e)) == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, dead_run, -1, SQLITE_STATIC);
+	if ((rc = store_step_done(s, st, "recovering deliveries", e)) != 0)
+		return rc;
+	*recovered += sqlite3_changes(s->db);
+	return 0;
+}
+
+static int attempt_add(struct store *s, const char *run_id, int64_t now,
+		       const struct store_settlement *t, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_ATTEMPT_ADD, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, t->delivery_id);
+	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	store_bind_text(st, 4, t->relay);
+	sqlite3_bind_int(st, 5, t->code);
+	store_bind_text(st, 6, t->reply);
+	store_bind_text(st, 7, t->local_error);
+	store_bind_text(st, 8, t->message_id);
+	sqlite3_bind_text(st, 9, t->outcome, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "recording an attempt", e);
+}
+
+int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
+			  const struct store_settlement *t, bool *applied, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_SETTLE, e);
+	int rc;
+
+	*applied = false;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, t->delivery_id);
+	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, t->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, t->due_at);
+	sqlite3_bind_int(st, 5, t->uncount ? 1 : 0);
+	store_bind_text(st, 6, t->relay);
+	if (t->code)
+		sqlite3_bind_int(st, 7, t->code);
+	else
+		sqlite3_bind_null(st, 7);
+	store_bind_text(st, 8, t->reply ? t->reply : t->local_error);
+	store_bind_text(st, 9, t->message_id);
+	store_bind_text(st, 10, t->reason);
+	sqlite3_bind_int64(st, 11, now);
+	if ((rc = store_step_done(s, st, "settling a delivery", e)) != 0)
+		return rc;
+	*applied = sqlite3_changes(s->db) == 1;
+	if (*applied && t->attempted)
+		return attempt_add(s, run_id, now, t, e);
+	return 0;
+}
+
+int store_delivery_counts(struct store *s, int64_t campaign_id, int64_t now,
+			  struct store_delivery_counts *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_COUNTS, e);
+	int64_t *v[] = {&out->queued, &out->sending, &out->sent, &out->deferred, &out->failed,
+			&out->bounced, &out->suppressed, &out->cancelled, &out->due,
+			&out->possibly_duplicated};
+	int step;
+
+	memset(out, 0, sizeof *out);
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	step = sqlite3_step(st);
+	for (int i = 0; step == SQLITE_ROW && i < 10; i++)
+		*v[i] = sqlite3_column_int64(st, i);
+	sqlite3_reset(st);
+	if (step != SQLITE_ROW)
+		return store_db_error(s, e, "counting deliveries");
+	return 0;
+}
+
+int store_delivery_expire(struct store *s, int64_t campaign_id, int64_t now, int64_t *expired,
+			  struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_EXPIRE, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = store_step_done(s, st, "expiring deliveries", e)) != 0)
+		return rc;
+	*expired = sqlite3_changes(s->db);
+	return 0;
+}
