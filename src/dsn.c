@@ -1863,6 +1863,72 @@ struct dsn_result *dsn_parse_message(GMimeMessage *msg)
 	return parse_message(msg, 0);
 }
 
+/* ---- what GMime is given ----------------------------------------------------------- */
+
+/*
+ * GMime makes a GObject of every header field and frees it again: most of the cost of
+ * parsing a bounce, whose header is mostly Received, DKIM, ARC and provider trace fields
+ * that nothing here reads. So the copy GMime parses keeps, in the message's own header,
+ * only the fields this file reads (every header() call, and see collect_envelope) and
+ * those that shape the MIME structure (Content-*, MIME-Version), and its first field.
+ * Whoever reads a new field of the message here adds it to this list.
+ */
+static const char *const header_kept[] = {
+	"from", "to", "subject", "message-id", "mime-version", "x-failed-recipients",
+	"auto-submitted", "precedence", "x-apple-action", "x-autoreply", "x-autorespond",
+	"x-autoresponder", "x-original-to", "delivered-to",
+};
+
+/* Whether the header field called name[0..n) is kept for GMime. */
+static bool header_field_kept(const char *name, size_t n)
+{
+	if ((n > 8 && strncasecmp(name, "content-", 8) == 0) ||
+	    (n > 9 && strncasecmp(name, "x-cutoff-", 9) == 0))
+		return true;
+	for (size_t i = 0; i < sizeof header_kept / sizeof header_kept[0]; i++)
+		if (strlen(header_kept[i]) == n && strncasecmp(name, header_kept[i], n) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Appends the normalised message text[0..len) (LF line ends) to out without the header
+ * fields header_field_kept refuses. Only a plain header is slimmed: from the first line
+ * that is not "Name: value" or its continuation (an empty line ends the header; a line
+ * of white space, a name with spaces or 8-bit bytes, ...), the rest is copied as it is,
+ * so GMime sees the same structure and the same kept fields.
+ */
+static void slim_header(const char *text, size_t len, struct buf *out)
+{
+	const char *p = text, *end = text + len;
+
+	buf_grow(out, len);
+	while (p < end && *p != '\n') {
+		const char *eol = line_end(p, end), *next = eol < end ? eol + 1 : eol;
+		size_t n = field_name_len(p, eol);
+
+		if (n == 0)
+			break;
+		/* The field goes on over the lines that start with white space. */
+		while (next < end && (*next == ' ' || *next == '\t')) {
+			const char *ceol = line_end(next, end);
+			size_t clen = (size_t)(ceol - next);
+
+			trim(next, &clen);
+			if (clen == 0)
+				goto rest; /* a line of white space: leave the rest alone */
+			next = ceol < end ? ceol + 1 : ceol;
+		}
+		/* The first field always stays: GMime takes a header that starts with
+		 * anything but a field for no message at all. */
+		if (p == text || header_field_kept(p, n))
+			buf_append(out, p, (size_t)(next - p));
+		p = next;
+	}
+rest:
+	buf_append(out, p, (size_t)(end - p));
+}
+
 /* Builds a message from a stream GMime can read; NULL if there is no message in it. */
 static GMimeMessage *construct(GMimeStream *stream)
 {
@@ -1896,7 +1962,16 @@ int dsn_parse_buffer(const char *data, size_t len, struct dsn_result **out, stru
 		}
 	}
 	buf_init(&norm);
-	append_text(&norm, data, len, len + 1);
+	if (memchr(data, '\r', len) != NULL || memchr(data, '\0', len) != NULL) {
+		struct buf lf;
+
+		buf_init(&lf);
+		append_text(&lf, data, len, len + 1);
+		slim_header(lf.data ? lf.data : "", lf.len, &norm);
+		buf_free(&lf);
+	} else {
+		slim_header(data, len, &norm);
+	}
 	/* The stream takes the normalised copy over (g_free is free). */
 	norm_len = norm.len;
 	stream = g_mime_stream_mem_new_with_byte_array(
