@@ -633,8 +633,8 @@ static const struct dsn_recipient *pick_recipient(const struct dsn_result *dr, c
 	return hard ? hard : failed ? failed : dr->n_recipients ? &dr->recipients[0] : NULL;
 }
 
-/* The remote server's words, cut at DIAG_IN_EVENT bytes on a character boundary; NULL
- * (left out) if they are not UTF-8. */
+/* The remote server's words, cut at DIAG_IN_EVENT bytes on a character boundary; bytes
+ * that are not UTF-8 (a Latin-1 reply) kept as U+FFFD. */
 static json_t *diagnostic_json(const char *diag)
 {
 	size_t len = strnlen(diag, DIAG_IN_EVENT);
@@ -642,7 +642,13 @@ static json_t *diagnostic_json(const char *diag)
 	if (diag[len] != '\0')
 		while (len > 0 && ((unsigned char)diag[len] & 0xC0) == 0x80)
 			len--;
-	return json_stringn(diag, len);
+	return dsn_json_text(diag, len);
+}
+
+/* A JSON string of a value that may not be UTF-8 (see dsn_json_text). */
+static json_t *text_json(const char *s)
+{
+	return dsn_json_text(s, s ? strlen(s) : 0);
 }
 
 /* The event's detail: what came back, how it was attributed, which message. */
@@ -659,7 +665,7 @@ static char *event_detail(const struct msg *m, const struct dsn_result *dr,
 	json_object_set_new(o, "delivery", json_integer(tg->t.delivery_id));
 	json_object_set_new(o, "attributed_by", json_string(bounces_by_name(a->by)));
 	if (r != NULL) {
-		json_object_set_new(o, "address", json_string(r->address));
+		json_object_set_new(o, "address", text_json(r->address));
 		json_object_set_new(o, "status", json_string(r->status));
 		json_object_set_new(o, "code", json_integer(r->reply_code));
 		json_object_set_new(o, "reason", json_string(classify_reason_name(r->reason)));
@@ -668,8 +674,8 @@ static char *event_detail(const struct msg *m, const struct dsn_result *dr,
 			json_object_set_new(o, "diagnostic", diagnostic_json(r->diagnostic));
 	}
 	if (dr->feedback_type != NULL)
-		json_object_set_new(o, "feedback_type", json_string(dr->feedback_type));
-	json_object_set_new(o, "message", json_string(m->source));
+		json_object_set_new(o, "feedback_type", text_json(dr->feedback_type));
+	json_object_set_new(o, "message", text_json(m->source));
 	if (m->index > 0)
 		json_object_set_new(o, "index", json_integer((json_int_t)m->index));
 	json_object_set_new(o, "sha256", json_string(res->sha256));

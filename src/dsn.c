@@ -2008,6 +2008,60 @@ int dsn_parse_stream(GMimeStream *stream, struct dsn_result **out, struct err *e
 
 /* ---- JSON -------------------------------------------------------------------------- */
 
+/* The length of the well-formed UTF-8 sequence at p (n bytes left), or 0 (RFC 3629). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+	unsigned cp;
+
+	if (len <= 1 || len > n || p[0] > 0xF4)
+		return len == 1 ? 1 : 0;
+	cp = p[0] & (0x7Fu >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3Fu);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return len;
+}
+
+json_t *dsn_json_text(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	struct buf fixed;
+	json_t *j;
+	size_t n;
+
+	if (s == NULL)
+		return json_null();
+	if ((j = json_stringn(s, len)) != NULL)
+		return j;
+	/* Not UTF-8 (jansson refuses it): each byte that is not becomes U+FFFD. */
+	buf_init(&fixed);
+	buf_grow(&fixed, len + 16);
+	for (size_t i = 0; i < len; i += n) {
+		if ((n = utf8_len(p + i, len - i)) == 0) {
+			buf_append(&fixed, "\xEF\xBF\xBD", 3);
+			n = 1;
+		} else {
+			buf_append(&fixed, s + i, n);
+		}
+	}
+	j = json_stringn(fixed.data, fixed.len);
+	buf_free(&fixed);
+	if (j == NULL)
+		abort(); /* out of memory: the text is valid UTF-8 now */
+	return j;
+}
+
+static json_t *json_text(const char *s)
+{
+	return dsn_json_text(s, s ? strlen(s) : 0);
+}
+
 json_t *dsn_result_to_json(const struct dsn_result *res)
 {
 	json_t *root = json_object(), *list = json_array();
@@ -2017,9 +2071,8 @@ json_t *dsn_result_to_json(const struct dsn_result *res)
 		const struct dsn_recipient *r = &res->recipients[i];
 		json_t *o = json_object();
 
-		json_object_set_new(o, "address", json_string(r->address));
-		json_object_set_new(o, "status",
-		                    r->status[0] ? json_string(r->status) : json_null());
+		json_object_set_new(o, "address", json_text(r->address));
+		json_object_set_new(o, "status", json_text(r->status[0] ? r->status : NULL));
 		json_object_set_new(o, "reply_code",
 				    r->reply_code ? json_integer(r->reply_code) : json_null());
 		json_object_set_new(o, "reason", json_string(classify_reason_name(r->reason)));

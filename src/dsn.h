@@ -105,11 +105,20 @@ const char *dsn_kind_name(enum dsn_kind kind);
 
 /*
  * {"kind": ..., "recipients": [{"address": ..., "status": "5.1.1" | null,
- * "reply_code": 550 | null, "reason": ..., "class": "hard" | "soft" | null}]}.
+ * "reply_code": 550 | null, "reason": ..., "class": "hard" | "soft" | null}]}. An address
+ * that is not UTF-8 is kept, its stray bytes as U+FFFD (see dsn_json_text).
  * A new reference the caller releases with json_decref; the caller adds file, index,
  * attributed_by. Never NULL (aborts on out of memory).
  */
 json_t *dsn_result_to_json(const struct dsn_result *res);
+
+/*
+ * A JSON string of s[0..len), for values that come from the network and may not be UTF-8
+ * (jansson's json_string refuses those, and a value set from it would silently be left
+ * out): every byte that is not part of well-formed UTF-8 becomes U+FFFD, the rest is kept.
+ * NULL s gives JSON null. A new reference; never NULL (aborts on out of memory).
+ */
+json_t *dsn_json_text(const char *s, size_t len);
 
 /* An mbox file being read one message at a time (From_ lines, RFC 4155). */
 struct dsn_mbox;

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,51 @@ static void test_verp_hard_bounce_suppresses(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM suppression"), 1);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM event WHERE kind = 'bounce' AND"
 			       " recipient_id = %lld", (long long)f->rid[1]), 1);
+	free(to), free(msg);
+}
+
+/* A reply in Latin-1: the bounce is acted on, its words are kept in the event (stray bytes as
+ * U+FFFD, they used to be left out), and the dry run's JSON line is valid and keeps them. */
+static void test_not_utf8_diagnostic_is_kept(void **state)
+{
+	struct fx *f = *state;
+	struct bounces_options o = {.now = T0 + 3600, .dry_run = true};
+	struct bounces_summary sum = {0};
+	struct bounces_result r;
+	struct err e = {0};
+	char *to, *msg, *line = NULL;
+	size_t line_len = 0;
+	json_t *j, *rcpt;
+	FILE *out;
+	int64_t d;
+
+	send_wave(f, "initial", 0, T0);
+	d = delivery_of(f, 1, "initial", 0);
+	to = verp_of(f, 1, d);
+	msg = dsn(to, "user1@users.example.test", "failed", "5.1.1",
+		  "550 5.1.1 Empf\xe4nger unbekannt: Postfach existiert nicht", NULL);
+
+	/* The dry run's line, from the same message. */
+	assert_non_null(out = open_memstream(&line, &line_len));
+	o.json = out;
+	must(bounces_process_buffer(f->s, &f->cfg, msg, strlen(msg), "caf\xe9.eml", 0, NULL, NULL,
+				    &o, &r, &sum, &e), &e);
+	fclose(out);
+	assert_non_null(j = json_loads(line, 0, NULL));
+	assert_string_equal(json_string_value(json_object_get(j, "file")), "caf\xef\xbf\xbd.eml");
+	rcpt = json_array_get(json_object_get(j, "recipients"), 0);
+	assert_string_equal(json_string_value(json_object_get(rcpt, "class")), "hard");
+	assert_string_equal(json_string_value(json_object_get(rcpt, "status")), "5.1.1");
+	json_decref(j);
+	free(line);
+
+	r = process(f, msg, T0 + 3600, false);
+	assert_int_equal(r.by, BOUNCES_BY_VERP);
+	assert_int_equal(r.action, BOUNCES_SUPPRESS);
+	assert_true(suppressed(f, 1, "hard-bounce"));
+	assert_int_equal(q_int(f, "SELECT count(*) FROM event WHERE kind = 'bounce' AND"
+			       " json_extract(detail, '$.diagnostic') = '550 5.1.1 Empf'"
+			       " || char(65533) || 'nger unbekannt: Postfach existiert nicht'"), 1);
 	free(to), free(msg);
 }
 
@@ -672,6 +718,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_verp_hard_bounce_suppresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forged_verp_is_not_trusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_utf8_diagnostic_is_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attribution_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_message_counts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_soft_threshold_on_distinct_days, setup,

@@ -399,6 +399,93 @@ static void test_json_shape(void **state)
 	dsn_result_free(res);
 }
 
+/* A report in Latin-1 (German MTA): 8-bit bytes in its header, its text, its DSN fields and
+ * the failed address itself. It is still read and classified, and no value is left out of
+ * the JSON: bytes that are not UTF-8 become U+FFFD. */
+static const char latin1_dsn[] =
+	"From: Mail-Daemon (Zustellsystem f\xfcr E-Mail) <MAILER-DAEMON@mx.example.de>\n"
+	"To: bounces@cutoff.example.net\n"
+	"Subject: Unzustellbar: Ihre Nachricht an M\xfcller\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: multipart/report; report-type=delivery-status; boundary=\"L1\"\n"
+	"\n"
+	"--L1\n"
+	"Content-Type: text/plain; charset=iso-8859-1\n"
+	"Content-Transfer-Encoding: 8bit\n"
+	"\n"
+	"Ihre Nachricht konnte nicht zugestellt werden. Gr\xfc\xdf" "e.\n"
+	"\n"
+	"--L1\n"
+	"Content-Type: message/delivery-status\n"
+	"\n"
+	"Reporting-MTA: dns; mx.example.de\n"
+	"\n"
+	"Final-Recipient: rfc822; m\xfcller@example.de\n"
+	"Action: failed\n"
+	"Status: 5.1.1\n"
+	"Diagnostic-Code: smtp; 550 5.1.1 <m\xfcller@example.de>: Empf\xe4nger unbekannt"
+	" (user unknown)\n"
+	"\n"
+	"--L1--\n";
+
+static void test_not_utf8_is_kept(void **state)
+{
+	struct dsn_result *res = parse(latin1_dsn);
+	json_t *j, *r;
+	const char *addr;
+	char *text;
+
+	(void)state;
+	assert_int_equal(res->kind, DSN_KIND_BOUNCE);
+	assert_int_equal(res->n_recipients, 1);
+	assert_string_equal(res->recipients[0].address, "m\xfcller@example.de");
+	assert_string_equal(res->recipients[0].status, "5.1.1");
+	assert_int_equal(res->recipients[0].reply_code, 550);
+	assert_int_equal(res->recipients[0].reason, REASON_USERUNKNOWN);
+	assert_int_equal(res->recipients[0].class, BOUNCE_CLASS_HARD);
+	assert_non_null(strstr(res->recipients[0].diagnostic, "Empf\xe4nger unbekannt"));
+
+	j = dsn_result_to_json(res);
+	r = json_array_get(json_object_get(j, "recipients"), 0);
+	assert_non_null(r);
+	addr = json_string_value(json_object_get(r, "address"));
+	assert_non_null(addr); /* jansson refuses the raw bytes: it used to be left out */
+	assert_string_equal(addr, "m\xef\xbf\xbdller@example.de");
+	assert_string_equal(json_string_value(json_object_get(r, "status")), "5.1.1");
+	assert_string_equal(json_string_value(json_object_get(r, "class")), "hard");
+	text = json_dumps(j, JSON_COMPACT);
+	assert_non_null(text);
+	free(text);
+	json_decref(j);
+	dsn_result_free(res);
+}
+
+/* dsn_json_text keeps every well-formed character and replaces each stray byte. */
+static void test_json_text(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "plain ascii", "plain ascii" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa7", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa7" },
+		{ "caf\xe9", "caf\xef\xbf\xbd" },                       /* Latin-1 */
+		{ "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd" },             /* overlong '/' */
+		{ "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* a surrogate */
+		{ "cut \xe2\x82", "cut \xef\xbf\xbd\xef\xbf\xbd" },      /* cut short */
+		{ "\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* > U+10FFFF */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_t *j = dsn_json_text(cases[i].in, strlen(cases[i].in));
+
+		assert_non_null(json_string_value(j));
+		assert_string_equal(json_string_value(j), cases[i].out);
+		json_decref(j);
+	}
+	assert_true(json_is_null(dsn_json_text(NULL, 0)));
+}
+
 static void test_delay(void **state)
 {
 	static const char msg[] =
@@ -749,6 +836,8 @@ int main(void)
 		cmocka_unit_test(test_postfix_dsn),
 		cmocka_unit_test(test_line_endings),
 		cmocka_unit_test(test_json_shape),
+		cmocka_unit_test(test_not_utf8_is_kept),
+		cmocka_unit_test(test_json_text),
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_vacation),
 		cmocka_unit_test(test_arf_complaint),
