@@ -43,6 +43,7 @@ struct parse_ctx {
 	char from_buf[256];
 	char to_buf[256];
 	char reporting_mta[256]; /* Reporting-MTA of the delivery-status, or "" */
+	bool *need_whole;        /* see parse_message */
 };
 
 static const char *const kind_names[] = {
@@ -1747,7 +1748,7 @@ static void find_failed_recipients(struct parse_ctx *c)
 				c->res->recipients[i].action = DSN_ACTION_DELAYED;
 }
 
-static struct dsn_result *parse_message(GMimeMessage *msg, int depth);
+static struct dsn_result *parse_message(GMimeMessage *msg, int depth, bool *need_whole);
 
 /*
  * A report that forwards another report (a bounce of a bounce, or a notice wrapping the
@@ -1759,7 +1760,7 @@ static bool adopt_nested_report(struct parse_ctx *c, int depth)
 
 	if (c->orig == NULL || depth >= 3)
 		return false;
-	inner = parse_message(c->orig, depth + 1);
+	inner = parse_message(c->orig, depth + 1, NULL);
 	if (inner->n_recipients == 0 ||
 	    (inner->kind != DSN_KIND_BOUNCE && inner->kind != DSN_KIND_DELAY)) {
 		dsn_result_free(inner);
@@ -1781,6 +1782,11 @@ static bool decide_kind(struct parse_ctx *c, int depth)
 		/* kind and recipient set */
 	} else if (!parse_ses_json(c)) {
 		find_failed_recipients(c);
+		if (c->res->n_recipients == 0 && c->bounce_like && c->need_whole != NULL &&
+		    c->orig != NULL && depth < 3) {
+			*c->need_whole = true; /* the returned message's body is wanted */
+			return false;
+		}
 		if (c->res->n_recipients == 0 && c->bounce_like && adopt_nested_report(c, depth))
 			return false;
 		/* A report with the returned message but no readable recipient: its To. */
@@ -1836,13 +1842,19 @@ static void notice_from_prologue(struct parse_ctx *c, GMimeObject *top)
 		append_text(&c->notice, prologue, strlen(prologue), NOTICE_MAX);
 }
 
-static struct dsn_result *parse_message(GMimeMessage *msg, int depth)
+/*
+ * Reads msg into a result. need_whole (at depth 0, when the returned messages' bodies were
+ * left out of msg) is set if the result needs them: the report is then to be parsed again
+ * whole, and this result is only fit to be freed.
+ */
+static struct dsn_result *parse_message(GMimeMessage *msg, int depth, bool *need_whole)
 {
 	struct parse_ctx c;
 	struct dsn_result *res;
 	GMimeObject *top = g_mime_message_get_mime_part(msg);
 
 	ctx_init(&c, msg);
+	c.need_whole = need_whole;
 	walk(&c, top, 0);
 	if (c.notice.len == 0 && c.html.len > 0)
 		html_to_text(&c.html, &c.notice);
@@ -1860,23 +1872,38 @@ static struct dsn_result *parse_message(GMimeMessage *msg, int depth)
 
 struct dsn_result *dsn_parse_message(GMimeMessage *msg)
 {
-	return parse_message(msg, 0);
+	return parse_message(msg, 0, NULL);
 }
 
 /* ---- what GMime is given ----------------------------------------------------------- */
 
 /*
- * GMime makes a GObject of every header field and frees it again: most of the cost of
- * parsing a bounce, whose header is mostly Received, DKIM, ARC and provider trace fields
- * that nothing here reads. So the copy GMime parses keeps, in the message's own header,
- * only the fields this file reads (every header() call, and see collect_envelope) and
- * those that shape the MIME structure (Content-*, MIME-Version), and its first field.
- * Whoever reads a new field of the message here adds it to this list.
+ * GMime makes a GObject of every header field and of every part, and frees them again:
+ * most of the cost of parsing a bounce, whose header is mostly Received, DKIM, ARC and
+ * provider trace fields that nothing here reads, and which often carries the whole
+ * returned message. So the copy GMime parses is slimmed:
+ *   - the message's header and each returned message's (message/rfc822) header keep
+ *     only the fields this file reads (every header() and g_mime_object_get_header call,
+ *     collect_envelope, the X-Cutoff-* list) and those that shape the MIME structure
+ *     (Content-*, MIME-Version), and their first field (GMime takes a header that starts
+ *     with anything else for no message at all). Whoever reads a new field here adds it
+ *     to header_kept.
+ *   - a returned message's body is left out: only its header is ever read, except when
+ *     a report is adopted from inside it (adopt_nested_report), and then the message is
+ *     parsed again without this cut (dsn_parse_buffer).
+ * Only what GMime is certain to read the same way is slimmed: the multipart structure is
+ * followed through boundaries that are plainly given and not prefixes of each other; at
+ * the first line that is not plainly a header field, or that starts like a boundary but
+ * is not exactly one, or any other doubt, the rest is copied as it is. Slimming less never
+ * changes a result.
  */
+#define SLIM_DEPTH 8
+#define SLIM_BOUNDARY_MAX 200
+
 static const char *const header_kept[] = {
 	"from", "to", "subject", "message-id", "mime-version", "x-failed-recipients",
 	"auto-submitted", "precedence", "x-apple-action", "x-autoreply", "x-autorespond",
-	"x-autoresponder", "x-original-to", "delivered-to",
+	"x-autoresponder", "x-original-to", "delivered-to", "x-hmxmroriginalrecipient",
 };
 
 /* Whether the header field called name[0..n) is kept for GMime. */
@@ -1891,42 +1918,317 @@ static bool header_field_kept(const char *name, size_t n)
 	return false;
 }
 
-/*
- * Appends the normalised message text[0..len) (LF line ends) to out without the header
- * fields header_field_kept refuses. Only a plain header is slimmed: from the first line
- * that is not "Name: value" or its continuation (an empty line ends the header; a line
- * of white space, a name with spaces or 8-bit bytes, ...), the rest is copied as it is,
- * so GMime sees the same structure and the same kept fields.
- */
-static void slim_header(const char *text, size_t len, struct buf *out)
+struct slim {
+	const char *p, *end;   /* what is left of the normalised message (LF line ends) */
+	struct buf *out;
+	bool cut;              /* leave out the bodies of returned messages */
+	bool was_cut;          /* some body was left out */
+	const char *bound[SLIM_DEPTH + 1]; /* the open multiparts' boundaries, outermost first */
+	size_t bound_len[SLIM_DEPTH + 1];
+	int depth;
+};
+
+/* What a header block says about what follows it. */
+struct slim_fields {
+	const char *ct, *ct_end;   /* the Content-Type value (may be folded), or NULL */
+	const char *cte, *cte_end; /* the Content-Transfer-Encoding value, or NULL */
+	bool twice;                /* one of them given twice: not trusted */
+};
+
+static bool starts_dashes(const char *p, const char *eol)
 {
-	const char *p = text, *end = text + len;
+	return eol - p >= 2 && p[0] == '-' && p[1] == '-';
+}
 
-	buf_grow(out, len);
-	while (p < end && *p != '\n') {
-		const char *eol = line_end(p, end), *next = eol < end ? eol + 1 : eol;
-		size_t n = field_name_len(p, eol);
+static const char *next_line(const char *eol, const char *end)
+{
+	return eol < end ? eol + 1 : eol;
+}
 
-		if (n == 0)
-			break;
+/* Notes the value of the field named name[0..n) running to next, if it is one of f's. */
+static void slim_note(struct slim_fields *f, const char *name, size_t n, const char *next)
+{
+	if (n == 12 && strncasecmp(name, "content-type", 12) == 0) {
+		f->twice |= f->ct != NULL;
+		f->ct = name + n + 1, f->ct_end = next;
+	} else if (n == 25 && strncasecmp(name, "content-transfer-encoding", 25) == 0) {
+		f->twice |= f->cte != NULL;
+		f->cte = name + n + 1, f->cte_end = next;
+	}
+}
+
+/*
+ * Copies the header block at s->p up to and including its empty line, leaving out the
+ * fields header_field_kept refuses when slim (never the first). Returns false, with s->p
+ * at the line in doubt (what came before it copied), when a line is not plainly a field:
+ * no name, a line of white space, a continuation first, or, inside the message (not top),
+ * a line starting with "--".
+ */
+static bool slim_block(struct slim *s, bool slim, bool top, struct slim_fields *f)
+{
+	const char *first = s->p;
+
+	memset(f, 0, sizeof *f);
+	while (s->p < s->end) {
+		const char *p = s->p, *eol = line_end(p, s->end), *next = next_line(eol, s->end);
+		size_t n;
+
+		if (eol == p) {
+			buf_append(s->out, p, (size_t)(next - p));
+			s->p = next;
+			return true;
+		}
+		if ((!top && starts_dashes(p, eol)) || (n = field_name_len(p, eol)) == 0)
+			return false;
 		/* The field goes on over the lines that start with white space. */
-		while (next < end && (*next == ' ' || *next == '\t')) {
-			const char *ceol = line_end(next, end);
+		while (next < s->end && (*next == ' ' || *next == '\t')) {
+			const char *ceol = line_end(next, s->end);
 			size_t clen = (size_t)(ceol - next);
 
 			trim(next, &clen);
 			if (clen == 0)
-				goto rest; /* a line of white space: leave the rest alone */
-			next = ceol < end ? ceol + 1 : ceol;
+				return false;
+			next = next_line(ceol, s->end);
 		}
-		/* The first field always stays: GMime takes a header that starts with
-		 * anything but a field for no message at all. */
-		if (p == text || header_field_kept(p, n))
-			buf_append(out, p, (size_t)(next - p));
-		p = next;
+		slim_note(f, p, n, next);
+		if (!slim || p == first || header_field_kept(p, n))
+			buf_append(s->out, p, (size_t)(next - p));
+		s->p = next;
 	}
-rest:
-	buf_append(out, p, (size_t)(end - p));
+	return true;
+}
+
+static bool slim_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n';
+}
+
+static size_t slim_token(const char *p, const char *end)
+{
+	const char *q = p;
+
+	while (q < end && (is_alnum(*q) || strchr("!#$%&'*+-.^_`{|}~", *q) != NULL) && *q)
+		q++;
+	return (size_t)(q - p);
+}
+
+static bool token_is(const char *p, size_t n, const char *word)
+{
+	return strlen(word) == n && strncasecmp(p, word, n) == 0;
+}
+
+/*
+ * Reads a Content-Type value v[0..end): *multipart, *message (message/rfc822) and the
+ * boundary parameter. False if it is not plainly "type/subtype; name=value; ..." with
+ * token or simple quoted values and at most one, plain, boundary.
+ */
+static bool slim_content_type(const char *v, const char *end, bool *multipart, bool *message,
+			      const char **bnd, size_t *blen)
+{
+	size_t tn, sn, n;
+	const char *t;
+
+	*bnd = NULL, *blen = 0;
+	while (v < end && slim_ws(*v))
+		v++;
+	t = v, tn = slim_token(v, end), v += tn;
+	if (tn == 0 || v >= end || *v != '/')
+		return false;
+	sn = slim_token(++v, end);
+	if (sn == 0)
+		return false;
+	*multipart = token_is(t, tn, "multipart");
+	*message = token_is(t, tn, "message") && token_is(v, sn, "rfc822");
+	for (v += sn;;) {
+		const char *name, *val;
+		size_t nn;
+
+		while (v < end && slim_ws(*v))
+			v++;
+		if (v == end)
+			break;
+		if (*v++ != ';')
+			return false;
+		while (v < end && slim_ws(*v))
+			v++;
+		if (v == end)
+			break;
+		name = v, nn = slim_token(v, end), v += nn;
+		while (v < end && slim_ws(*v))
+			v++;
+		if (nn == 0 || v == end || *v++ != '=')
+			return false;
+		while (v < end && slim_ws(*v))
+			v++;
+		if (v < end && *v == '"') {
+			val = ++v;
+			while (v < end && *v != '"' && *v != '\\' && *v != '\n')
+				v++;
+			if (v == end || *v != '"')
+				return false;
+			n = (size_t)(v++ - val);
+		} else {
+			val = v, n = slim_token(v, end), v += n;
+		}
+		if (nn >= 8 && strncasecmp(name, "boundary", 8) == 0) {
+			if (nn != 8 || *bnd != NULL || n == 0 || n > SLIM_BOUNDARY_MAX ||
+			    val[0] == ' ' || val[n - 1] == ' ' || memmem(val, n, "=?", 2))
+				return false;
+			*bnd = val, *blen = n;
+		}
+	}
+	return !*multipart || *bnd != NULL;
+}
+
+/* Pushes a multipart's boundary; false if too deep or a prefix of an open one or the
+ * other way round (GMime would then have to choose). */
+static bool slim_push(struct slim *s, const char *b, size_t n)
+{
+	if (s->depth == SLIM_DEPTH)
+		return false;
+	for (int i = 0; i < s->depth; i++) {
+		size_t m = n < s->bound_len[i] ? n : s->bound_len[i];
+
+		if (memcmp(b, s->bound[i], m) == 0)
+			return false;
+	}
+	s->bound[s->depth] = b, s->bound_len[s->depth++] = n;
+	return true;
+}
+
+/*
+ * The line p..eol, which starts with "--": the level of the open boundary it is exactly
+ * ("--B" or "--B--", *close telling which), -1 if it starts with no open boundary (a line
+ * of content to GMime), -2 if it starts with one but is not exactly it (in doubt).
+ */
+static int slim_boundary(const struct slim *s, int depth, const char *p, const char *eol,
+			 bool *close)
+{
+	size_t len = (size_t)(eol - p) - 2;
+
+	for (int i = 0; i < depth; i++) {
+		size_t n = s->bound_len[i];
+
+		if (len < n || memcmp(p + 2, s->bound[i], n) != 0)
+			continue;
+		*close = len == n + 2 && p[n + 2] == '-' && p[n + 3] == '-';
+		return len == n || *close ? i : -2;
+	}
+	return -1;
+}
+
+static bool slim_plain_encoding(const struct slim_fields *f)
+{
+	size_t n;
+	const char *v;
+
+	if (f->cte == NULL)
+		return true;
+	n = (size_t)(f->cte_end - f->cte);
+	v = trim(f->cte, &n);
+	return token_is(v, n, "7bit") || token_is(v, n, "8bit") || token_is(v, n, "binary");
+}
+
+/*
+ * A returned message, after its part's header: its header slimmed, then its body left out
+ * up to the boundary that ends it. False when in doubt (s->p where to copy from).
+ */
+static bool slim_returned(struct slim *s)
+{
+	struct slim_fields f;
+	bool multipart = false, message, close;
+	const char *bnd = NULL, *q;
+	size_t blen = 0;
+	int outer = s->depth, level = -1;
+
+	if (!slim_block(s, true, false, &f) || f.twice ||
+	    (f.ct != NULL &&
+	     !slim_content_type(f.ct, f.ct_end, &multipart, &message, &bnd, &blen)) ||
+	    (multipart && !slim_push(s, bnd, blen)))
+		return false;
+	/* Its own multipart's boundaries are known; any other "--" line is in doubt. */
+	for (q = s->p; q < s->end; q = next_line(line_end(q, s->end), s->end)) {
+		const char *eol = line_end(q, s->end);
+
+		if (!starts_dashes(q, eol))
+			continue;
+		level = slim_boundary(s, s->depth, q, eol, &close);
+		if (level < 0)
+			break;
+		if (level < outer)
+			break; /* the boundary that ends the returned message */
+	}
+	s->depth = outer;
+	if (q < s->end && (level < 0 || level >= outer))
+		return false;
+	s->was_cut |= q > s->p;
+	s->p = q;
+	return true;
+}
+
+/* A part, after the boundary line that opens it. False when in doubt. */
+static bool slim_part(struct slim *s)
+{
+	struct slim_fields f;
+	bool multipart, message;
+	const char *bnd;
+	size_t blen;
+
+	if (!slim_block(s, false, false, &f) || f.twice)
+		return false;
+	if (f.ct == NULL)
+		return true;
+	if (!slim_content_type(f.ct, f.ct_end, &multipart, &message, &bnd, &blen))
+		return false;
+	if (multipart)
+		return slim_push(s, bnd, blen);
+	if (message && s->cut && slim_plain_encoding(&f))
+		return slim_returned(s);
+	return true;
+}
+
+/* Follows the multiparts from the message's top header to its end. */
+static void slim_message(struct slim *s)
+{
+	struct slim_fields f;
+	bool multipart, message, close;
+	const char *bnd;
+	size_t blen;
+
+	if (!slim_block(s, true, true, &f) || f.twice || f.ct == NULL ||
+	    !slim_content_type(f.ct, f.ct_end, &multipart, &message, &bnd, &blen) ||
+	    !multipart || !slim_push(s, bnd, blen))
+		return;
+	while (s->depth > 0 && s->p < s->end) {
+		const char *eol = line_end(s->p, s->end), *next = next_line(eol, s->end);
+		int level = -1;
+
+		if (starts_dashes(s->p, eol) &&
+		    (level = slim_boundary(s, s->depth, s->p, eol, &close)) == -2)
+			return;
+		buf_append(s->out, s->p, (size_t)(next - s->p));
+		s->p = next;
+		if (level < 0)
+			continue;
+		s->depth = close ? level : level + 1;
+		if (!close && !slim_part(s))
+			return;
+	}
+}
+
+/*
+ * Appends the normalised message text[0..len) to out as GMime is to parse it (see the top
+ * of this section); cut leaves out returned messages' bodies. Returns whether some body
+ * was left out.
+ */
+static bool slim_copy(const char *text, size_t len, bool cut, struct buf *out)
+{
+	struct slim s = { .p = text, .end = text + len, .out = out, .cut = cut };
+
+	buf_grow(out, len);
+	slim_message(&s);
+	buf_append(out, s.p, (size_t)(s.end - s.p));
+	return s.was_cut;
 }
 
 /* Builds a message from a stream GMime can read; NULL if there is no message in it. */
@@ -1939,12 +2241,30 @@ static GMimeMessage *construct(GMimeStream *stream)
 	return msg;
 }
 
-int dsn_parse_buffer(const char *data, size_t len, struct dsn_result **out, struct err *e)
+/* GMime's message from the normalised text[0..len), slimmed (slim_copy); NULL if none. */
+static GMimeMessage *slimmed_message(const char *text, size_t len, bool cut, bool *was_cut)
 {
-	struct buf norm;
-	size_t norm_len;
+	struct buf copy;
+	size_t copy_len;
 	GMimeStream *stream;
 	GMimeMessage *msg;
+
+	buf_init(&copy);
+	*was_cut = slim_copy(text, len, cut, &copy);
+	/* The stream takes the copy over (g_free is free). */
+	copy_len = copy.len;
+	stream = g_mime_stream_mem_new_with_byte_array(
+		g_byte_array_new_take((guint8 *)buf_steal(&copy), copy_len));
+	msg = construct(stream);
+	g_object_unref(stream);
+	return msg;
+}
+
+int dsn_parse_buffer(const char *data, size_t len, struct dsn_result **out, struct err *e)
+{
+	struct buf lf;
+	GMimeMessage *msg;
+	bool was_cut, need_whole = false;
 
 	*out = NULL;
 	/* A leading mbox separator is not a header: skip it. */
@@ -1961,27 +2281,27 @@ int dsn_parse_buffer(const char *data, size_t len, struct dsn_result **out, stru
 			len -= (size_t)(eol + 1 - data), data = eol + 1;
 		}
 	}
-	buf_init(&norm);
+	buf_init(&lf);
 	if (memchr(data, '\r', len) != NULL || memchr(data, '\0', len) != NULL) {
-		struct buf lf;
-
-		buf_init(&lf);
 		append_text(&lf, data, len, len + 1);
-		slim_header(lf.data ? lf.data : "", lf.len, &norm);
-		buf_free(&lf);
-	} else {
-		slim_header(data, len, &norm);
+		data = lf.data ? lf.data : "", len = lf.len;
 	}
-	/* The stream takes the normalised copy over (g_free is free). */
-	norm_len = norm.len;
-	stream = g_mime_stream_mem_new_with_byte_array(
-		g_byte_array_new_take((guint8 *)buf_steal(&norm), norm_len));
-	msg = construct(stream);
-	g_object_unref(stream);
-	if (msg == NULL)
+	msg = slimmed_message(data, len, true, &was_cut);
+	if (msg != NULL) {
+		*out = parse_message(msg, 0, was_cut ? &need_whole : NULL);
+		g_object_unref(msg);
+	}
+	if (need_whole) {
+		dsn_result_free(*out);
+		*out = NULL;
+		if ((msg = slimmed_message(data, len, false, &was_cut)) != NULL) {
+			*out = parse_message(msg, 0, NULL);
+			g_object_unref(msg);
+		}
+	}
+	buf_free(&lf);
+	if (*out == NULL)
 		return err_set(e, ERR_DATA, "not a mail message (no header found): quarantine it");
-	*out = dsn_parse_message(msg);
-	g_object_unref(msg);
 	return 0;
 }
 
