@@ -226,13 +226,19 @@ static const char *find_ci(const char *hay, size_t len, const char *needle)
 }
 
 /* The first "bounces+" in hay[0..len), as written or upper-cased (what mail systems do to a
- * VERP address); mixed case is not looked for in running text. */
+ * VERP address); mixed case is not looked for in running text. Found from its '+' (memchr
+ * is many times quicker than memmem over a whole message, and '+' is rare in text). */
 static const char *find_verp(const char *hay, size_t len)
 {
-	const char *lo = memmem(hay, len, "bounces+", 8);
-	const char *up = memmem(hay, lo ? (size_t)(lo - hay) : len, "BOUNCES+", 8);
+	const char *p = hay, *end = hay + len;
 
-	return up ? up : lo;
+	while ((p = memchr(p, '+', (size_t)(end - p))) != NULL) {
+		if (p - hay >= 7 &&
+		    (memcmp(p - 7, "bounces", 7) == 0 || memcmp(p - 7, "BOUNCES", 7) == 0))
+			return p - 7;
+		p++;
+	}
+	return NULL;
 }
 
 static bool addr_char(char c)
@@ -965,6 +971,14 @@ static void json_str(struct buf *b, const char *s)
 	}
 	buf_putc(b, '"');
 	for (size_t i = 0; i < n; i += len) {
+		/* A run of characters that stand for themselves, copied at once. */
+		for (len = 0; i + len < n && p[i + len] >= 0x20 && p[i + len] < 0x7F &&
+			      p[i + len] != '"' && p[i + len] != '\\'; len++)
+			;
+		if (len > 0) {
+			buf_append(b, s + i, len);
+			continue;
+		}
 		len = 1;
 		if (p[i] == '"' || p[i] == '\\')
 			buf_putc(b, '\\'), buf_putc(b, (char)p[i]);

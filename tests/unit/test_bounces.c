@@ -348,7 +348,7 @@ static void test_attribution_order(void **state)
 {
 	struct fx *f = *state;
 	int64_t d[4];
-	char *to, *msg, dv[24], *in_text;
+	char *to, *msg, dv[24], *in_text, *upper;
 	struct quoted q = {0};
 	struct bounces_result r;
 
@@ -394,6 +394,15 @@ static void test_attribution_order(void **state)
 	r = process(f, msg, T0 + 60, true);
 	assert_int_equal(r.by, BOUNCES_BY_TEXT), assert_int_equal(r.delivery_id, d[0]);
 	free(msg);
+	/* The token upper-cased by a mail system, after other '+' signs, is found too. */
+	upper = xasprintf("a+b+c@elsewhere.example>, <%s", to);
+	for (char *c = upper; *c; c++)
+		*c = *c >= 'a' && *c <= 'z' ? (char)(*c - 32) : *c;
+	q.return_path = upper;
+	msg = hard_dsn("bounces@" DOMAIN, "someone@elsewhere.example", &q);
+	r = process(f, msg, T0 + 60, true);
+	assert_int_equal(r.by, BOUNCES_BY_TEXT), assert_int_equal(r.delivery_id, d[0]);
+	free(msg), free(upper);
 	/* A dry run changed nothing. */
 	assert_int_equal(q_int(f, "SELECT count(*) FROM suppression"), 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM delivery WHERE state <> 'sent'"), 0);
