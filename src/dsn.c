@@ -387,24 +387,88 @@ void dsn_result_free(struct dsn_result *res)
 
 /* ---- reading the MIME tree --------------------------------------------------------- */
 
-/* Appends the decoded content of part to out (line endings normalised). */
+/*
+ * Reads stream into b (b reset first) as g_mime_data_wrapper_write_to_stream does: from its
+ * start, until it says it is at its end; false if a read fails.
+ */
+static bool read_stream(GMimeStream *stream, struct buf *b)
+{
+	gint64 size = g_mime_stream_length(stream);
+	ssize_t n;
+
+	buf_reset(b);
+	g_mime_stream_reset(stream);
+	buf_grow(b, size > 0 ? (size_t)size + 1 : 4096);
+	while (!g_mime_stream_eos(stream)) {
+		if (b->cap - b->len < 2)
+			buf_grow(b, 4096);
+		if ((n = g_mime_stream_read(stream, b->data + b->len, b->cap - b->len - 1)) < 0)
+			return false;
+		b->len += (size_t)n;
+	}
+	b->data[b->len] = '\0';
+	g_mime_stream_reset(stream);
+	return true;
+}
+
+/* The decoded content of dw into b, the way GMime's data wrapper writes it to a stream
+ * (uuencoded parts, which GMime's filter first scans for their "begin" line). */
+static bool wrapper_text(GMimeDataWrapper *dw, struct buf *b)
+{
+	GMimeStream *mem = g_mime_stream_mem_new();
+	GByteArray *ba;
+	bool ok = g_mime_data_wrapper_write_to_stream(dw, mem) >= 0;
+
+	if (ok) {
+		ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+		buf_append(b, (const char *)ba->data, ba->len);
+	}
+	g_object_unref(mem);
+	return ok;
+}
+
+/*
+ * Appends the decoded content of part to out (line endings normalised). The same bytes as
+ * g_mime_data_wrapper_write_to_stream gives: read and, for base64 and quoted-printable,
+ * decoded with GMime's own decoder, without the memory stream, filter stream and filter
+ * objects it makes.
+ */
 static void part_text(GMimePart *part, struct buf *out, size_t max)
 {
 	GMimeDataWrapper *dw = g_mime_part_get_content(part);
-	GMimeStream *mem;
-	GByteArray *ba;
+	GMimeContentEncoding enc;
+	GMimeStream *stream;
+	struct buf raw, dec;
+	const char *text;
+	size_t len;
 
-	if (dw == NULL || out->len >= max)
+	if (dw == NULL || out->len >= max || (stream = g_mime_data_wrapper_get_stream(dw)) == NULL)
 		return;
-	mem = g_mime_stream_mem_new();
-	if (g_mime_data_wrapper_write_to_stream(dw, mem) >= 0) {
-		ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
-		if (out->len > 0)
-			append_text(out, "\n\n", 2, max);
-		append_text(out, (const char *)ba->data,
-		            ba->len < PART_TEXT_MAX ? ba->len : PART_TEXT_MAX, max);
+	buf_init(&raw), buf_init(&dec);
+	enc = g_mime_data_wrapper_get_encoding(dw);
+	if (enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+		if (!wrapper_text(dw, &dec))
+			goto out;
+		text = dec.data ? dec.data : "", len = dec.len;
+	} else if (!read_stream(stream, &raw)) {
+		goto out;
+	} else {
+		text = raw.data, len = raw.len;
 	}
-	g_object_unref(mem);
+	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE) {
+		GMimeEncoding state;
+
+		g_mime_encoding_init_decode(&state, enc);
+		buf_grow(&dec, g_mime_encoding_outlen(&state, raw.len) + 16);
+		dec.len = g_mime_encoding_step(&state, raw.data, raw.len, dec.data);
+		dec.len += g_mime_encoding_flush(&state, "", 0, dec.data + dec.len);
+		text = dec.data, len = dec.len;
+	}
+	if (out->len > 0)
+		append_text(out, "\n\n", 2, max);
+	append_text(out, text, len < PART_TEXT_MAX ? len : PART_TEXT_MAX, max);
+out:
+	buf_free(&raw), buf_free(&dec); /* stream is the wrapper's (transfer none) */
 }
 
 static bool type_is(GMimeContentType *ct, const char *type, const char *subtype)

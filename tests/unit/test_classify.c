@@ -486,6 +486,92 @@ static void test_json_text(void **state)
 	assert_true(json_is_null(dsn_json_text(NULL, 0)));
 }
 
+/* The same Postfix notice, its text encoded three ways: the parser reads the decoded text. */
+static const char encoded_b64[] =
+	"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\n"
+	"To: bounces@cutoff.example.net\n"
+	"Subject: Undelivered Mail Returned to Sender\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: multipart/mixed; boundary=\"E1\"\n"
+	"\n"
+	"--E1\n"
+	"Content-Type: text/plain\n"
+	"Content-Transfer-Encoding: base64\n"
+	"\n"
+	"VGhpcyBpcyB0aGUgbWFpbCBzeXN0ZW0gYXQgaG9zdCBteC5leGFtcGxlLm9yZy4KCkknbSBzb3Jy\n"
+	"eSB0byBoYXZlIHRvIGluZm9ybSB5b3UgdGhhdCB5b3VyIG1lc3NhZ2UgY291bGQgbm90CmJlIGRl\n"
+	"bGl2ZXJlZCB0byBvbmUgb3IgbW9yZSByZWNpcGllbnRzLgoKPGdvbmVAZXhhbXBsZS5vcmc+OiBo\n"
+	"b3N0IG14LmV4YW1wbGUub3JnWzE5Mi4wLjIuMV0gc2FpZDogNTUwIDUuMS4xCiAgICA8Z29uZUBl\n"
+	"eGFtcGxlLm9yZz46IFJlY2lwaWVudCBhZGRyZXNzIHJlamVjdGVkOiBVc2VyIHVua25vd24gKGlu\n"
+	"IHJlcGx5IHRvCiAgICBSQ1BUIFRPIGNvbW1hbmQpCg==\n"
+	"--E1--\n";
+
+static const char encoded_qp[] =
+	"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\n"
+	"To: bounces@cutoff.example.net\n"
+	"Subject: Undelivered Mail Returned to Sender\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: multipart/mixed; boundary=\"E1\"\n"
+	"\n"
+	"--E1\n"
+	"Content-Type: text/plain\n"
+	"Content-Transfer-Encoding: quoted-printable\n"
+	"\n"
+	"This is the mail system at host mx.example.org.\n"
+	"\n"
+	"I'm sorry to have to inform you that your message could not\n"
+	"be delivered to one or more recipients.\n"
+	"\n"
+	"<gone@exa=\n"
+	"mple.org>: host mx.example.org[192.0.2.1] said: 550 5.1.1\n"
+	"    <gone@example.org>: Recipient address rejected: User unknown (in reply =\n"
+	"to\n"
+	"    RCPT TO command)\n"
+	"--E1--\n";
+
+static const char encoded_uu[] =
+	"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\n"
+	"To: bounces@cutoff.example.net\n"
+	"Subject: Undelivered Mail Returned to Sender\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: multipart/mixed; boundary=\"E1\"\n"
+	"\n"
+	"--E1\n"
+	"Content-Type: text/plain\n"
+	"Content-Transfer-Encoding: x-uuencode\n"
+	"\n"
+	"begin 644 notice.txt\n"
+	"M5&AI<R!I<R!T:&4@;6%I;\"!S>7-T96T@870@:&]S=\"!M>\"YE>&%M<&QE+F]R\n"
+	"M9RX*\"DDG;2!S;W)R>2!T;R!H879E('1O(&EN9F]R;2!Y;W4@=&AA=\"!Y;W5R\n"
+	"M(&UE<W-A9V4@8V]U;&0@;F]T\"F)E(&1E;&EV97)E9\"!T;R!O;F4@;W(@;6]R\n"
+	"M92!R96-I<&EE;G1S+@H*/&=O;F5 97AA;7!L92YO<F<^.B!H;W-T(&UX+F5X\n"
+	"M86UP;&4N;W)G6S$Y,BXP+C(N,5T@<V%I9#H@-34P(#4N,2XQ\"B @(\" \\9V]N\n"
+	"M94!E>&%M<&QE+F]R9SXZ(%)E8VEP:65N=\"!A9&1R97-S(')E:F5C=&5D.B!5\n"
+	"M<V5R('5N:VYO=VX@*&EN(')E<&QY('1O\"B @(\"!20U!4(%1/(&-O;6UA;F0I\n"
+	"!\"@  \n"
+	"`\n"
+	"end\n"
+	"--E1--\n";
+
+static void test_encoded_notice(void **state)
+{
+	const char *const msgs[] = { encoded_b64, encoded_qp, encoded_uu };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+		struct dsn_result *res = parse(msgs[i]);
+
+		assert_int_equal(res->kind, DSN_KIND_BOUNCE);
+		assert_int_equal(res->n_recipients, 1);
+		assert_string_equal(res->recipients[0].address, "gone@example.org");
+		assert_string_equal(res->recipients[0].status, "5.1.1");
+		assert_int_equal(res->recipients[0].reply_code, 550);
+		assert_int_equal(res->recipients[0].stage, SMTP_STAGE_RCPT);
+		assert_int_equal(res->recipients[0].class, BOUNCE_CLASS_HARD);
+		dsn_result_free(res);
+	}
+}
+
 static void test_delay(void **state)
 {
 	static const char msg[] =
@@ -838,6 +924,7 @@ int main(void)
 		cmocka_unit_test(test_json_shape),
 		cmocka_unit_test(test_not_utf8_is_kept),
 		cmocka_unit_test(test_json_text),
+		cmocka_unit_test(test_encoded_notice),
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_vacation),
 		cmocka_unit_test(test_arf_complaint),
