@@ -1946,12 +1946,13 @@ struct dsn_result *dsn_parse_message(GMimeMessage *msg)
  * most of the cost of parsing a bounce, whose header is mostly Received, DKIM, ARC and
  * provider trace fields that nothing here reads, and which often carries the whole
  * returned message. So the copy GMime parses is slimmed:
- *   - the message's header and each returned message's (message/rfc822) header keep
- *     only the fields this file reads (every header() and g_mime_object_get_header call,
- *     collect_envelope, the X-Cutoff-* list) and those that shape the MIME structure
- *     (Content-*, MIME-Version), and their first field (GMime takes a header that starts
- *     with anything else for no message at all). Whoever reads a new field here adds it
- *     to header_kept.
+ *   - the message's header keeps only the fields this file reads of it (every header()
+ *     call, collect_envelope) and those that shape the MIME structure (Content-*,
+ *     MIME-Version), and its first field (GMime takes a header that starts with anything
+ *     else for no message at all); each returned message's (message/rfc822) header keeps
+ *     what is read of a returned message (To, Message-ID, X-Cutoff-*, Microsoft's
+ *     original recipient), its structure and first field. Whoever reads a new field here
+ *     adds it to top_kept or returned_kept.
  *   - a returned message's body is left out: only its header is ever read, except when
  *     a report is adopted from inside it (adopt_nested_report), and then the message is
  *     parsed again without this cut (dsn_parse_buffer).
@@ -1964,20 +1965,24 @@ struct dsn_result *dsn_parse_message(GMimeMessage *msg)
 #define SLIM_DEPTH 8
 #define SLIM_BOUNDARY_MAX 200
 
-static const char *const header_kept[] = {
-	"from", "to", "subject", "message-id", "mime-version", "x-failed-recipients",
-	"auto-submitted", "precedence", "x-apple-action", "x-autoreply", "x-autorespond",
-	"x-autoresponder", "x-original-to", "delivered-to", "x-hmxmroriginalrecipient",
+static const char *const top_kept[] = {
+	"from", "to", "subject", "mime-version", "x-failed-recipients", "auto-submitted",
+	"precedence", "x-apple-action", "x-autoreply", "x-autorespond", "x-autoresponder",
+	"x-original-to", "delivered-to", NULL
+};
+static const char *const returned_kept[] = {
+	"to", "message-id", "mime-version", "x-hmxmroriginalrecipient", NULL
 };
 
-/* Whether the header field called name[0..n) is kept for GMime. */
-static bool header_field_kept(const char *name, size_t n)
+/* Whether the header field called name[0..n) is kept for GMime: Content-* always,
+ * X-Cutoff-* in a returned message, else what keep names. */
+static bool header_field_kept(const char *const *keep, const char *name, size_t n)
 {
 	if ((n > 8 && strncasecmp(name, "content-", 8) == 0) ||
-	    (n > 9 && strncasecmp(name, "x-cutoff-", 9) == 0))
+	    (keep == returned_kept && n > 9 && strncasecmp(name, "x-cutoff-", 9) == 0))
 		return true;
-	for (size_t i = 0; i < sizeof header_kept / sizeof header_kept[0]; i++)
-		if (strlen(header_kept[i]) == n && strncasecmp(name, header_kept[i], n) == 0)
+	for (size_t i = 0; keep[i] != NULL; i++)
+		if (strlen(keep[i]) == n && strncasecmp(name, keep[i], n) == 0)
 			return true;
 	return false;
 }
@@ -2023,12 +2028,13 @@ static void slim_note(struct slim_fields *f, const char *name, size_t n, const c
 
 /*
  * Copies the header block at s->p up to and including its empty line, leaving out the
- * fields header_field_kept refuses when slim (never the first). Returns false, with s->p
- * at the line in doubt (what came before it copied), when a line is not plainly a field:
- * no name, a line of white space, a continuation first, or, inside the message (not top),
- * a line starting with "--".
+ * fields header_field_kept refuses with keep (NULL: none left out; never the first).
+ * Returns false, with s->p at the line in doubt (what came before it copied), when a line
+ * is not plainly a field: no name, a line of white space, a continuation first, or,
+ * inside the message (not top), a line starting with "--".
  */
-static bool slim_block(struct slim *s, bool slim, bool top, struct slim_fields *f)
+static bool slim_block(struct slim *s, const char *const *keep, bool top,
+		       struct slim_fields *f)
 {
 	const char *first = s->p;
 
@@ -2055,7 +2061,7 @@ static bool slim_block(struct slim *s, bool slim, bool top, struct slim_fields *
 			next = next_line(ceol, s->end);
 		}
 		slim_note(f, p, n, next);
-		if (!slim || p == first || header_field_kept(p, n))
+		if (keep == NULL || p == first || header_field_kept(keep, p, n))
 			buf_append(s->out, p, (size_t)(next - p));
 		s->p = next;
 	}
@@ -2205,7 +2211,7 @@ static bool slim_returned(struct slim *s)
 	size_t blen = 0;
 	int outer = s->depth, level = -1;
 
-	if (!slim_block(s, true, false, &f) || f.twice ||
+	if (!slim_block(s, returned_kept, false, &f) || f.twice ||
 	    (f.ct != NULL &&
 	     !slim_content_type(f.ct, f.ct_end, &multipart, &message, &bnd, &blen)) ||
 	    (multipart && !slim_push(s, bnd, blen)))
@@ -2238,7 +2244,7 @@ static bool slim_part(struct slim *s)
 	const char *bnd;
 	size_t blen;
 
-	if (!slim_block(s, false, false, &f) || f.twice)
+	if (!slim_block(s, NULL, false, &f) || f.twice)
 		return false;
 	if (f.ct == NULL)
 		return true;
@@ -2259,7 +2265,7 @@ static void slim_message(struct slim *s)
 	const char *bnd;
 	size_t blen;
 
-	if (!slim_block(s, true, true, &f) || f.twice || f.ct == NULL ||
+	if (!slim_block(s, top_kept, true, &f) || f.twice || f.ct == NULL ||
 	    !slim_content_type(f.ct, f.ct_end, &multipart, &message, &bnd, &blen) ||
 	    !multipart || !slim_push(s, bnd, blen))
 		return;
