@@ -1947,12 +1947,12 @@ struct dsn_result *dsn_parse_message(GMimeMessage *msg)
  * provider trace fields that nothing here reads, and which often carries the whole
  * returned message. So the copy GMime parses is slimmed:
  *   - the message's header keeps only the fields this file reads of it (every header()
- *     call, collect_envelope) and those that shape the MIME structure (Content-*,
- *     MIME-Version), and its first field (GMime takes a header that starts with anything
+ *     call, collect_envelope) and those of part_kept and MIME-Version, and its first field (GMime takes a header that starts with anything
  *     else for no message at all); each returned message's (message/rfc822) header keeps
  *     what is read of a returned message (To, Message-ID, X-Cutoff-*, Microsoft's
- *     original recipient), its structure and first field. Whoever reads a new field here
- *     adds it to top_kept or returned_kept.
+ *     original recipient), its structure and first field; a part's header keeps its
+ *     Content-Type, -Transfer-Encoding and -Disposition (part_kept). Whoever reads a new
+ *     field here adds it to top_kept, returned_kept or part_kept.
  *   - a returned message's body is left out: only its header is ever read, except when
  *     a report is adopted from inside it (adopt_nested_report), and then the message is
  *     parsed again without this cut (dsn_parse_buffer).
@@ -1974,17 +1974,25 @@ static const char *const returned_kept[] = {
 	"to", "message-id", "mime-version", "x-hmxmroriginalrecipient", NULL
 };
 
-/* Whether the header field called name[0..n) is kept for GMime: Content-* always,
+/* What GMime's structure and this file read of any MIME entity. */
+static const char *const part_kept[] = {
+	"content-type", "content-transfer-encoding", "content-disposition", NULL
+};
+
+static bool listed(const char *const *list, const char *name, size_t n)
+{
+	for (size_t i = 0; list[i] != NULL; i++)
+		if (strlen(list[i]) == n && strncasecmp(name, list[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* Whether the header field called name[0..n) is kept for GMime: part_kept always,
  * X-Cutoff-* in a returned message, else what keep names. */
 static bool header_field_kept(const char *const *keep, const char *name, size_t n)
 {
-	if ((n > 8 && strncasecmp(name, "content-", 8) == 0) ||
-	    (keep == returned_kept && n > 9 && strncasecmp(name, "x-cutoff-", 9) == 0))
-		return true;
-	for (size_t i = 0; keep[i] != NULL; i++)
-		if (strlen(keep[i]) == n && strncasecmp(name, keep[i], n) == 0)
-			return true;
-	return false;
+	return listed(part_kept, name, n) || listed(keep, name, n) ||
+	       (keep == returned_kept && n > 9 && strncasecmp(name, "x-cutoff-", 9) == 0);
 }
 
 struct slim {
@@ -2028,7 +2036,7 @@ static void slim_note(struct slim_fields *f, const char *name, size_t n, const c
 
 /*
  * Copies the header block at s->p up to and including its empty line, leaving out the
- * fields header_field_kept refuses with keep (NULL: none left out; never the first).
+ * fields header_field_kept refuses with keep (never the first).
  * Returns false, with s->p at the line in doubt (what came before it copied), when a line
  * is not plainly a field: no name, a line of white space, a continuation first, or,
  * inside the message (not top), a line starting with "--".
@@ -2061,7 +2069,7 @@ static bool slim_block(struct slim *s, const char *const *keep, bool top,
 			next = next_line(ceol, s->end);
 		}
 		slim_note(f, p, n, next);
-		if (keep == NULL || p == first || header_field_kept(keep, p, n))
+		if (p == first || header_field_kept(keep, p, n))
 			buf_append(s->out, p, (size_t)(next - p));
 		s->p = next;
 	}
@@ -2244,7 +2252,7 @@ static bool slim_part(struct slim *s)
 	const char *bnd;
 	size_t blen;
 
-	if (!slim_block(s, NULL, false, &f) || f.twice)
+	if (!slim_block(s, part_kept, false, &f) || f.twice)
 		return false;
 	if (f.ct == NULL)
 		return true;
