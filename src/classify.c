@@ -4,6 +4,7 @@
  * (BSD-2-Clause), whose labelled corpus the tests measure against. */
 #include "classify.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -709,7 +710,11 @@ static size_t normalise_text(const char *text, size_t len, char *out, size_t out
 	return n;
 }
 
-/* The stage the earliest stage phrase in normalised text names. */
+/*
+ * The stage the earliest stage phrase in normalised text names (at one place, the first
+ * phrase of the table). One pass over the text, trying at each byte only the phrases that
+ * start with it (33 strstr passes over it cost several times more).
+ */
 static enum smtp_stage stage_in(const char *norm)
 {
 	/* Phrases that say which command a reply answered, as MTAs word it. */
@@ -751,16 +756,21 @@ static enum smtp_stage stage_in(const char *norm)
 		{ "my name was rejected", SMTP_STAGE_HELO },
 		{ "sender was rejected", SMTP_STAGE_MAIL },
 	};
-	const char *first = NULL;
-	enum smtp_stage stage = SMTP_STAGE_UNKNOWN;
+	uint64_t by_first[256] = { 0 }; /* the phrases (bits, in table order) by first byte */
 
-	for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
-		const char *hit = strstr(norm, stages[i].needle);
+	_Static_assert(sizeof stages / sizeof stages[0] <= 64, "one bit per phrase");
+	for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
+		by_first[(unsigned char)stages[i].needle[0]] |= UINT64_C(1) << i;
+	for (const char *p = norm; *p; p++) {
+		for (uint64_t m = by_first[(unsigned char)*p]; m != 0; m &= m - 1) {
+			const char *needle = stages[__builtin_ctzll(m)].needle;
 
-		if (hit != NULL && (first == NULL || hit < first))
-			first = hit, stage = stages[i].stage;
+			/* needle[1] is not NUL, so p[1] is not either and p + 2 is readable. */
+			if (needle[1] == p[1] && strncmp(p + 2, needle + 2, strlen(needle + 2)) == 0)
+				return stages[__builtin_ctzll(m)].stage;
+		}
 	}
-	return stage;
+	return SMTP_STAGE_UNKNOWN;
 }
 
 enum smtp_stage classify_find_stage(const char *text, size_t len)
