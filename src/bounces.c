@@ -335,8 +335,11 @@ static int verp_target(struct proc *p, const char *address, struct store_bounce_
 static size_t envelope_candidates(const struct msg *m, const struct dsn_result *dr,
 				  const char *hint, char (*out)[VERP_ADDRESS_SIZE])
 {
-	static const char *const fields[] = {"x-original-to:", "delivered-to:", "to:",
-					     "envelope-to:", "x-envelope-to:", "x-delivered-to:"};
+	static const struct {
+		const char *name;
+		size_t len;
+	} fields[] = {{"x-original-to:", 14}, {"delivered-to:", 13}, {"to:", 3},
+		      {"envelope-to:", 12}, {"x-envelope-to:", 14}, {"x-delivered-to:", 15}};
 	const char *p = m->data, *end = m->data + m->len;
 	size_t n = 0;
 
@@ -348,10 +351,14 @@ static size_t envelope_candidates(const struct msg *m, const struct dsn_result *
 		p = memchr(p, '\n', (size_t)(end - p)), p = p ? p + 1 : end;
 	while (p < end && *p != '\n' && *p != '\r' && n < MAX_CANDIDATES) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p)), *v;
+		char first = (char)(*p | 0x20); /* lower case for letters; never NUL */
+
 		eol = eol ? eol : end;
-		for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-			size_t fl = strlen(fields[i]);
-			if ((size_t)(eol - p) > fl && strncasecmp(p, fields[i], fl) == 0 &&
+		/* Most header lines start with none of the fields' first letters. */
+		for (size_t i = 0; strchr("xdte", first) != NULL &&
+				   i < sizeof fields / sizeof fields[0]; i++) {
+			size_t fl = fields[i].len;
+			if ((size_t)(eol - p) > fl && strncasecmp(p, fields[i].name, fl) == 0 &&
 			    (v = find_ci(p + fl, (size_t)(eol - p - fl), "bounces+")) != NULL &&
 			    take_address(v, eol, out[n], VERP_ADDRESS_SIZE))
 				n++;
