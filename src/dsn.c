@@ -1605,7 +1605,10 @@ static void finish_recipient(struct parse_ctx *c, struct dsn_recipient *r)
 	}
 	if (r->stage == SMTP_STAGE_UNKNOWN && r->diagnostic != NULL)
 		r->stage = classify_find_stage(r->diagnostic, strlen(r->diagnostic));
-	if (r->stage == SMTP_STAGE_UNKNOWN && c->res->n_recipients == 1)
+	/* The notice, unless that was the diagnostic just searched (recipient_diag). */
+	if (r->stage == SMTP_STAGE_UNKNOWN && c->res->n_recipients == 1 &&
+	    !(r->diagnostic != NULL && strlen(r->diagnostic) == c->notice_end &&
+	      memcmp(r->diagnostic, c->notice.data, c->notice_end) == 0))
 		r->stage = classify_find_stage(c->notice.data, c->notice_end);
 	recipient_hosts(c, r, hosts, sizeof hosts);
 	in = (struct classify_input){ r->status, r->reply_code, r->diagnostic, r->stage, hosts };
