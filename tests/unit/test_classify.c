@@ -572,6 +572,67 @@ static void test_encoded_notice(void **state)
 	}
 }
 
+/* A notice that only forwards the MTA's report as a returned message (message/rfc822):
+ * the recipient is read from the report inside it. GMime is first given the notice
+ * without the returned message's body; the parser then needs that body and parses the
+ * message again whole. */
+static const char forwarded_report[] =
+	"From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.net>\n"
+	"To: bounces@cutoff.example.net\n"
+	"Subject: Returned mail: see transcript for details\n"
+	"Received: from relay.example.net by mx.cutoff.example.net; Mon, 18 Aug 2003\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: multipart/mixed; boundary=\"OUT\"\n"
+	"\n"
+	"--OUT\n"
+	"Content-Type: text/plain\n"
+	"\n"
+	"The attached report came back to the relay.\n"
+	"\n"
+	"--OUT\n"
+	"Content-Type: message/rfc822\n"
+	"Content-Description: the report\n"
+	"\n"
+	"Received: from mx.example.org by relay.example.net; Mon, 18 Aug 2003\n"
+	"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\n"
+	"To: bounces@cutoff.example.net\n"
+	"Subject: Undelivered Mail Returned to Sender\n"
+	"MIME-Version: 1.0\n"
+	"Content-Type: multipart/report; report-type=delivery-status; boundary=\"IN\"\n"
+	"\n"
+	"--IN\n"
+	"Content-Type: text/plain\n"
+	"\n"
+	"Your message could not be delivered.\n"
+	"\n"
+	"--IN\n"
+	"Content-Type: message/delivery-status\n"
+	"\n"
+	"Reporting-MTA: dns; mx.example.org\n"
+	"\n"
+	"Final-Recipient: rfc822; inner@example.org\n"
+	"Action: failed\n"
+	"Status: 5.1.1\n"
+	"Diagnostic-Code: smtp; 550 5.1.1 <inner@example.org>: User unknown\n"
+	"\n"
+	"--IN--\n"
+	"\n"
+	"--OUT--\n";
+
+static void test_forwarded_report(void **state)
+{
+	struct dsn_result *res = parse(forwarded_report);
+
+	(void)state;
+	assert_int_equal(res->kind, DSN_KIND_BOUNCE);
+	assert_int_equal(res->n_recipients, 1);
+	assert_string_equal(res->recipients[0].address, "inner@example.org");
+	assert_string_equal(res->recipients[0].status, "5.1.1");
+	assert_int_equal(res->recipients[0].class, BOUNCE_CLASS_HARD);
+	assert_string_equal(res->envelope_recipient, "bounces@cutoff.example.net");
+	dsn_result_free(res);
+}
+
 static void test_delay(void **state)
 {
 	static const char msg[] =
@@ -925,6 +986,7 @@ int main(void)
 		cmocka_unit_test(test_not_utf8_is_kept),
 		cmocka_unit_test(test_json_text),
 		cmocka_unit_test(test_encoded_notice),
+		cmocka_unit_test(test_forwarded_report),
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_vacation),
 		cmocka_unit_test(test_arf_complaint),
