@@ -2214,6 +2214,26 @@ static bool slim_plain_encoding(const struct slim_fields *f)
  * A returned message, after its part's header: its header slimmed, then its body left out
  * up to the boundary that ends it. False when in doubt (s->p where to copy from).
  */
+/*
+ * Whether the line at q (before end) is a Content-Type field naming a multipart, folded
+ * lines included: inside a returned message, GMime would then look for a boundary that
+ * this file does not follow.
+ */
+static bool declares_multipart(const char *q, const char *end)
+{
+	const char *eol = line_end(q, end), *p = q + 12;
+
+	if (eol - q < 13 || (*q | 0x20) != 'c' || strncasecmp(q, "content-type", 12) != 0)
+		return false;
+	while (p < eol && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p == eol || *p != ':')
+		return false;
+	while (eol < end && eol + 1 < end && (eol[1] == ' ' || eol[1] == '\t'))
+		eol = line_end(eol + 1, end);
+	return find_ci(p, (size_t)(eol - p), "multipart") != NULL;
+}
+
 static bool slim_returned(struct slim *s)
 {
 	struct slim_fields f;
@@ -2227,12 +2247,18 @@ static bool slim_returned(struct slim *s)
 	     !slim_content_type(f.ct, f.ct_end, &multipart, &message, &bnd, &blen)) ||
 	    (multipart && !slim_push(s, bnd, blen)))
 		return false;
-	/* Its own multipart's boundaries are known; any other "--" line is in doubt. */
+	/* Its own multipart's boundaries are known; any other "--" line, or a multipart
+	 * nested inside it (whose boundary GMime would also match), is in doubt. */
 	for (q = s->p; q < s->end; q = next_line(line_end(q, s->end), s->end)) {
 		const char *eol = line_end(q, s->end);
 
-		if (!starts_dashes(q, eol))
+		if (!starts_dashes(q, eol)) {
+			if (declares_multipart(q, s->end)) {
+				level = -1;
+				break;
+			}
 			continue;
+		}
 		level = slim_boundary(s, s->depth, q, eol, &close);
 		if (level < 0)
 			break;
@@ -2240,7 +2266,7 @@ static bool slim_returned(struct slim *s)
 			break; /* the boundary that ends the returned message */
 	}
 	s->depth = outer;
-	if (q < s->end && (level < 0 || level >= outer))
+	if (q < s->end && level < 0)
 		return false;
 	s->was_cut |= q > s->p;
 	s->p = q;
