@@ -105,10 +105,25 @@ static const char *find_ci(const char *hay, size_t len, const char *needle)
 	return NULL;
 }
 
-/* Search for a lower-case needle in lower-cased text (the notice's lower copy). */
+/*
+ * Search for a lower-case needle in lower-cased text (the notice's lower copy): the first
+ * occurrence, as memmem gives, found from its first byte with memchr, which is several
+ * times quicker over a notice than glibc's general memmem for these short needles.
+ */
 static const char *find_lc(const char *lc, size_t len, const char *needle)
 {
-	return lc == NULL ? NULL : memmem(lc, len, needle, strlen(needle));
+	size_t n = strlen(needle);
+	const char *p = lc, *end;
+
+	if (lc == NULL || n == 0 || len < n)
+		return lc != NULL && n == 0 ? lc : NULL;
+	end = lc + (len - n) + 1; /* one past the last place the needle can start */
+	while (p < end && (p = memchr(p, needle[0], (size_t)(end - p))) != NULL) {
+		if (memcmp(p + 1, needle + 1, n - 1) == 0)
+			return p;
+		p++;
+	}
+	return NULL;
 }
 
 static bool contains_ci(const char *hay, const char *needle)
