@@ -26,7 +26,10 @@ pf_register_dir() {
 start_postfix() {
     command -v postfix >/dev/null || { echo "SKIP: postfix is not installed (tools/deps --test)"; exit 77; }
     [ "$(id -u)" -eq 0 ] || { echo "SKIP: a private Postfix needs root"; exit 77; }
-    PF_DIR=/var/tmp/cutoff-postfix-$1 PF_PORT=$(free_port) PF_MAIL=$PF_DIR/mail
+    # One folder per test name and source tree: suites of two checkouts may run at once.
+    local tree
+    tree=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd | md5sum | cut -c1-8)
+    PF_DIR=/var/tmp/cutoff-postfix-$tree-$1 PF_PORT=$(free_port) PF_MAIL=$PF_DIR/mail
     postfix -c "$PF_DIR" stop >/dev/null 2>&1 || true
     rm -rf "$PF_DIR"; mkdir -p "$PF_DIR/queue" "$PF_DIR/data" "$PF_MAIL"
     chown postfix:postfix "$PF_DIR/data" "$PF_MAIL"
