@@ -51,6 +51,7 @@ struct metrics {
 	atomic_uint_fast64_t latency[B_COUNT + 1]; /* per bucket (not cumulative); last: +Inf */
 	atomic_uint_fast64_t latency_ns;
 	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
+	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
 	atomic_long in_flight;
 	atomic_long campaigns;
 };
@@ -62,8 +63,10 @@ struct job {
 	struct login_event *ev;
 	size_t n;
 	struct buf answers;     /* the answers, comma-separated, once decided */
-	unsigned status;        /* 0 while waiting; then 200, 500 or 503 */
+	unsigned result;        /* 200, 500 or 503: the decider's, published as status */
+	unsigned status;        /* 0 while waiting; result, under the queue's lock */
 	char error[300];
+	pthread_cond_t done;    /* signalled once status is set */
 	struct job *next;
 };
 
@@ -77,7 +80,7 @@ struct serve {
 
 	pthread_t decider;
 	pthread_mutex_t lock;
-	pthread_cond_t work, done;   /* a job is waiting / a batch was answered */
+	pthread_cond_t work, done;   /* a job is waiting / the decider started */
 	struct job *head, *tail;
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
@@ -160,7 +163,7 @@ static void decider_reset(struct decider *d, struct job *list)
 static void jobs_fail(struct job *list, unsigned status, const struct err *e)
 {
 	for (struct job *j = list; j != NULL; j = j->next) {
-		j->status = status;
+		j->result = status;
 		snprintf(j->error, sizeof j->error, "%s", e->msg);
 	}
 }
@@ -175,14 +178,21 @@ static void decider_batch(struct decider *d, struct job *list)
 	struct metrics *m = &d->sv->m;
 	int rc;
 
+	int64_t t0, t1;
+
 	for (;;) {
 		err_clear(&d->e);
+		t0 = t1 = monotonic_ns();
 		if ((rc = decider_refresh(d)) == 0 && (rc = store_begin(d->s, &d->e)) == 0) {
-			if ((rc = decider_decide(d, list)) == 0)
+			if ((rc = decider_decide(d, list)) == 0) {
+				t1 = monotonic_ns();
 				rc = store_commit(d->s, &d->e);
+			}
 			if (rc != 0)
 				store_rollback(d->s);
 		}
+		atomic_fetch_add(&m->decide_ns, (uint64_t)(t1 - t0));
+		atomic_fetch_add(&m->commit_ns, (uint64_t)(monotonic_ns() - t1));
 		if (rc == 0)
 			break;
 		decider_reset(d, list);
@@ -196,7 +206,7 @@ static void decider_batch(struct decider *d, struct job *list)
 		usleep(10000);
 	}
 	for (struct job *j = list; j != NULL; j = j->next)
-		j->status = 200;
+		j->result = 200;
 	atomic_fetch_add(&m->commits, 1);
 	atomic_fetch_add(&m->logins, d->logins);
 	atomic_fetch_add(&m->reminders, d->reminders);
@@ -235,7 +245,11 @@ static void decider_loop(struct decider *d)
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
 		pthread_mutex_lock(&sv->lock);
-		pthread_cond_broadcast(&sv->done);
+		for (struct job *j = list, *next; j != NULL; j = next) {
+			next = j->next; /* j is the waiter's: gone once it wakes */
+			j->status = j->result;
+			pthread_cond_signal(&j->done);
+		}
 	}
 	pthread_mutex_unlock(&sv->lock);
 }
@@ -272,6 +286,7 @@ static void *decider_main(void *arg)
 /* Queues j and waits until the decider has committed (or failed) it. */
 static void decide_wait(struct serve *sv, struct job *j)
 {
+	pthread_cond_init(&j->done, NULL);
 	pthread_mutex_lock(&sv->lock);
 	if (sv->tail != NULL)
 		sv->tail->next = j;
@@ -280,8 +295,9 @@ static void decide_wait(struct serve *sv, struct job *j)
 	sv->tail = j;
 	pthread_cond_signal(&sv->work);
 	while (j->status == 0)
-		pthread_cond_wait(&sv->done, &sv->lock);
+		pthread_cond_wait(&j->done, &sv->lock);
 	pthread_mutex_unlock(&sv->lock);
+	pthread_cond_destroy(&j->done);
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
@@ -598,6 +614,11 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 			atomic_load(&m->busy));
 	metrics_counter(&b, "cutoff_serve_failed_batches_total", "Batches not recorded (503/500).",
 			atomic_load(&m->failed));
+	buf_printf(&b, "# HELP cutoff_serve_decider_seconds_total The decider's time, by step.\n"
+		       "# TYPE cutoff_serve_decider_seconds_total counter\n"
+		       "cutoff_serve_decider_seconds_total{step=\"decide\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"commit\"} %.6f\n",
+		   (double)atomic_load(&m->decide_ns) / 1e9, (double)atomic_load(&m->commit_ns) / 1e9);
 	metrics_histogram(&b, m);
 	buf_printf(&b, "# HELP cutoff_serve_in_flight Requests being answered.\n"
 		       "# TYPE cutoff_serve_in_flight gauge\ncutoff_serve_in_flight %ld\n"
