@@ -163,7 +163,12 @@ check "$(cat "$T/err.txt")" "a batch holds 1 to 1000 events, not 1001" "says the
 bad 400 "a batch with one bad event" /v1/logins:batch '{"events":[{"user":"dee"},{"user":"ana","x":1}]}'
 check "$(cat "$T/err.txt")" 'events[1]: unknown field "x" (known: user, client_version, platform)' "names the event"
 check "$(logins "")" "$n0" "no bad request recorded anything (not even the good event of a bad batch)"
-printf 'GARBAGE / HTTP/9\r\n\r\n' | timeout 5 nc -q 2 127.0.0.1 "$PORT" >/dev/null 2>&1
+python3 - "$PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"GARBAGE / HTTP/9\r\n\r\n")   # not HTTP: answered 400 or closed, nothing more
+s.recv(1000)
+PY
 check "$(curl -s "$URL/healthz")" '{"status":"ok","campaigns":1}' "still answering after all of it"
 
 # A slow client is cut off after --timeout; it holds no more than its own connection.
