@@ -66,7 +66,8 @@ struct job {
 	unsigned result;        /* 200, 500 or 503: the decider's, published as status */
 	unsigned status;        /* 0 while waiting; result, under the queue's lock */
 	char error[300];
-	pthread_cond_t done;    /* signalled once status is set */
+	pthread_cond_t done;    /* thread per connection: signalled once status is set */
+	struct MHD_Connection *conn; /* thread pool: the suspended connection to resume */
 	struct job *next;
 };
 
@@ -246,9 +247,12 @@ static void decider_loop(struct decider *d)
 		decider_batch(d, list);
 		pthread_mutex_lock(&sv->lock);
 		for (struct job *j = list, *next; j != NULL; j = next) {
-			next = j->next; /* j is the waiter's: gone once it wakes */
+			next = j->next; /* j is the request's: gone once it resumes */
 			j->status = j->result;
-			pthread_cond_signal(&j->done);
+			if (j->conn != NULL)
+				MHD_resume_connection(j->conn);
+			else
+				pthread_cond_signal(&j->done);
 		}
 	}
 	pthread_mutex_unlock(&sv->lock);
@@ -283,21 +287,46 @@ static void *decider_main(void *arg)
 	return NULL;
 }
 
-/* Queues j and waits until the decider has committed (or failed) it. */
-static void decide_wait(struct serve *sv, struct job *j)
+/* Appends j to the queue. Locked. False when the decider has stopped. */
+static bool queue_put(struct serve *sv, struct job *j)
 {
-	pthread_cond_init(&j->done, NULL);
-	pthread_mutex_lock(&sv->lock);
+	if (sv->stop)
+		return false;
 	if (sv->tail != NULL)
 		sv->tail->next = j;
 	else
 		sv->head = j;
 	sv->tail = j;
 	pthread_cond_signal(&sv->work);
-	while (j->status == 0)
-		pthread_cond_wait(&j->done, &sv->lock);
+	return true;
+}
+
+/*
+ * Hands j to the decider. With a thread per connection, waits until it is decided (or the
+ * decider stopped: status 0). With a thread pool, suspends the connection, which the decider
+ * resumes once j is decided; returns true then (the answer is for the next call).
+ */
+static bool decide_submit(struct serve *sv, struct job *j, struct MHD_Connection *c)
+{
+	bool queued;
+
+	pthread_mutex_lock(&sv->lock);
+	if (sv->o.threads > 0) {
+		if ((queued = !sv->stop)) {
+			MHD_suspend_connection(c); /* before the decider can see j, resume it */
+			j->conn = c;
+			queue_put(sv, j);
+		}
+		pthread_mutex_unlock(&sv->lock);
+		return queued;
+	}
+	pthread_cond_init(&j->done, NULL);
+	if (queue_put(sv, j))
+		while (j->status == 0)
+			pthread_cond_wait(&j->done, &sv->lock);
 	pthread_mutex_unlock(&sv->lock);
 	pthread_cond_destroy(&j->done);
+	return false;
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
@@ -310,6 +339,9 @@ struct request {
 	size_t received;    /* body bytes seen, kept or not */
 	bool too_large;
 	unsigned status;    /* what was answered */
+	json_t *root;       /* a login body, parsed */
+	struct login_event one;
+	struct job *job;    /* its events, decided or being decided */
 };
 
 /* Queues a response of status with body b (taken) and content type json or text. */
@@ -485,47 +517,67 @@ static bool parse_batch(const struct serve *sv, json_t *root, struct job *j, cha
 	return true;
 }
 
+/* The answer of a decided job, or its error. */
+static enum MHD_Result answer_job(struct serve *sv, struct MHD_Connection *c, struct request *r)
+{
+	struct job *j = r->job;
+	unsigned status;
+	struct buf b;
+
+	pthread_mutex_lock(&sv->lock); /* status is published under the lock */
+	status = j->status;
+	pthread_mutex_unlock(&sv->lock);
+	if (status == 0)
+		return respond_error(c, r, 503, "the service is stopping: nothing was recorded;"
+				     " try again");
+	if (status != 200)
+		return respond_error(c, r, status, "%s: nothing was recorded%s", j->error,
+				     status == 503 ? "; try again" : "");
+	buf_init(&b);
+	buf_puts(&b, r->route == R_BATCH ? "{\"answers\":[" : "");
+	buf_append(&b, j->answers.data, j->answers.len);
+	buf_puts(&b, r->route == R_BATCH ? "]}\n" : "\n");
+	return respond_json(c, r, 200, &b);
+}
+
 /* POST /v1/logins and /v1/logins:batch: parse, decide with the others, answer. */
 static enum MHD_Result handle_logins(struct serve *sv, struct MHD_Connection *c,
 				     struct request *r)
 {
-	struct job j = {0};
-	struct login_event one;
 	json_error_t jerr;
 	char why[500];
-	enum MHD_Result ok;
-	json_t *root;
-	struct buf b;
+	struct job *j;
 
-	root = json_loadb(r->body.data ? r->body.data : "", r->body.len, JSON_REJECT_DUPLICATES,
-			  &jerr);
-	if (root == NULL)
+	if (r->job != NULL) /* resumed: decided */
+		return answer_job(sv, c, r);
+	r->root = json_loadb(r->body.data ? r->body.data : "", r->body.len,
+			     JSON_REJECT_DUPLICATES, &jerr);
+	if (r->root == NULL)
 		return respond_error(c, r, 400, "malformed JSON: %s (line %d, column %d)", jerr.text,
 				     jerr.line, jerr.column);
-	buf_init(&j.answers);
-	buf_init(&b);
-	if (r->route == R_LOGINS ? (j.ev = &one, j.n = 1, parse_event(sv, root, &one, why,
-								      sizeof why))
-				 : parse_batch(sv, root, &j, why, sizeof why)) {
-		decide_wait(sv, &j);
-		if (j.status == 200) {
-			buf_puts(&b, r->route == R_BATCH ? "{\"answers\":[" : "");
-			buf_append(&b, j.answers.data, j.answers.len);
-			buf_puts(&b, r->route == R_BATCH ? "]}\n" : "\n");
-			ok = respond_json(c, r, 200, &b);
-		} else {
-			ok = respond_error(c, r, j.status, "%s: nothing was recorded%s", j.error,
-					   j.status == 503 ? "; try again" : "");
-		}
-	} else {
-		ok = respond_error(c, r, 400, "%s", why);
+	r->job = j = xcalloc(1, sizeof *j);
+	buf_init(&j->answers);
+	if (r->route == R_LOGINS ? (j->ev = &r->one, j->n = 1,
+				    parse_event(sv, r->root, &r->one, why, sizeof why))
+				 : parse_batch(sv, r->root, j, why, sizeof why)) {
+		if (decide_submit(sv, j, c))
+			return MHD_YES; /* suspended until decided */
+		return answer_job(sv, c, r);
 	}
-	if (j.ev != &one)
-		free(j.ev);
-	buf_free(&j.answers);
-	buf_free(&b);
-	json_decref(root);
-	return ok;
+	return respond_error(c, r, 400, "%s", why);
+}
+
+static void request_free(struct request *r)
+{
+	if (r->job != NULL) {
+		if (r->job->ev != &r->one)
+			free(r->job->ev);
+		buf_free(&r->job->answers);
+		free(r->job);
+	}
+	json_decref(r->root);
+	buf_free(&r->body);
+	free(r);
 }
 
 /* GET /v1/users/USER: everything `cutoff user USER --format json` says. */
@@ -744,8 +796,7 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 				atomic_fetch_add(&m->requests[r->route][k], 1);
 	}
 	atomic_fetch_sub(&m->in_flight, 1);
-	buf_free(&r->body);
-	free(r);
+	request_free(r);
 	*con_cls = NULL;
 }
 
@@ -786,16 +837,20 @@ static int start_decider(struct serve *sv, struct err *e)
 
 static int start_mhd(struct serve *sv, struct err *e)
 {
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
+	if (sv->o.threads > 0)
+		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+	else
+		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	sv->mhd = MHD_start_daemon(
 		flags, 0, NULL, NULL, access_handler, sv,
+		MHD_OPTION_THREAD_POOL_SIZE, sv->o.threads > 1 ? sv->o.threads : 0,
 		MHD_OPTION_LISTEN_SOCKET, sv->listen_fd,
 		MHD_OPTION_CONNECTION_LIMIT, sv->o.connection_limit,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->o.per_ip_limit,
 		MHD_OPTION_CONNECTION_TIMEOUT, sv->o.timeout_s,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, sv,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv,
@@ -875,11 +930,14 @@ long serve_stop(struct serve *sv)
 		until = monotonic_ns() + sv->o.drain_ms * INT64_C(1000000);
 		while ((left = atomic_load(&sv->m.in_flight)) > 0 && monotonic_ns() < until)
 			usleep(5000);
+		/* The decider answers what is queued; what comes later is refused (503). */
+		stop_decider(sv);
 		MHD_stop_daemon(sv->mhd);
 		if (fd >= 0)
 			close(fd);
+	} else {
+		stop_decider(sv);
 	}
-	stop_decider(sv);
 	serve_free(sv);
 	return left;
 }

@@ -10,13 +10,14 @@
 #include "err.h"
 
 /*
- * Design (docs/api.md): libmicrohttpd runs one thread per connection; each parses and checks
- * its request and hands its login events to the decider, one thread that owns the store
+ * Design (docs/api.md): libmicrohttpd's threads (a small epoll pool whose connections are
+ * suspended while their events are decided, or one blocking thread per connection) parse and
+ * check each request and hand its login events to the decider, one thread that owns the store
  * connection, the login catalog and the login session (login.h: a connection is never
  * shared). The decider takes every event waiting, decides them in one transaction, commits,
- * and only then wakes the requests with their answers (group commit: an answer is never shown
- * for a transaction that rolled back). A busy database is retried until busy_wait_ms, then
- * the waiting requests get 503 and nothing of theirs is recorded.
+ * and only then resumes or wakes the requests with their answers (group commit: an answer is
+ * never shown for a transaction that rolled back). A busy database is retried until
+ * busy_wait_ms, then the waiting requests get 503 and nothing of theirs is recorded.
  */
 
 #define SERVE_USER_MAX 256      /* bytes of a user id */
@@ -37,6 +38,7 @@ struct serve_options {
 	unsigned timeout_s;         /* an idle or slow connection is closed after this */
 	long busy_wait_ms;          /* how long a batch waits for a busy database before 503 */
 	long drain_ms;              /* at shutdown, how long in-flight requests may take */
+	unsigned threads;           /* HTTP threads (epoll, suspend/resume); 0: one per connection */
 };
 
 struct serve;

@@ -256,6 +256,16 @@ grep -q '^# TYPE cutoff_serve_request_duration_seconds histogram$' "$OUT"; check
 commits=$(m cutoff_serve_commits_total)
 [ "$commits" -ge 1 ] && [ "$commits" -le 321 ]; check $? 0 "group commits: $commits transactions for 321 requests"
 
+# The same with a thread per connection (--threads 0) instead of the epoll pool.
+kill -TERM "$SPID"; wait "$SPID"
+start_serve "$NOW" --threads 0
+"$CLIENT" "$URL" "$T/token" 16 20 u00000305 4.6 >"$T/c16t" 2>"$T/c16t.err"
+check "$(cat "$T/c16t")" "requests=320 ok=320 reminders=1 completed=0 http_errors=0 transport_errors=0" \
+    "--threads 0: 320 logins from 16 connections, one reminder"
+check "$(logins "WHERE user_id = 'u00000305'")" "320" "every login recorded"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "--threads 0: SIGTERM, exit 0"
+start_serve "$NOW"
+
 # ---- the daily run beside a load: no errors, nothing lost ----
 n0=$(logins "")
 "$CLIENT" "$URL" "$T/token" 8 1500 'u%300' 4.6 >"$T/load" 2>"$T/load.err" &
