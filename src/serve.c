@@ -109,7 +109,7 @@ struct decider {
 };
 
 /* Loads the campaigns, or reloads them when they changed (looked at once a second). */
-static int decider_refresh(struct decider *d)
+static int decider_reload(struct decider *d, struct err *e)
 {
 	int64_t now = monotonic_ns();
 	bool stale = false;
@@ -120,9 +120,9 @@ static int decider_refresh(struct decider *d)
 		return 0;
 	d->stale_checked_ns = now;
 	if (d->cat != NULL &&
-	    ((rc = login_catalog_stale(d->cat, d->s, &stale, &d->e)) != 0 || !stale))
+	    ((rc = login_catalog_stale(d->cat, d->s, &stale, e)) != 0 || !stale))
 		return rc;
-	if ((rc = login_catalog_load(&cat, d->s, &d->e)) != 0)
+	if ((rc = login_catalog_load(&cat, d->s, e)) != 0)
 		return rc;
 	login_session_free(d->ls);
 	login_catalog_free(d->cat);
@@ -131,6 +131,27 @@ static int decider_refresh(struct decider *d)
 	atomic_store(&d->sv->m.campaigns, (long)login_catalog_count(cat));
 	log_info("serve: %zu campaign(s) loaded", login_catalog_count(cat));
 	return 0;
+}
+
+/*
+ * Loads the campaigns, or reloads them when they changed (looked at once a second). A reload
+ * that fails (a campaign's templates gone, the database busy) keeps the campaigns loaded
+ * before, with a warning, and is tried again a second later: one bad edit must not stop the
+ * logins. Returns an error only when there is nothing loaded at all.
+ */
+static int decider_refresh(struct decider *d)
+{
+	struct err e = {0};
+	int rc = decider_reload(d, &e);
+
+	if (rc != 0 && d->cat != NULL) {
+		log_warnx("serve: the campaigns changed but could not be reloaded (still deciding"
+			  " with those loaded before): %s", e.msg);
+		return 0;
+	}
+	if (rc != 0)
+		err_set(&d->e, rc, "%s", e.msg);
+	return rc;
 }
 
 /* Decides every event of the list inside the open transaction; answers kept in the jobs. */
@@ -930,8 +951,12 @@ long serve_stop(struct serve *sv)
 		until = monotonic_ns() + sv->o.drain_ms * INT64_C(1000000);
 		while ((left = atomic_load(&sv->m.in_flight)) > 0 && monotonic_ns() < until)
 			usleep(5000);
-		/* The decider answers what is queued; what comes later is refused (503). */
+		/* The decider answers what is queued; what comes later is refused (503). Past the
+		 * deadline, the connections it resumes get a moment to send their answers. */
 		stop_decider(sv);
+		until = monotonic_ns() + 2000 * INT64_C(1000000);
+		while ((left = atomic_load(&sv->m.in_flight)) > 0 && monotonic_ns() < until)
+			usleep(5000);
 		MHD_stop_daemon(sv->mhd);
 		if (fd >= 0)
 			close(fd);

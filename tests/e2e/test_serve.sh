@@ -91,6 +91,22 @@ kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW"
 check "$(login cy 4.6)" "messenger-upgrade" "in the window, cy's reminder was still due"
 
+# Campaign changes are seen within a second, between transactions.
+run --config "$T/cutoff.conf" campaign pause "$C"
+sleep 1.5
+check "$(login u00000306 4.6)" "-" "a paused campaign: nothing"
+run --config "$T/cutoff.conf" campaign resume "$C"
+sleep 1.5
+check "$(login u00000306 4.6)" "messenger-upgrade" "resumed: the reminder"
+# A reload that fails keeps the campaigns loaded before: logins go on.
+mv "$T/templates" "$T/templates.away"
+run --config "$T/cutoff.conf" campaign pause "$C"
+run --config "$T/cutoff.conf" campaign resume "$C"
+sleep 1.5
+check "$(login u00000307 4.6)" "messenger-upgrade" "the templates gone, the reload fails: still answered"
+grep -q "could not be reloaded" "$T/serve.err"; check $? 0 "with a warning in the log"
+mv "$T/templates.away" "$T/templates"
+
 # ---- authentication ----
 STATUS=$(curl -s -o "$OUT" -w '%{http_code}' --data-binary '{"user":"dee"}' "$URL/v1/logins")
 check "$STATUS $(json 'a["error"][:23]')" "401 missing or wrong bearer" "no token: 401 with a JSON error"
