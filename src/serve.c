@@ -198,9 +198,8 @@ static void decider_batch(struct decider *d, struct job *list)
 {
 	int64_t until = monotonic_ns() + d->sv->o.busy_wait_ms * INT64_C(1000000);
 	struct metrics *m = &d->sv->m;
-	int rc;
-
 	int64_t t0, t1;
+	int rc;
 
 	for (;;) {
 		err_clear(&d->e);

@@ -1,9 +1,11 @@
 -- logins.lua — wrk script for bench/serve: POST /v1/logins of users drawn at random from the
--- campaign's recipients (u00000001 .. uN) and a share of users it does not know, with the
+-- campaign's recipients (u00000001 .. uN), or a share of users it does not know, with the
 -- bearer token; prints one JSON line of results at the end (requests, errors, latency).
--- Environment: BENCH_TOKEN (the token), BENCH_USERS (N, default 1000000).
+-- Environment: BENCH_TOKEN (the token), BENCH_USERS (N, default 1000000), BENCH_UNKNOWN (the
+-- share of unknown users, 0 to 1, default 0).
 local token = os.getenv("BENCH_TOKEN") or ""
 local users = tonumber(os.getenv("BENCH_USERS") or "1000000")
+local unknown = tonumber(os.getenv("BENCH_UNKNOWN") or "0")
 local headers = {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}
 
 function setup(thread)
@@ -16,9 +18,9 @@ end
 
 function request()
    local user
-   if math.random() < 0.7 then
+   if math.random() >= unknown then
       user = string.format("u%08d", math.random(1, users))
-   else -- most clients are not affected (the 2003 facts: under 30%)
+   else
       user = string.format("x%09d", math.random(1, 10 * users))
    end
    local body = '{"user":"' .. user .. '","client_version":"4.6","platform":"windows"}'
