@@ -1003,7 +1003,7 @@ int serve_listen_tcp(const char *addr, int *fd, struct err *e)
 		rc = err_set(e, ERR_USAGE, "--listen %s: not a numeric address and port", addr);
 		goto out;
 	}
-	if ((*fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((*fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
 		rc = err_sys(e, ERR_IO, errno, "socket for %s", addr);
 	else
 		rc = listen_on(*fd, ai->ai_addr, ai->ai_addrlen, addr, e);
@@ -1031,7 +1031,7 @@ int serve_listen_unix(const char *path, int *fd, struct err *e)
 		return err_set(e, ERR_IO, "--socket %s: a file that is not a socket is there", path);
 	if (lstat(path, &st) == 0 && unlink(path) != 0)
 		return err_sys(e, ERR_IO, errno, "--socket %s: removing the old socket", path);
-	if ((*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
 		return err_sys(e, ERR_IO, errno, "socket for %s", path);
 	if ((rc = listen_on(*fd, (struct sockaddr *)&sun, sizeof sun, path, e)) == 0 &&
 	    chmod(path, 0660) != 0)
@@ -1055,5 +1055,7 @@ int serve_listen_systemd(int *fd, struct err *e)
 	unsetenv("LISTEN_PID"), unsetenv("LISTEN_FDS"), unsetenv("LISTEN_FDNAMES");
 	*fd = 3; /* SD_LISTEN_FDS_START */
 	fcntl(*fd, F_SETFD, FD_CLOEXEC);
+	/* Several threads accept on it: one must never block in accept() the other won. */
+	fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK);
 	return 0;
 }

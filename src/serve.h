@@ -60,7 +60,8 @@ int serve_start(struct serve **out, const struct serve_options *o, struct err *e
 long serve_stop(struct serve *sv);
 
 /*
- * Listening sockets for serve_options.listen_fd. Each returns 0 with *fd set, or ERR_USAGE
+ * Listening sockets for serve_options.listen_fd, non-blocking (the HTTP threads all accept on
+ * it) and close-on-exec. Each returns 0 with *fd set, or ERR_USAGE
  * (a malformed address) / ERR_IO (bind or listen failed, the message says where).
  * serve_listen_tcp: "127.0.0.1:8625", "[::1]:8625" (numeric host and port).
  * serve_listen_unix: a Unix socket at path (a stale socket there is replaced; any other
