@@ -830,7 +830,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n > 0 && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_info("serve: %s", msg);
+	log_warnx("serve: %s", msg); /* a limit reached, a client misbehaving */
 }
 
 /* ---- start and stop --------------------------------------------------------------------- */
