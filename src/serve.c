@@ -83,6 +83,7 @@ struct serve {
 	pthread_mutex_t lock;
 	pthread_cond_t work, done;   /* a job is waiting / the decider started */
 	struct job *head, *tail;
+	long queued;                 /* jobs in the queue */
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
 	struct err start_err;
@@ -248,7 +249,27 @@ static struct job *queue_take(struct serve *sv)
 	if (sv->head == NULL)
 		sv->tail = NULL;
 	last->next = NULL;
+	for (struct job *j = list; j != NULL; j = j->next)
+		sv->queued--;
 	return list;
+}
+
+/*
+ * Before a batch, waits up to group_wait_us for the requests in flight that are not queued yet
+ * (being read, or answered by the last commit and coming back on their keep-alive connection)
+ * so that they share this commit rather than pay for the next one: with N connections busy,
+ * batches alternate between two halves of N otherwise, each paying a full fsync. It waits
+ * only while some request in flight is missing from the queue, so a lone login is not
+ * delayed. Locked.
+ */
+static void queue_gather(struct serve *sv)
+{
+	int64_t until = monotonic_ns() + sv->o.group_wait_us * INT64_C(1000);
+	struct timespec ts = {until / 1000000000, until % 1000000000};
+
+	while (!sv->stop && sv->queued < atomic_load(&sv->m.in_flight) &&
+	       sv->queued < TXN_EVENTS_MAX && monotonic_ns() < until)
+		pthread_cond_timedwait(&sv->work, &sv->lock, &ts);
 }
 
 static void decider_loop(struct decider *d)
@@ -262,6 +283,7 @@ static void decider_loop(struct decider *d)
 			pthread_cond_wait(&sv->work, &sv->lock);
 		if (sv->head == NULL)
 			break;
+		queue_gather(sv);
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
@@ -317,6 +339,7 @@ static bool queue_put(struct serve *sv, struct job *j)
 	else
 		sv->head = j;
 	sv->tail = j;
+	sv->queued++;
 	pthread_cond_signal(&sv->work);
 	return true;
 }
@@ -865,6 +888,7 @@ static int start_mhd(struct serve *sv, struct err *e)
 		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	sv->mhd = MHD_start_daemon(
 		flags, 0, NULL, NULL, access_handler, sv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv, /* first, or MHD's own logger speaks */
 		MHD_OPTION_THREAD_POOL_SIZE, sv->o.threads > 1 ? sv->o.threads : 0,
 		MHD_OPTION_LISTEN_SOCKET, sv->listen_fd,
 		MHD_OPTION_CONNECTION_LIMIT, sv->o.connection_limit,
@@ -873,7 +897,6 @@ static int start_mhd(struct serve *sv, struct err *e)
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, sv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv,
 		MHD_OPTION_END);
 	if (sv->mhd == NULL)
 		return err_set(e, ERR_SOFTWARE, "libmicrohttpd did not start (see the messages"
@@ -890,7 +913,12 @@ static struct serve *serve_new(const struct serve_options *o)
 	sv->listen_fd = o->listen_fd;
 	EVP_Digest(o->token, o->token_len, sv->token_sha, &n, EVP_sha256(), NULL);
 	pthread_mutex_init(&sv->lock, NULL);
-	pthread_cond_init(&sv->work, NULL);
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* queue_gather's deadline */
+	pthread_cond_init(&sv->work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&sv->done, NULL);
 	return sv;
 }

@@ -39,6 +39,7 @@ struct serve_options {
 	long busy_wait_ms;          /* how long a batch waits for a busy database before 503 */
 	long drain_ms;              /* at shutdown, how long in-flight requests may take */
 	unsigned threads;           /* HTTP threads (epoll, suspend/resume); 0: one per connection */
+	long group_wait_us;         /* how long a batch may wait for requests in flight (0: not) */
 };
 
 struct serve;

@@ -280,6 +280,15 @@ check "$(cat "$T/c16t")" "requests=320 ok=320 reminders=1 completed=0 http_error
     "--threads 0: 320 logins from 16 connections, one reminder"
 check "$(logins "WHERE user_id = 'u00000305'")" "320" "every login recorded"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "--threads 0: SIGTERM, exit 0"
+
+# A group commit waits for the requests in flight, never for those that are not: with a wait
+# of up to 0.9 s allowed, a lone login is still answered at once.
+start_serve "$NOW" --group-wait-us 900000
+t=$(curl -s -o "$OUT" -w '%{time_total}' -H "$AUTH" --data-binary '{"user":"u00000308"}' "$URL/v1/logins")
+check "$(json '(a["reminder"] or {}).get("campaign")')" "messenger-upgrade" "a lone login, decided"
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 0.5 else 1)" "$t"
+check $? 0 "and answered without waiting for the others ($t s)"
+kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW"
 
 # ---- the daily run beside a load: no errors, nothing lost ----
