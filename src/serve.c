@@ -396,10 +396,13 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct request *r, unsi
 	size_t len = b->len;
 	char *data = buf_steal(b);
 
-	resp = MHD_create_response_from_buffer(len, data == NULL ? xstrdup("") : data,
-					       MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL)
+	if (data == NULL)
+		data = xstrdup("");
+	resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(data);
 		return MHD_NO;
+	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (atomic_load(&r->sv->draining)) /* stopping: the client reconnects elsewhere */
@@ -410,7 +413,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct request *r, unsi
 	if (status == 405)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 					r->route == R_LOGINS || r->route == R_BATCH ? "POST"
-										    : "GET");
+										    : "GET, HEAD");
 	ok = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;

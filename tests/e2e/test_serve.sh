@@ -169,6 +169,10 @@ bad 400 "a 3 MB body" /v1/logins:batch "@$T/huge"
 bad 405 "GET on /v1/logins" /v1/logins '' -X GET
 check "$(cat "$T/err.txt")" "method GET not allowed here" "says so"
 bad 405 "DELETE on /v1/users" /v1/users/ana '' -X DELETE
+curl -s -D "$T/h405" -o /dev/null -H "$AUTH" -X DELETE "$URL/v1/users/ana"
+check "$(grep -i '^Allow:' "$T/h405" | tr -d '\r')" "Allow: GET, HEAD" "a 405 says which methods the route takes"
+curl -s -D "$T/h405" -o /dev/null -H "$AUTH" "$URL/v1/logins"
+check "$(grep -i '^Allow:' "$T/h405" | tr -d '\r')" "Allow: POST" "POST for the logins"
 bad 404 "an unknown route" /v1/nothing '{}'
 bad 404 "no user in /v1/users/" /v1/users/ '' -X GET
 bad 400 "a batch that is not {events}" /v1/logins:batch '[{"user":"dee"}]'
