@@ -24,6 +24,7 @@ static const struct command *const commands[] = {
 	&cmd_bounces,
 	&cmd_run,
 	&cmd_login,
+	&cmd_serve,
 	&cmd_complete,
 	&cmd_calendar,
 	&cmd_user,

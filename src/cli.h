@@ -60,7 +60,7 @@ void cmd_format_local(int64_t t, const char *tz, char *buf, size_t n);
 /* Commands, each in its own cmd_*.c. */
 extern const struct command cmd_init, cmd_campaign, cmd_import, cmd_preview, cmd_send;
 extern const struct command cmd_bounces;
-extern const struct command cmd_run, cmd_login, cmd_complete, cmd_calendar;
+extern const struct command cmd_run, cmd_login, cmd_serve, cmd_complete, cmd_calendar;
 extern const struct command cmd_user, cmd_who, cmd_report, cmd_forget;
 
 /* Shared by send and run: the summary line and the exit status of a sending run. */

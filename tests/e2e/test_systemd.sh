@@ -35,6 +35,28 @@ for key in OnCalendar=daily Persistent=true RandomizedDelaySec=30min WantedBy=ti
     grep -qxF "$key" "$U/cutoff.timer"; check $? 0 "cutoff.timer has $key"
 done
 
+# cutoff serve's units: verified, hardened like the daily run, and wired to each other.
+sed "s|^ExecStart=cutoff |ExecStart=$CUTOFF_BIN |" "$U/cutoff-serve.service" >"$T/units/cutoff-serve.service"
+cp "$U/cutoff-serve.socket" "$T/units/cutoff-serve.socket"
+grep -q '^ExecStart=cutoff serve$' "$U/cutoff-serve.service"; check $? 0 "the service runs cutoff serve"
+systemd-analyze verify --man=no "$T/units/cutoff-serve.service" "$T/units/cutoff-serve.socket" >"$OUT" 2>"$ERR"
+RC=$?
+expect_rc 0 "systemd-analyze verify accepts cutoff-serve.service and .socket"
+check "$(cat "$ERR")" "" "and has nothing to say about them"
+systemd-analyze security --offline=yes --threshold=20 "$T/units/cutoff-serve.service" >"$OUT" 2>"$ERR"
+RC=$?
+expect_rc 0 "cutoff-serve.service: exposure at most 2.0"
+for key in User=cutoff StateDirectory=cutoff ProtectSystem=strict ProtectHome=yes PrivateTmp=yes \
+    PrivateDevices=yes NoNewPrivileges=yes 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' \
+    SystemCallFilter=@system-service MemoryDenyWriteExecute=yes \
+    LoadCredential=cutoff-serve-token:/etc/cutoff/serve-token KillSignal=SIGTERM; do
+    grep -qxF "$key" "$U/cutoff-serve.service"; check $? 0 "cutoff-serve.service has $key"
+done
+for key in ListenStream=127.0.0.1:8625 WantedBy=sockets.target; do
+    grep -qxF "$key" "$U/cutoff-serve.socket"; check $? 0 "cutoff-serve.socket has $key"
+done
+check "$(grep -c '^ListenStream=' "$U/cutoff-serve.socket")" "1" "one socket: cutoff serve takes one"
+
 # cmake --install puts them where systemd finds units.
 if [ -n "${CUTOFF_BUILD_DIR:-}" ] && command -v cmake >/dev/null; then
     cmake --install "$CUTOFF_BUILD_DIR" --prefix "$T/prefix" >"$OUT" 2>"$ERR"
@@ -42,5 +64,7 @@ if [ -n "${CUTOFF_BUILD_DIR:-}" ] && command -v cmake >/dev/null; then
     expect_rc 0 "cmake --install"
     check "$(cd "$T/prefix/lib/systemd/system" 2>/dev/null && ls cutoff.service cutoff.timer | tr '\n' ' ')" \
         "cutoff.service cutoff.timer " "both units installed under lib/systemd/system"
+    check "$(cd "$T/prefix/lib/systemd/system" 2>/dev/null && ls cutoff-serve.service cutoff-serve.socket | tr '\n' ' ')" \
+        "cutoff-serve.service cutoff-serve.socket " "and cutoff serve's"
 fi
 finish

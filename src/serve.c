@@ -1,0 +1,1092 @@
+/* serve.c — `cutoff serve`: login decisions over HTTP/1.1 (RFC 9110, RFC 9112), JSON (RFC 8259),
+ * bearer tokens (RFC 6750), Prometheus text metrics; libmicrohttpd threads, one decider. */
+#include "serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "log.h"
+#include "login.h"
+#include "report.h"
+#include "store.h"
+#include "store_login.h"
+#include "util.h"
+
+#define STALE_CHECK_MS 1000 /* how often the decider looks for changed campaigns */
+#define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
+#define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+enum route { R_LOGINS, R_BATCH, R_USERS, R_HEALTHZ, R_METRICS, R_OTHER, R_COUNT };
+static const char *const route_names[R_COUNT] = {
+	"logins", "logins_batch", "users", "healthz", "metrics", "other",
+};
+static const unsigned statuses[] = {200, 400, 401, 404, 405, 500, 503};
+#define S_COUNT (sizeof statuses / sizeof statuses[0])
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+				 0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+#define B_COUNT (sizeof buckets / sizeof buckets[0])
+
+struct metrics {
+	atomic_uint_fast64_t requests[R_COUNT][S_COUNT];
+	atomic_uint_fast64_t latency[B_COUNT + 1]; /* per bucket (not cumulative); last: +Inf */
+	atomic_uint_fast64_t latency_ns;
+	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
+	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
+	atomic_long in_flight;
+	atomic_long campaigns;
+};
+
+/* ---- the decider's queue ------------------------------------------------------------------ */
+
+/* One request's events, waiting for the decider. */
+struct job {
+	struct login_event *ev;
+	size_t n;
+	struct buf answers;     /* the answers, comma-separated, once decided */
+	unsigned result;        /* 200, 500 or 503: the decider's, published as status */
+	unsigned status;        /* 0 while waiting; result, under the queue's lock */
+	char error[300];
+	pthread_cond_t done;    /* thread per connection: signalled once status is set */
+	struct MHD_Connection *conn; /* thread pool: the suspended connection to resume */
+	struct job *next;
+};
+
+struct serve {
+	struct serve_options o;
+	unsigned char token_sha[32];
+	struct MHD_Daemon *mhd;
+	int listen_fd;               /* ours again after MHD_quiesce_daemon */
+	atomic_bool draining;
+	struct metrics m;
+
+	pthread_t decider;
+	pthread_mutex_t lock;
+	pthread_cond_t work, done;   /* a job is waiting / the decider started */
+	struct job *head, *tail;
+	long queued;                 /* jobs in the queue */
+	bool stop;                   /* the decider ends once the queue is empty */
+	int start_rc;                /* the decider's start: 1 while starting */
+	struct err start_err;
+};
+
+static int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- the decider -------------------------------------------------------------------------- */
+
+struct decider {
+	struct serve *sv;
+	struct store *s;
+	struct login_catalog *cat;
+	struct login_session *ls;
+	int64_t stale_checked_ns;
+	uint64_t logins, reminders, completions, unknown; /* of the open transaction */
+	struct err e;
+};
+
+/* Loads the campaigns, or reloads them when they changed (looked at once a second). */
+static int decider_reload(struct decider *d, struct err *e)
+{
+	int64_t now = monotonic_ns();
+	bool stale = false;
+	struct login_catalog *cat = NULL;
+	int rc;
+
+	if (d->cat != NULL && now - d->stale_checked_ns < STALE_CHECK_MS * INT64_C(1000000))
+		return 0;
+	d->stale_checked_ns = now;
+	if (d->cat != NULL &&
+	    ((rc = login_catalog_stale(d->cat, d->s, &stale, e)) != 0 || !stale))
+		return rc;
+	if ((rc = login_catalog_load(&cat, d->s, e)) != 0)
+		return rc;
+	login_session_free(d->ls);
+	login_catalog_free(d->cat);
+	d->cat = cat;
+	d->ls = login_session_new(cat, d->s);
+	atomic_store(&d->sv->m.campaigns, (long)login_catalog_count(cat));
+	log_info("serve: %zu campaign(s) loaded", login_catalog_count(cat));
+	return 0;
+}
+
+/*
+ * Loads the campaigns, or reloads them when they changed (looked at once a second). A reload
+ * that fails (a campaign's templates gone, the database busy) keeps the campaigns loaded
+ * before, with a warning, and is tried again a second later: one bad edit must not stop the
+ * logins. Returns an error only when there is nothing loaded at all.
+ */
+static int decider_refresh(struct decider *d)
+{
+	struct err e = {0};
+	int rc = decider_reload(d, &e);
+
+	if (rc != 0 && d->cat != NULL) {
+		log_warnx("serve: the campaigns changed but could not be reloaded (still deciding"
+			  " with those loaded before): %s", e.msg);
+		return 0;
+	}
+	if (rc != 0)
+		err_set(&d->e, rc, "%s", e.msg);
+	return rc;
+}
+
+/* Decides every event of the list inside the open transaction; answers kept in the jobs. */
+static int decider_decide(struct decider *d, struct job *list)
+{
+	struct login_answer a;
+	int rc;
+
+	for (struct job *j = list; j != NULL; j = j->next) {
+		for (size_t i = 0; i < j->n; i++) {
+			if ((rc = login_decide(d->ls, &j->ev[i], &a, &d->e)) != 0)
+				return rc;
+			d->logins++, d->reminders += a.reminded;
+			d->completions += a.completed_now > 0, d->unknown += !a.known;
+			if (i > 0)
+				buf_putc(&j->answers, ',');
+			login_answer_json(&a, j->ev[i].user, &j->answers);
+		}
+	}
+	return 0;
+}
+
+/* Forgets what a rolled-back attempt decided. */
+static void decider_reset(struct decider *d, struct job *list)
+{
+	for (struct job *j = list; j != NULL; j = j->next)
+		buf_reset(&j->answers);
+	d->logins = d->reminders = d->completions = d->unknown = 0;
+}
+
+static void jobs_fail(struct job *list, unsigned status, const struct err *e)
+{
+	for (struct job *j = list; j != NULL; j = j->next) {
+		j->result = status;
+		snprintf(j->error, sizeof j->error, "%s", e->msg);
+	}
+}
+
+/*
+ * One transaction for the whole list: begin, decide, commit. A busy database is retried
+ * (nothing of a rolled-back attempt was recorded) until busy_wait_ms; then 503.
+ */
+static void decider_batch(struct decider *d, struct job *list)
+{
+	int64_t until = monotonic_ns() + d->sv->o.busy_wait_ms * INT64_C(1000000);
+	struct metrics *m = &d->sv->m;
+	int64_t t0, t1;
+	int rc;
+
+	for (;;) {
+		err_clear(&d->e);
+		t0 = t1 = monotonic_ns();
+		if ((rc = decider_refresh(d)) == 0 && (rc = store_begin(d->s, &d->e)) == 0) {
+			if ((rc = decider_decide(d, list)) == 0) {
+				t1 = monotonic_ns();
+				rc = store_commit(d->s, &d->e);
+			}
+			if (rc != 0)
+				store_rollback(d->s);
+		}
+		atomic_fetch_add(&m->decide_ns, (uint64_t)(t1 - t0));
+		atomic_fetch_add(&m->commit_ns, (uint64_t)(monotonic_ns() - t1));
+		if (rc == 0)
+			break;
+		decider_reset(d, list);
+		if (rc != ERR_TEMPFAIL || monotonic_ns() >= until) {
+			log_warnx("login batch not recorded: %s", d->e.msg);
+			atomic_fetch_add(&m->failed, 1);
+			jobs_fail(list, rc == ERR_TEMPFAIL ? 503 : 500, &d->e);
+			return;
+		}
+		atomic_fetch_add(&m->busy, 1);
+		usleep(10000);
+	}
+	for (struct job *j = list; j != NULL; j = j->next)
+		j->result = 200;
+	atomic_fetch_add(&m->commits, 1);
+	atomic_fetch_add(&m->logins, d->logins);
+	atomic_fetch_add(&m->reminders, d->reminders);
+	atomic_fetch_add(&m->completions, d->completions);
+	atomic_fetch_add(&m->unknown, d->unknown);
+	decider_reset(d, NULL);
+}
+
+/* Takes whole jobs off the queue, up to TXN_EVENTS_MAX events (at least one job). Locked. */
+static struct job *queue_take(struct serve *sv)
+{
+	struct job *list = sv->head, *last = sv->head;
+	size_t n = last->n;
+
+	while (last->next != NULL && n + last->next->n <= TXN_EVENTS_MAX)
+		last = last->next, n += last->n;
+	sv->head = last->next;
+	if (sv->head == NULL)
+		sv->tail = NULL;
+	last->next = NULL;
+	for (struct job *j = list; j != NULL; j = j->next)
+		sv->queued--;
+	return list;
+}
+
+/*
+ * Before a batch, waits up to group_wait_us for the requests in flight that are not queued yet
+ * (being read, or answered by the last commit and coming back on their keep-alive connection)
+ * so that they share this commit rather than pay for the next one: with N connections busy,
+ * batches alternate between two halves of N otherwise, each paying a full fsync. It waits
+ * only while some request in flight is missing from the queue, so a lone login is not
+ * delayed. Locked.
+ */
+static void queue_gather(struct serve *sv)
+{
+	int64_t until = monotonic_ns() + sv->o.group_wait_us * INT64_C(1000);
+	struct timespec ts = {until / 1000000000, until % 1000000000};
+
+	while (!sv->stop && sv->queued < atomic_load(&sv->m.in_flight) &&
+	       sv->queued < TXN_EVENTS_MAX && monotonic_ns() < until)
+		pthread_cond_timedwait(&sv->work, &sv->lock, &ts);
+}
+
+static void decider_loop(struct decider *d)
+{
+	struct serve *sv = d->sv;
+	struct job *list;
+
+	pthread_mutex_lock(&sv->lock);
+	for (;;) {
+		while (sv->head == NULL && !sv->stop)
+			pthread_cond_wait(&sv->work, &sv->lock);
+		if (sv->head == NULL)
+			break;
+		queue_gather(sv);
+		list = queue_take(sv);
+		pthread_mutex_unlock(&sv->lock);
+		decider_batch(d, list);
+		pthread_mutex_lock(&sv->lock);
+		for (struct job *j = list, *next; j != NULL; j = next) {
+			next = j->next; /* j is the request's: gone once it resumes */
+			j->status = j->result;
+			if (j->conn != NULL)
+				MHD_resume_connection(j->conn);
+			else
+				pthread_cond_signal(&j->done);
+		}
+	}
+	pthread_mutex_unlock(&sv->lock);
+}
+
+/* Tells serve_start how the decider started. */
+static void decider_started(struct serve *sv, int rc, const struct err *e)
+{
+	pthread_mutex_lock(&sv->lock);
+	sv->start_rc = rc;
+	if (rc != 0)
+		sv->start_err = *e;
+	pthread_cond_broadcast(&sv->done);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void *decider_main(void *arg)
+{
+	struct decider d = {.sv = arg};
+	int rc;
+
+	/* The store is opened here: its connection belongs to this thread alone. */
+	if ((rc = store_open(&d.s, d.sv->o.db_path, 0, &d.e)) == 0 &&
+	    (rc = store_login_stream(d.s, &d.e)) == 0)
+		rc = decider_refresh(&d);
+	decider_started(d.sv, rc, &d.e);
+	if (rc == 0)
+		decider_loop(&d);
+	login_session_free(d.ls);
+	login_catalog_free(d.cat);
+	store_close(d.s);
+	return NULL;
+}
+
+/* Appends j to the queue. Locked. False when the decider has stopped. */
+static bool queue_put(struct serve *sv, struct job *j)
+{
+	if (sv->stop)
+		return false;
+	if (sv->tail != NULL)
+		sv->tail->next = j;
+	else
+		sv->head = j;
+	sv->tail = j;
+	sv->queued++;
+	pthread_cond_signal(&sv->work);
+	return true;
+}
+
+/*
+ * Hands j to the decider. With a thread per connection, waits until it is decided (or the
+ * decider stopped: status 0). With a thread pool, suspends the connection, which the decider
+ * resumes once j is decided; returns true then (the answer is for the next call).
+ */
+static bool decide_submit(struct serve *sv, struct job *j, struct MHD_Connection *c)
+{
+	bool queued;
+
+	pthread_mutex_lock(&sv->lock);
+	if (sv->o.threads > 0) {
+		if ((queued = !sv->stop)) {
+			MHD_suspend_connection(c); /* before the decider can see j, resume it */
+			j->conn = c;
+			queue_put(sv, j);
+		}
+		pthread_mutex_unlock(&sv->lock);
+		return queued;
+	}
+	pthread_cond_init(&j->done, NULL);
+	if (queue_put(sv, j))
+		while (j->status == 0)
+			pthread_cond_wait(&j->done, &sv->lock);
+	pthread_mutex_unlock(&sv->lock);
+	pthread_cond_destroy(&j->done);
+	return false;
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+struct request {
+	struct serve *sv;
+	enum route route;
+	int64_t t0;
+	struct buf body;
+	size_t received;    /* body bytes seen, kept or not */
+	bool too_large;
+	unsigned status;    /* what was answered */
+	json_t *root;       /* a login body, parsed */
+	struct login_event one;
+	struct job *job;    /* its events, decided or being decided */
+};
+
+/* Queues a response of status with body b (taken) and content type json or text. */
+static enum MHD_Result respond(struct MHD_Connection *c, struct request *r, unsigned status,
+			       struct buf *b, const char *type)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ok;
+	size_t len = b->len;
+	char *data = buf_steal(b);
+
+	if (data == NULL)
+		data = xstrdup("");
+	resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(data);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (atomic_load(&r->sv->draining)) /* stopping: the client reconnects elsewhere */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (status == 401)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"cutoff\"");
+	if (status == 405)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+					r->route == R_LOGINS || r->route == R_BATCH ? "POST"
+										    : "GET, HEAD");
+	ok = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	r->status = status;
+	return ok;
+}
+
+static enum MHD_Result respond_json(struct MHD_Connection *c, struct request *r,
+				    unsigned status, struct buf *b)
+{
+	return respond(c, r, status, b, "application/json");
+}
+
+/* {"error":MESSAGE}, with its status. */
+static enum MHD_Result respond_error(struct MHD_Connection *c, struct request *r,
+				     unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, struct request *r,
+				     unsigned status, const char *fmt, ...)
+{
+	char msg[600];
+	struct buf b;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	buf_init(&b);
+	buf_puts(&b, "{\"error\":");
+	login_json_string(&b, msg);
+	buf_puts(&b, "}\n");
+	return respond_json(c, r, status, &b);
+}
+
+static enum route route_of(const char *url)
+{
+	if (strcmp(url, "/v1/logins") == 0)
+		return R_LOGINS;
+	if (strcmp(url, "/v1/logins:batch") == 0)
+		return R_BATCH;
+	if (str_starts_with(url, "/v1/users/") && url[10] != '\0')
+		return R_USERS;
+	if (strcmp(url, "/healthz") == 0)
+		return R_HEALTHZ;
+	if (strcmp(url, "/metrics") == 0)
+		return R_METRICS;
+	return R_OTHER;
+}
+
+/* True when the request carries "Authorization: Bearer TOKEN" with the right token. */
+static bool authorized(const struct serve *sv, struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	unsigned char sha[32];
+	unsigned int n = 0;
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	/* Digests of equal length, compared in constant time: neither the token nor its
+	 * length leaks through timing. */
+	if (!EVP_Digest(h, strlen(h), sha, &n, EVP_sha256(), NULL) || n != sizeof sha)
+		return false;
+	return CRYPTO_memcmp(sha, sv->token_sha, sizeof sha) == 0;
+}
+
+/* ---- login bodies ---------------------------------------------------------------------- */
+
+/* Checks a string member: NULL or a string of at most max bytes without control characters. */
+static bool member_string(json_t *v, const char *name, bool required, size_t max,
+			  const char **out, char *why, size_t n)
+{
+	*out = NULL;
+	if (v == NULL || json_is_null(v)) {
+		if (required)
+			snprintf(why, n, "\"%s\" is missing", name);
+		return !required;
+	}
+	if (!json_is_string(v) || (required && json_string_length(v) == 0)) {
+		snprintf(why, n, "\"%s\" must be a %sstring", name, required ? "non-empty " : "");
+		return false;
+	}
+	if (json_string_length(v) > max) {
+		snprintf(why, n, "\"%s\" is longer than %zu bytes", name, max);
+		return false;
+	}
+	*out = json_string_value(v);
+	if (strlen(*out) != json_string_length(v) || str_has_control(*out)) {
+		snprintf(why, n, "\"%s\" holds a control character", name);
+		return false;
+	}
+	return true;
+}
+
+/* Reads one login object into ev; false with the reason in why. */
+static bool parse_event(const struct serve *sv, json_t *o, struct login_event *ev, char *why,
+			size_t n)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(o)) {
+		snprintf(why, n, "a login must be a JSON object");
+		return false;
+	}
+	json_object_foreach(o, key, v) {
+		if (strcmp(key, "user") != 0 && strcmp(key, "client_version") != 0 &&
+		    strcmp(key, "platform") != 0) {
+			snprintf(why, n, "unknown field \"%.64s\" (known: user, client_version,"
+				 " platform)", key);
+			return false;
+		}
+	}
+	ev->at = sv->o.now_fixed ? sv->o.now : (int64_t)time(NULL);
+	return member_string(json_object_get(o, "user"), "user", true, SERVE_USER_MAX, &ev->user,
+			     why, n) &&
+	       member_string(json_object_get(o, "client_version"), "client_version", false,
+			     SERVE_FIELD_MAX, &ev->client_version, why, n) &&
+	       member_string(json_object_get(o, "platform"), "platform", false, SERVE_FIELD_MAX,
+			     &ev->platform, why, n);
+}
+
+/* The events of a batch body {"events":[...]}; false with the reason in why. */
+static bool parse_batch(const struct serve *sv, json_t *root, struct job *j, char *why, size_t n)
+{
+	json_t *events = json_object_get(root, "events");
+	char inner[400];
+
+	if (!json_is_object(root) || json_object_size(root) != 1 || !json_is_array(events)) {
+		snprintf(why, n, "a batch must be {\"events\":[LOGIN, ...]} and nothing else");
+		return false;
+	}
+	j->n = json_array_size(events);
+	if (j->n == 0 || j->n > SERVE_BATCH_MAX) {
+		snprintf(why, n, "a batch holds 1 to %d events, not %zu", SERVE_BATCH_MAX, j->n);
+		return false;
+	}
+	j->ev = xcalloc(j->n, sizeof *j->ev);
+	for (size_t i = 0; i < j->n; i++) {
+		if (!parse_event(sv, json_array_get(events, i), &j->ev[i], inner, sizeof inner)) {
+			snprintf(why, n, "events[%zu]: %s", i, inner);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The answer of a decided job, or its error. */
+static enum MHD_Result answer_job(struct serve *sv, struct MHD_Connection *c, struct request *r)
+{
+	struct job *j = r->job;
+	unsigned status;
+	struct buf b;
+
+	pthread_mutex_lock(&sv->lock); /* status is published under the lock */
+	status = j->status;
+	pthread_mutex_unlock(&sv->lock);
+	if (status == 0)
+		return respond_error(c, r, 503, "the service is stopping: nothing was recorded;"
+				     " try again");
+	if (status != 200)
+		return respond_error(c, r, status, "%s: nothing was recorded%s", j->error,
+				     status == 503 ? "; try again" : "");
+	buf_init(&b);
+	buf_puts(&b, r->route == R_BATCH ? "{\"answers\":[" : "");
+	buf_append(&b, j->answers.data, j->answers.len);
+	buf_puts(&b, r->route == R_BATCH ? "]}\n" : "\n");
+	return respond_json(c, r, 200, &b);
+}
+
+/* POST /v1/logins and /v1/logins:batch: parse, decide with the others, answer. */
+static enum MHD_Result handle_logins(struct serve *sv, struct MHD_Connection *c,
+				     struct request *r)
+{
+	json_error_t jerr;
+	char why[500];
+	struct job *j;
+
+	if (r->job != NULL) /* resumed: decided */
+		return answer_job(sv, c, r);
+	r->root = json_loadb(r->body.data ? r->body.data : "", r->body.len,
+			     JSON_REJECT_DUPLICATES, &jerr);
+	if (r->root == NULL)
+		return respond_error(c, r, 400, "malformed JSON: %s (line %d, column %d)", jerr.text,
+				     jerr.line, jerr.column);
+	r->job = j = xcalloc(1, sizeof *j);
+	buf_init(&j->answers);
+	if (r->route == R_LOGINS ? (j->ev = &r->one, j->n = 1,
+				    parse_event(sv, r->root, &r->one, why, sizeof why))
+				 : parse_batch(sv, r->root, j, why, sizeof why)) {
+		if (decide_submit(sv, j, c))
+			return MHD_YES; /* suspended until decided */
+		return answer_job(sv, c, r);
+	}
+	return respond_error(c, r, 400, "%s", why);
+}
+
+static void request_free(struct request *r)
+{
+	if (r->job != NULL) {
+		if (r->job->ev != &r->one)
+			free(r->job->ev);
+		buf_free(&r->job->answers);
+		free(r->job);
+	}
+	json_decref(r->root);
+	buf_free(&r->body);
+	free(r);
+}
+
+/* GET /v1/users/USER: everything `cutoff user USER --format json` says. */
+static enum MHD_Result handle_user(struct serve *sv, struct MHD_Connection *c, struct request *r,
+				   const char *user)
+{
+	struct report_user u = {0};
+	struct store *s = NULL;
+	struct err e = {0};
+	enum MHD_Result ok;
+	struct buf b;
+	int rc;
+
+	if (strlen(user) > SERVE_USER_MAX || str_has_control(user))
+		return respond_error(c, r, 400, "a user id is at most %d bytes, without control"
+				     " characters", SERVE_USER_MAX);
+	buf_init(&b);
+	/* A read-only connection of this thread's own, for this request. */
+	if ((rc = store_open(&s, sv->o.db_path, STORE_READONLY, &e)) == 0 &&
+	    (rc = report_user_load(&u, s, user, &e)) == 0)
+		report_user_write_json(&b, &u);
+	if (rc == 0)
+		ok = respond_json(c, r, 200, &b);
+	else
+		ok = respond_error(c, r, rc == ERR_NOTFOUND ? 404 : rc == ERR_TEMPFAIL ? 503 : 500,
+				   "%s", e.msg);
+	report_user_free(&u);
+	store_close(s);
+	buf_free(&b);
+	return ok;
+}
+
+static void metrics_counter(struct buf *b, const char *name, const char *help, uint64_t v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+		   (unsigned long long)v);
+}
+
+static void metrics_histogram(struct buf *b, struct metrics *m)
+{
+	const char *name = "cutoff_serve_request_duration_seconds";
+	uint64_t sum = 0;
+
+	buf_printf(b, "# HELP %s Time from a request's headers to its answer sent.\n"
+		      "# TYPE %s histogram\n", name, name);
+	for (size_t i = 0; i <= B_COUNT; i++) {
+		sum += atomic_load(&m->latency[i]);
+		if (i < B_COUNT)
+			buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, buckets[i],
+				   (unsigned long long)sum);
+		else
+			buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+				   (unsigned long long)sum);
+	}
+	buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name,
+		   (double)atomic_load(&m->latency_ns) / 1e9, name, (unsigned long long)sum);
+}
+
+/* GET /metrics: Prometheus text format 0.0.4. */
+static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c,
+				      struct request *r)
+{
+	struct metrics *m = &sv->m;
+	struct buf b;
+
+	buf_init(&b);
+	buf_puts(&b, "# HELP cutoff_serve_requests_total HTTP requests answered, by route and"
+		     " status.\n# TYPE cutoff_serve_requests_total counter\n");
+	for (int i = 0; i < R_COUNT; i++)
+		for (size_t k = 0; k < S_COUNT; k++)
+			if (atomic_load(&m->requests[i][k]) > 0 || (k == 0 && i < R_USERS))
+				buf_printf(&b, "cutoff_serve_requests_total{route=\"%s\","
+					       "code=\"%u\"} %llu\n", route_names[i], statuses[k],
+					   (unsigned long long)atomic_load(&m->requests[i][k]));
+	metrics_counter(&b, "cutoff_serve_logins_total", "Logins decided and recorded.",
+			atomic_load(&m->logins));
+	metrics_counter(&b, "cutoff_serve_reminders_shown_total", "Reminders answered (shown).",
+			atomic_load(&m->reminders));
+	metrics_counter(&b, "cutoff_serve_completions_total", "Logins that completed a user.",
+			atomic_load(&m->completions));
+	metrics_counter(&b, "cutoff_serve_unknown_users_total", "Logins of users no campaign has.",
+			atomic_load(&m->unknown));
+	metrics_counter(&b, "cutoff_serve_commits_total", "Transactions committed (group commits).",
+			atomic_load(&m->commits));
+	metrics_counter(&b, "cutoff_serve_busy_retries_total", "Batches retried: database busy.",
+			atomic_load(&m->busy));
+	metrics_counter(&b, "cutoff_serve_failed_batches_total", "Batches not recorded (503/500).",
+			atomic_load(&m->failed));
+	buf_printf(&b, "# HELP cutoff_serve_decider_seconds_total The decider's time, by step.\n"
+		       "# TYPE cutoff_serve_decider_seconds_total counter\n"
+		       "cutoff_serve_decider_seconds_total{step=\"decide\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"commit\"} %.6f\n",
+		   (double)atomic_load(&m->decide_ns) / 1e9, (double)atomic_load(&m->commit_ns) / 1e9);
+	metrics_histogram(&b, m);
+	buf_printf(&b, "# HELP cutoff_serve_in_flight Requests being answered.\n"
+		       "# TYPE cutoff_serve_in_flight gauge\ncutoff_serve_in_flight %ld\n"
+		       "# HELP cutoff_serve_campaigns Campaigns logins are decided against.\n"
+		       "# TYPE cutoff_serve_campaigns gauge\ncutoff_serve_campaigns %ld\n",
+		   atomic_load(&m->in_flight), atomic_load(&m->campaigns));
+	return respond(c, r, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+/* ---- the access handler ------------------------------------------------------------------- */
+
+static bool method_fits(enum route route, const char *method)
+{
+	if (route == R_LOGINS || route == R_BATCH)
+		return strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* The first call, on the headers: refuse early what needs no body to refuse. */
+static enum MHD_Result on_headers(struct serve *sv, struct MHD_Connection *c, struct request *r,
+				  const char *method)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	size_t max = r->route == R_BATCH ? SERVE_BATCH_BODY_MAX : SERVE_BODY_MAX;
+	long len;
+
+	if (atomic_load(&sv->draining))
+		return respond_error(c, r, 503, "the service is stopping; try again");
+	if (r->route != R_HEALTHZ && !authorized(sv, c))
+		return respond_error(c, r, 401, "missing or wrong bearer token (Authorization:"
+				     " Bearer TOKEN)");
+	if (r->route == R_OTHER)
+		return respond_error(c, r, 404, "no such resource (see docs/api.md)");
+	if (!method_fits(r->route, method))
+		return respond_error(c, r, 405, "method %.16s not allowed here", method);
+	if (cl != NULL && (!str_to_long(cl, 0, LONG_MAX, &len) || (size_t)len > max))
+		return respond_error(c, r, 400, "the body is larger than %zu bytes", max);
+	return MHD_YES;
+}
+
+/* The last call, the body read whole. */
+static enum MHD_Result on_request(struct serve *sv, struct MHD_Connection *c, struct request *r,
+				  const char *url)
+{
+	size_t max = r->route == R_BATCH ? SERVE_BATCH_BODY_MAX : SERVE_BODY_MAX;
+	struct buf b;
+
+	if (r->too_large)
+		return respond_error(c, r, 400, "the body is larger than %zu bytes", max);
+	switch (r->route) {
+	case R_LOGINS:
+	case R_BATCH:
+		return handle_logins(sv, c, r);
+	case R_USERS:
+		return handle_user(sv, c, r, url + 10);
+	case R_METRICS:
+		return handle_metrics(sv, c, r);
+	default:
+		buf_init(&b);
+		buf_printf(&b, "{\"status\":\"ok\",\"campaigns\":%ld}\n",
+			   atomic_load(&sv->m.campaigns));
+		return respond_json(c, r, 200, &b);
+	}
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *c, const char *url,
+				      const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size,
+				      void **con_cls)
+{
+	struct serve *sv = cls;
+	struct request *r = *con_cls;
+
+	(void)version;
+	if (r == NULL) {
+		r = xcalloc(1, sizeof *r);
+		r->t0 = monotonic_ns();
+		r->sv = sv;
+		r->route = route_of(url);
+		buf_init(&r->body);
+		*con_cls = r;
+		atomic_fetch_add(&sv->m.in_flight, 1);
+		return on_headers(sv, c, r, method);
+	}
+	if (r->status != 0) { /* refused on its headers: the body is not wanted */
+		r->received += *upload_data_size;
+		*upload_data_size = 0;
+		return r->received > DISCARD_MAX ? MHD_NO : MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		r->received += *upload_data_size;
+		if (r->received <= (r->route == R_BATCH ? SERVE_BATCH_BODY_MAX : SERVE_BODY_MAX))
+			buf_append(&r->body, upload_data, *upload_data_size);
+		else
+			r->too_large = true;
+		*upload_data_size = 0;
+		return r->received > DISCARD_MAX ? MHD_NO : MHD_YES;
+	}
+	return on_request(sv, c, r, url);
+}
+
+/* A request is over (answered, or its connection gone): count it and free it. */
+static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			      enum MHD_RequestTerminationCode toe)
+{
+	struct serve *sv = cls;
+	struct request *r = *con_cls;
+	struct metrics *m = &sv->m;
+	int64_t ns;
+	size_t i;
+
+	(void)c, (void)toe;
+	if (r == NULL)
+		return;
+	ns = monotonic_ns() - r->t0;
+	for (i = 0; i < B_COUNT && (double)ns / 1e9 > buckets[i]; i++)
+		;
+	if (r->status != 0) {
+		atomic_fetch_add(&m->latency[i], 1);
+		atomic_fetch_add(&m->latency_ns, (uint64_t)ns);
+		for (size_t k = 0; k < S_COUNT; k++)
+			if (statuses[k] == r->status)
+				atomic_fetch_add(&m->requests[r->route][k], 1);
+	}
+	atomic_fetch_sub(&m->in_flight, 1);
+	request_free(r);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_warnx("serve: %s", msg); /* a limit reached, a client misbehaving */
+}
+
+/* ---- start and stop --------------------------------------------------------------------- */
+
+/* Starts the decider thread and waits for it to open the store and load the campaigns. */
+static int start_decider(struct serve *sv, struct err *e)
+{
+	int rc;
+
+	sv->start_rc = 1;
+	if ((rc = pthread_create(&sv->decider, NULL, decider_main, sv)) != 0)
+		return err_sys(e, ERR_SOFTWARE, rc, "starting the decider thread");
+	pthread_mutex_lock(&sv->lock);
+	while (sv->start_rc == 1)
+		pthread_cond_wait(&sv->done, &sv->lock);
+	rc = sv->start_rc;
+	pthread_mutex_unlock(&sv->lock);
+	if (rc != 0) {
+		pthread_join(sv->decider, NULL);
+		*e = sv->start_err;
+	}
+	return rc;
+}
+
+static int start_mhd(struct serve *sv, struct err *e)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+
+	if (sv->o.threads > 0)
+		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+	else
+		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+	sv->mhd = MHD_start_daemon(
+		flags, 0, NULL, NULL, access_handler, sv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv, /* first, or MHD's own logger speaks */
+		MHD_OPTION_THREAD_POOL_SIZE, sv->o.threads > 1 ? sv->o.threads : 0,
+		MHD_OPTION_LISTEN_SOCKET, sv->listen_fd,
+		MHD_OPTION_CONNECTION_LIMIT, sv->o.connection_limit,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, sv->o.per_ip_limit,
+		MHD_OPTION_CONNECTION_TIMEOUT, sv->o.timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+		MHD_OPTION_NOTIFY_COMPLETED, request_completed, sv,
+		MHD_OPTION_END);
+	if (sv->mhd == NULL)
+		return err_set(e, ERR_SOFTWARE, "libmicrohttpd did not start (see the messages"
+			       " above; is the listening socket valid?)");
+	return 0;
+}
+
+static struct serve *serve_new(const struct serve_options *o)
+{
+	struct serve *sv = xcalloc(1, sizeof *sv);
+	unsigned int n = 0;
+
+	sv->o = *o;
+	sv->listen_fd = o->listen_fd;
+	EVP_Digest(o->token, o->token_len, sv->token_sha, &n, EVP_sha256(), NULL);
+	pthread_mutex_init(&sv->lock, NULL);
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* queue_gather's deadline */
+	pthread_cond_init(&sv->work, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&sv->done, NULL);
+	return sv;
+}
+
+static void serve_free(struct serve *sv)
+{
+	pthread_mutex_destroy(&sv->lock);
+	pthread_cond_destroy(&sv->work);
+	pthread_cond_destroy(&sv->done);
+	OPENSSL_cleanse(sv->token_sha, sizeof sv->token_sha);
+	free(sv);
+}
+
+int serve_start(struct serve **out, const struct serve_options *o, struct err *e)
+{
+	struct serve *sv = serve_new(o);
+	int rc;
+
+	*out = NULL;
+	if ((rc = start_decider(sv, e)) != 0) {
+		close(sv->listen_fd);
+		serve_free(sv);
+		return rc;
+	}
+	if ((rc = start_mhd(sv, e)) != 0) {
+		close(sv->listen_fd);
+		sv->listen_fd = -1;
+		serve_stop(sv);
+		return rc;
+	}
+	*out = sv;
+	return 0;
+}
+
+/* Stops the decider once every queued job is answered. */
+static void stop_decider(struct serve *sv)
+{
+	pthread_mutex_lock(&sv->lock);
+	sv->stop = true;
+	pthread_cond_signal(&sv->work);
+	pthread_mutex_unlock(&sv->lock);
+	pthread_join(sv->decider, NULL);
+}
+
+long serve_stop(struct serve *sv)
+{
+	int64_t until;
+	long left = 0;
+
+	if (sv == NULL)
+		return 0;
+	if (sv->mhd != NULL) {
+		/* No new connections; new requests on open ones get 503 (draining). */
+		int fd = MHD_quiesce_daemon(sv->mhd);
+
+		atomic_store(&sv->draining, true);
+		until = monotonic_ns() + sv->o.drain_ms * INT64_C(1000000);
+		while ((left = atomic_load(&sv->m.in_flight)) > 0 && monotonic_ns() < until)
+			usleep(5000);
+		/* The decider answers what is queued; what comes later is refused (503). Past the
+		 * deadline, the connections it resumes get a moment to send their answers. */
+		stop_decider(sv);
+		until = monotonic_ns() + 2000 * INT64_C(1000000);
+		while ((left = atomic_load(&sv->m.in_flight)) > 0 && monotonic_ns() < until)
+			usleep(5000);
+		MHD_stop_daemon(sv->mhd);
+		if (fd >= 0)
+			close(fd);
+	} else {
+		stop_decider(sv);
+	}
+	serve_free(sv);
+	return left;
+}
+
+/* ---- listening sockets -------------------------------------------------------------------- */
+
+static int listen_on(int fd, const struct sockaddr *sa, socklen_t len, const char *what,
+		     struct err *e)
+{
+	int one = 1;
+
+	if (sa->sa_family != AF_UNIX)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, sa, len) != 0)
+		return err_sys(e, ERR_IO, errno, "cannot bind %s", what);
+	if (listen(fd, 1024) != 0)
+		return err_sys(e, ERR_IO, errno, "cannot listen on %s", what);
+	return 0;
+}
+
+int serve_listen_tcp(const char *addr, int *fd, struct err *e)
+{
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo *ai = NULL;
+	char *host = xstrdup(addr), *port = strrchr(host, ':');
+	int rc = 0;
+
+	*fd = -1;
+	if (port == NULL || port == host || port[1] == '\0') {
+		rc = err_set(e, ERR_USAGE, "--listen %s: give ADDRESS:PORT, e.g. 127.0.0.1:8625",
+			     addr);
+		goto out;
+	}
+	*port++ = '\0';
+	if (host[0] == '[' && host[strlen(host) - 1] == ']')
+		memmove(host, host + 1, strlen(host)), host[strlen(host) - 1] = '\0';
+	if (getaddrinfo(host, port, &hints, &ai) != 0) {
+		rc = err_set(e, ERR_USAGE, "--listen %s: not a numeric address and port", addr);
+		goto out;
+	}
+	if ((*fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+		rc = err_sys(e, ERR_IO, errno, "socket for %s", addr);
+	else
+		rc = listen_on(*fd, ai->ai_addr, ai->ai_addrlen, addr, e);
+out:
+	if (rc != 0 && *fd >= 0)
+		close(*fd), *fd = -1;
+	if (ai != NULL)
+		freeaddrinfo(ai);
+	free(host);
+	return rc;
+}
+
+int serve_listen_unix(const char *path, int *fd, struct err *e)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+	int rc;
+
+	*fd = -1;
+	if (strlen(path) >= sizeof sun.sun_path)
+		return err_set(e, ERR_USAGE, "--socket %s: longer than %zu bytes", path,
+			       sizeof sun.sun_path - 1);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return err_set(e, ERR_IO, "--socket %s: a file that is not a socket is there", path);
+	if (lstat(path, &st) == 0 && unlink(path) != 0)
+		return err_sys(e, ERR_IO, errno, "--socket %s: removing the old socket", path);
+	if ((*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+		return err_sys(e, ERR_IO, errno, "socket for %s", path);
+	if ((rc = listen_on(*fd, (struct sockaddr *)&sun, sizeof sun, path, e)) == 0 &&
+	    chmod(path, 0660) != 0)
+		rc = err_sys(e, ERR_IO, errno, "chmod 0660 %s", path);
+	if (rc != 0)
+		close(*fd), *fd = -1;
+	return rc;
+}
+
+int serve_listen_systemd(int *fd, struct err *e)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	long p, n;
+
+	*fd = -1;
+	if (pid == NULL || fds == NULL || !str_to_long(pid, 1, LONG_MAX, &p) || p != getpid())
+		return 0;
+	if (!str_to_long(fds, 0, 1000, &n) || n != 1)
+		return err_set(e, ERR_USAGE, "systemd passed %s sockets: cutoff serve takes one"
+			       " (ListenStream= once in cutoff-serve.socket)", fds);
+	unsetenv("LISTEN_PID"), unsetenv("LISTEN_FDS"), unsetenv("LISTEN_FDNAMES");
+	*fd = 3; /* SD_LISTEN_FDS_START */
+	fcntl(*fd, F_SETFD, FD_CLOEXEC);
+	/* Several threads accept on it: one must never block in accept() the other won. */
+	fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK);
+	return 0;
+}
