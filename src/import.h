@@ -8,6 +8,7 @@
 #include "campaign.h"
 #include "err.h"
 #include "store.h"
+#include "util.h"
 
 struct import_options {
 	const char *rejects_path; /* NULL: "<file>.rejects.csv" beside the input */
@@ -46,6 +47,15 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
  */
 int import_rematch(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
 		   int64_t *moved, struct err *e);
+
+/*
+ * Writes the JSON object {names[i]: values[i], ...} (values[i] is lens[i] bytes of UTF-8
+ * without NUL) into out, replacing its contents, byte for byte as jansson's
+ * json_dumps(JSON_COMPACT) would (so stored digests stay comparable); out is left empty when
+ * n is 0. Nothing can fail; out stays the caller's.
+ */
+void import_attrs_json(struct buf *out, const char *const *names, const char *const *values,
+		       const size_t *lens, size_t n);
 
 /* Normalises a locale ("pt_BR" -> "pt-BR"); false if it is not BCP 47-shaped. */
 bool import_locale_normalize(char *locale);
