@@ -61,6 +61,7 @@ struct importer {
 	int extra[MAX_FIELDS];    /* the columns kept as template attributes, in header order */
 	int n_extra;
 	struct buf attrs;         /* the current row's attributes as JSON */
+	struct buf vals;          /* the current row's known fields, trimmed */
 	bool any_forgotten;       /* some address was forgotten: check each row's */
 };
 
@@ -251,12 +252,25 @@ bool import_locale_normalize(char *locale)
 	}
 }
 
+/* True if all len bytes are printable ASCII (most fields): no NUL, no control, valid UTF-8. */
+static bool printable_ascii(const char *v, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)v;
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < len; i++)
+		bad |= (unsigned)(p[i] - 0x20) >= 0x5f; /* below 0x20, or 0x7f and above */
+	return bad == 0;
+}
+
 /* Checks every field's encoding, and the known ones for control characters. */
 static bool row_check_text(struct importer *im)
 {
 	for (int i = 0; i < im->nfields; i++) {
 		const char *v = field(im, i);
-		if (strlen(v) != im->lens[i]) {
+		if (printable_ascii(v, im->lens[i]))
+			continue;
+		if (memchr(v, '\0', im->lens[i]) != NULL) {
 			reject(im, "column '%s' contains a NUL byte", im->col_names[i]);
 			return false;
 		}
@@ -267,7 +281,8 @@ static bool row_check_text(struct importer *im)
 	}
 	for (int k = 0; k < COL_KNOWN; k++) {
 		int i = im->known[k];
-		if (i >= 0 && str_has_control(field(im, i))) {
+		if (i >= 0 && !printable_ascii(field(im, i), im->lens[i]) &&
+		    str_has_control(field(im, i))) {
 			reject(im, "column '%s' contains a line break or control character",
 			       known_names[k]);
 			return false;
@@ -338,6 +353,29 @@ static const char *row_attrs(struct importer *im)
 	return im->n_extra > 0 ? im->attrs.data : NULL;
 }
 
+/* Field i of the current row without surrounding blanks, copied into im->vals (whose room
+ * the caller reserved); NULL if i < 0 or the field is blank. */
+static const char *known_trimmed(struct importer *im, int i)
+{
+	const char *v, *end;
+	char *out;
+
+	if (i < 0)
+		return NULL;
+	v = field(im, i), end = v + im->lens[i];
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (v == end)
+		return NULL;
+	out = im->vals.data + im->vals.len;
+	memcpy(out, v, (size_t)(end - v));
+	out[end - v] = '\0';
+	im->vals.len += (size_t)(end - v) + 1;
+	return out;
+}
+
 /* Fills w from the current row; false (and the row rejected) on any problem. */
 static bool row_build(struct importer *im, struct row *w)
 {
@@ -345,10 +383,11 @@ static bool row_build(struct importer *im, struct row *w)
 
 	if (!row_check_text(im))
 		return false;
-	for (int k = 0; k < COL_KNOWN; k++) {
-		int i = im->known[k];
-		w->v[k] = (i >= 0 && *trim((char *)field(im, i))) ? trim((char *)field(im, i)) : NULL;
-	}
+	/* Trimmed copies: the fields as read stay whole for the rejects file. */
+	buf_reset(&im->vals);
+	buf_grow(&im->vals, im->fields.len); /* no reallocation below: the pointers hold */
+	for (int k = 0; k < COL_KNOWN; k++)
+		w->v[k] = known_trimmed(im, im->known[k]);
 	if (w->v[COL_EMAIL] == NULL) {
 		reject(im, "the email column is empty");
 		return false;
@@ -368,9 +407,10 @@ static bool row_build(struct importer *im, struct row *w)
 		return false;
 	}
 	if (w->v[COL_LOCALE]) {
-		snprintf(w->locale, sizeof w->locale, "%s", w->v[COL_LOCALE]);
-		if (strlen(w->v[COL_LOCALE]) >= sizeof w->locale ||
-		    !import_locale_normalize(w->locale)) {
+		size_t len = strlen(w->v[COL_LOCALE]);
+		if (len < sizeof w->locale)
+			memcpy(w->locale, w->v[COL_LOCALE], len + 1);
+		if (len >= sizeof w->locale || !import_locale_normalize(w->locale)) {
 			reject(im, "locale '%s' is not a language tag such as fr or pt-BR",
 			       w->v[COL_LOCALE]);
 			return false;
@@ -734,6 +774,7 @@ static void importer_free(struct importer *im)
 	free(im->segment_ids);
 	buf_free(&im->fields);
 	buf_free(&im->attrs);
+	buf_free(&im->vals);
 	if (im->rejects != NULL)
 		fclose(im->rejects);
 }
@@ -780,7 +821,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	int rc;
 
 	memset(r, 0, sizeof *r);
-	buf_init(&im.fields), buf_init(&im.attrs);
+	buf_init(&im.fields), buf_init(&im.attrs), buf_init(&im.vals);
 	if ((f = fopen(path, "rb")) == NULL) {
 		rc = err_sys(e, errno == ENOENT ? ERR_NOTFOUND : ERR_IO, errno, "cannot read %s", path);
 		goto out;
