@@ -683,27 +683,44 @@ static void feed(struct importer *im, struct csv_parser *p, const char *data, si
 	row_reset(im);
 }
 
-/* The end of the line starting at p: just past its CR, LF or CRLF, or end if none. */
-static size_t line_end(const char *p, size_t n, bool *complete)
+/* Where the next LF and the next CR of a chunk are (end when none): found with memchr and
+ * kept until passed, so a chunk is searched once for each, whatever its line endings. */
+struct line_scan {
+	const char *chunk, *end, *lf, *cr;
+};
+
+static const char *next_of(const char *from, const char *end, char ch)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\n') {
-			*complete = true;
-			return i + 1;
-		}
-		if (p[i] == '\r') {
-			*complete = true;
-			return (i + 1 < n && p[i + 1] == '\n') ? i + 2 : i + 1;
-		}
-	}
-	*complete = false;
-	return n;
+	const char *at = memchr(from, ch, (size_t)(end - from));
+
+	return at != NULL ? at : end;
+}
+
+/* The length of the line starting at offset pos: just past its CR, LF or CRLF, or to the end
+ * of the chunk if it has none there (*complete false). */
+static size_t line_end(struct line_scan *ls, size_t pos, bool *complete)
+{
+	const char *p = ls->chunk + pos, *eol;
+
+	if (ls->lf < p)
+		ls->lf = next_of(p, ls->end, '\n');
+	if (ls->cr < p)
+		ls->cr = next_of(p, ls->end, '\r');
+	eol = ls->lf < ls->cr ? ls->lf : ls->cr;
+	*complete = eol < ls->end;
+	if (!*complete)
+		return (size_t)(ls->end - p);
+	if (*eol == '\r' && eol + 1 < ls->end && eol[1] == '\n')
+		eol++;
+	return (size_t)(eol + 1 - p);
 }
 
 /* Feeds a chunk line by line, counting physical lines (LF, CRLF or CR). */
 static void feed_chunk(struct importer *im, struct csv_parser *p, const char *chunk, size_t n,
 		       bool *skipping, bool *after_cr)
 {
+	struct line_scan ls = {chunk, chunk + n, next_of(chunk, chunk + n, '\n'),
+			       next_of(chunk, chunk + n, '\r')};
 	size_t pos = 0;
 
 	/* A CRLF split across two reads: its LF ends no new line. */
@@ -714,7 +731,7 @@ static void feed_chunk(struct importer *im, struct csv_parser *p, const char *ch
 	*after_cr = false;
 	while (pos < n && !im->fatal) {
 		bool complete;
-		size_t len = line_end(chunk + pos, n - pos, &complete);
+		size_t len = line_end(&ls, pos, &complete);
 
 		feed(im, p, chunk + pos, len, skipping);
 		pos += len;
