@@ -36,6 +36,8 @@ struct import_result {
  * no header, no email column, duplicate columns) fail with ERR_NOTFOUND /
  * ERR_DATA before anything is written. A database failure is ERR_IO or
  * ERR_TEMPFAIL; rows committed before it stay (a re-run is idempotent).
+ * Batches are committed without fsync and the run's last commit with it, so
+ * once this returns 0 the whole import is durable.
  */
 int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, const char *path,
 	       const struct import_options *o, struct import_result *r, struct err *e);
