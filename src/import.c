@@ -3,7 +3,7 @@
 
 #include <csv.h>
 #include <errno.h>
-#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,6 @@
 
 #include "address.h"
 #include "schedule.h"
-#include "store_report.h"
 #include "util.h"
 #include "version.h"
 
@@ -59,7 +58,11 @@ struct importer {
 	struct timespec started, last_progress;
 	char *tz_ok[TZ_CACHE];
 	int n_tz_ok;
-	struct buf scratch;
+	int extra[MAX_FIELDS];    /* the columns kept as template attributes, in header order */
+	int n_extra;
+	struct buf attrs;         /* the current row's attributes as JSON */
+	struct buf vals;          /* the current row's known fields, trimmed */
+	bool any_forgotten;       /* some address was forgotten: check each row's */
 };
 
 static const char *field(const struct importer *im, int i)
@@ -169,6 +172,13 @@ static int header_read(struct importer *im)
 			if (strcasecmp(known_names[k], name) == 0)
 				im->known[k] = i;
 	}
+	for (int i = 0; i < im->ncols; i++) {
+		bool known = false;
+		for (int k = 0; k < COL_KNOWN && !known; k++)
+			known = im->known[k] == i;
+		if (!known)
+			im->extra[im->n_extra++] = i;
+	}
 	for (size_t a = 0; a < im->c->attributes.n; a++) {
 		bool found = false;
 		for (int i = 0; i < im->ncols && !found; i++)
@@ -192,14 +202,13 @@ static int header_read(struct importer *im)
 struct row {
 	const char *v[COL_KNOWN]; /* known columns, NULL when absent or empty */
 	char *email;              /* normalised, owned */
-	char *attrs;              /* JSON, owned */
+	const char *attrs;        /* JSON, the importer's, or NULL */
 	char locale[36];
 };
 
 static void row_free(struct row *w)
 {
 	free(w->email);
-	free(w->attrs);
 }
 
 static bool tz_known(struct importer *im, const char *tz)
@@ -243,12 +252,25 @@ bool import_locale_normalize(char *locale)
 	}
 }
 
+/* True if all len bytes are printable ASCII (most fields): no NUL, no control, valid UTF-8. */
+static bool printable_ascii(const char *v, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)v;
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < len; i++)
+		bad |= (unsigned)(p[i] - 0x20) >= 0x5f; /* below 0x20, or 0x7f and above */
+	return bad == 0;
+}
+
 /* Checks every field's encoding, and the known ones for control characters. */
 static bool row_check_text(struct importer *im)
 {
 	for (int i = 0; i < im->nfields; i++) {
 		const char *v = field(im, i);
-		if (strlen(v) != im->lens[i]) {
+		if (printable_ascii(v, im->lens[i]))
+			continue;
+		if (memchr(v, '\0', im->lens[i]) != NULL) {
 			reject(im, "column '%s' contains a NUL byte", im->col_names[i]);
 			return false;
 		}
@@ -259,7 +281,8 @@ static bool row_check_text(struct importer *im)
 	}
 	for (int k = 0; k < COL_KNOWN; k++) {
 		int i = im->known[k];
-		if (i >= 0 && str_has_control(field(im, i))) {
+		if (i >= 0 && !printable_ascii(field(im, i), im->lens[i]) &&
+		    str_has_control(field(im, i))) {
 			reject(im, "column '%s' contains a line break or control character",
 			       known_names[k]);
 			return false;
@@ -268,24 +291,89 @@ static bool row_check_text(struct importer *im)
 	return true;
 }
 
-static char *row_attrs(struct importer *im)
+/* Appends v as a JSON string: escapes as jansson's json_dumps does, so digests stay stable. */
+static void json_put_string(struct buf *b, const char *v, size_t len)
 {
-	json_t *o = json_object();
-	char *text;
-	bool any = false;
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
 
-	for (int i = 0; i < im->ncols; i++) {
-		bool known = false;
-		for (int k = 0; k < COL_KNOWN && !known; k++)
-			known = im->known[k] == i;
-		if (known)
+	buf_putc(b, '"');
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+		size_t n = 2;
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
 			continue;
-		json_object_set_new(o, im->col_names[i], json_stringn(field(im, i), im->lens[i]));
-		any = true;
+		buf_append(b, v + run, i - run);
+		run = i + 1;
+		switch (ch) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default: n = 6; break;
+		}
+		buf_append(b, esc, n);
 	}
-	text = any ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	return text;
+	buf_append(b, v + run, len - run);
+	buf_putc(b, '"');
+}
+
+void import_attrs_json(struct buf *out, const char *const *names, const char *const *values,
+		       const size_t *lens, size_t n)
+{
+	buf_reset(out);
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		buf_putc(out, i == 0 ? '{' : ',');
+		json_put_string(out, names[i], strlen(names[i]));
+		buf_putc(out, ':');
+		json_put_string(out, values[i], lens[i]);
+	}
+	buf_putc(out, '}');
+}
+
+/* The extra columns of the current row as a JSON object in im->attrs; NULL if none. */
+static const char *row_attrs(struct importer *im)
+{
+	const char *names[MAX_FIELDS], *values[MAX_FIELDS];
+	size_t lens[MAX_FIELDS];
+
+	for (int j = 0; j < im->n_extra; j++) {
+		names[j] = im->col_names[im->extra[j]];
+		values[j] = field(im, im->extra[j]);
+		lens[j] = im->lens[im->extra[j]];
+	}
+	import_attrs_json(&im->attrs, names, values, lens, (size_t)im->n_extra);
+	return im->n_extra > 0 ? im->attrs.data : NULL;
+}
+
+/* Field i of the current row without surrounding blanks, copied into im->vals (whose room
+ * the caller reserved); NULL if i < 0 or the field is blank. */
+static const char *known_trimmed(struct importer *im, int i)
+{
+	const char *v, *end;
+	char *out;
+
+	if (i < 0)
+		return NULL;
+	v = field(im, i), end = v + im->lens[i];
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (v == end)
+		return NULL;
+	out = im->vals.data + im->vals.len;
+	memcpy(out, v, (size_t)(end - v));
+	out[end - v] = '\0';
+	im->vals.len += (size_t)(end - v) + 1;
+	return out;
 }
 
 /* Fills w from the current row; false (and the row rejected) on any problem. */
@@ -295,10 +383,11 @@ static bool row_build(struct importer *im, struct row *w)
 
 	if (!row_check_text(im))
 		return false;
-	for (int k = 0; k < COL_KNOWN; k++) {
-		int i = im->known[k];
-		w->v[k] = (i >= 0 && *trim((char *)field(im, i))) ? trim((char *)field(im, i)) : NULL;
-	}
+	/* Trimmed copies: the fields as read stay whole for the rejects file. */
+	buf_reset(&im->vals);
+	buf_grow(&im->vals, im->fields.len); /* no reallocation below: the pointers hold */
+	for (int k = 0; k < COL_KNOWN; k++)
+		w->v[k] = known_trimmed(im, im->known[k]);
 	if (w->v[COL_EMAIL] == NULL) {
 		reject(im, "the email column is empty");
 		return false;
@@ -318,9 +407,10 @@ static bool row_build(struct importer *im, struct row *w)
 		return false;
 	}
 	if (w->v[COL_LOCALE]) {
-		snprintf(w->locale, sizeof w->locale, "%s", w->v[COL_LOCALE]);
-		if (strlen(w->v[COL_LOCALE]) >= sizeof w->locale ||
-		    !import_locale_normalize(w->locale)) {
+		size_t len = strlen(w->v[COL_LOCALE]);
+		if (len < sizeof w->locale)
+			memcpy(w->locale, w->v[COL_LOCALE], len + 1);
+		if (len >= sizeof w->locale || !import_locale_normalize(w->locale)) {
 			reject(im, "locale '%s' is not a language tag such as fr or pt-BR",
 			       w->v[COL_LOCALE]);
 			return false;
@@ -477,7 +567,8 @@ static void row_process(struct importer *im)
 		goto out;
 	/* A forgotten person stays forgotten: their data is not taken in again (and not
 	 * written to the rejects file either); they count as not affected. */
-	if ((rc = store_report_address_forgotten(im->s, w.email, &forgotten, im->e)) != 0) {
+	if (im->any_forgotten &&
+	    (rc = store_import_forgotten(im->s, w.email, &forgotten, im->e)) != 0) {
 		im->fatal = rc;
 		goto out;
 	}
@@ -592,27 +683,44 @@ static void feed(struct importer *im, struct csv_parser *p, const char *data, si
 	row_reset(im);
 }
 
-/* The end of the line starting at p: just past its CR, LF or CRLF, or end if none. */
-static size_t line_end(const char *p, size_t n, bool *complete)
+/* Where the next LF and the next CR of a chunk are (end when none): found with memchr and
+ * kept until passed, so a chunk is searched once for each, whatever its line endings. */
+struct line_scan {
+	const char *chunk, *end, *lf, *cr;
+};
+
+static const char *next_of(const char *from, const char *end, char ch)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\n') {
-			*complete = true;
-			return i + 1;
-		}
-		if (p[i] == '\r') {
-			*complete = true;
-			return (i + 1 < n && p[i + 1] == '\n') ? i + 2 : i + 1;
-		}
-	}
-	*complete = false;
-	return n;
+	const char *at = memchr(from, ch, (size_t)(end - from));
+
+	return at != NULL ? at : end;
+}
+
+/* The length of the line starting at offset pos: just past its CR, LF or CRLF, or to the end
+ * of the chunk if it has none there (*complete false). */
+static size_t line_end(struct line_scan *ls, size_t pos, bool *complete)
+{
+	const char *p = ls->chunk + pos, *eol;
+
+	if (ls->lf < p)
+		ls->lf = next_of(p, ls->end, '\n');
+	if (ls->cr < p)
+		ls->cr = next_of(p, ls->end, '\r');
+	eol = ls->lf < ls->cr ? ls->lf : ls->cr;
+	*complete = eol < ls->end;
+	if (!*complete)
+		return (size_t)(ls->end - p);
+	if (*eol == '\r' && eol + 1 < ls->end && eol[1] == '\n')
+		eol++;
+	return (size_t)(eol + 1 - p);
 }
 
 /* Feeds a chunk line by line, counting physical lines (LF, CRLF or CR). */
 static void feed_chunk(struct importer *im, struct csv_parser *p, const char *chunk, size_t n,
 		       bool *skipping, bool *after_cr)
 {
+	struct line_scan ls = {chunk, chunk + n, next_of(chunk, chunk + n, '\n'),
+			       next_of(chunk, chunk + n, '\r')};
 	size_t pos = 0;
 
 	/* A CRLF split across two reads: its LF ends no new line. */
@@ -623,7 +731,7 @@ static void feed_chunk(struct importer *im, struct csv_parser *p, const char *ch
 	*after_cr = false;
 	while (pos < n && !im->fatal) {
 		bool complete;
-		size_t len = line_end(chunk + pos, n - pos, &complete);
+		size_t len = line_end(&ls, pos, &complete);
 
 		feed(im, p, chunk + pos, len, skipping);
 		pos += len;
@@ -682,7 +790,8 @@ static void importer_free(struct importer *im)
 		free(im->tz_ok[i]);
 	free(im->segment_ids);
 	buf_free(&im->fields);
-	buf_free(&im->scratch);
+	buf_free(&im->attrs);
+	buf_free(&im->vals);
 	if (im->rejects != NULL)
 		fclose(im->rejects);
 }
@@ -729,7 +838,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	int rc;
 
 	memset(r, 0, sizeof *r);
-	buf_init(&im.fields), buf_init(&im.scratch);
+	buf_init(&im.fields), buf_init(&im.attrs), buf_init(&im.vals);
 	if ((f = fopen(path, "rb")) == NULL) {
 		rc = err_sys(e, errno == ENOENT ? ERR_NOTFOUND : ERR_IO, errno, "cannot read %s", path);
 		goto out;
@@ -738,8 +847,11 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	im.rejects_path = o->rejects_path ? o->rejects_path : default_rejects;
 	clock_gettime(CLOCK_MONOTONIC, &im.started);
 	im.last_progress = im.started;
-	/* An import can be re-run safely, so it need not fsync each batch (WAL stays consistent). */
-	if ((rc = load_segment_ids(&im)) != 0 || (rc = store_set_durable(s, false, e)) != 0)
+	/* An import can be re-run safely, so it need not fsync each batch (WAL stays consistent);
+	 * the run's last commit (finish_run) is made durable, and with it every batch. */
+	if ((rc = load_segment_ids(&im)) != 0 ||
+	    (rc = store_import_forgotten_any(s, &im.any_forgotten, e)) != 0 ||
+	    (rc = store_import_mode(s, true, e)) != 0)
 		goto out;
 	if ((rc = store_begin(s, e)) != 0 ||
 	    (rc = store_import_start(s, campaign_id, path, o->now, &r->run_id, e)) != 0 ||
@@ -749,6 +861,8 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	}
 	rc = import_body(&im, f, path);
 	progress(&im, true);
+	if (store_set_durable(s, true, rc == 0 ? e : NULL) != 0 && rc == 0)
+		rc = e->code;
 	if (finish_run(&im, rc == 0 ? "done" : "failed") != 0 && rc == 0)
 		rc = e->code;
 	if (im.rejects != NULL && fflush(im.rejects) != 0 && rc == 0)
@@ -756,7 +870,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	if (im.rejects != NULL)
 		r->rejects_path = xstrdup(im.rejects_path);
 out:
-	store_set_durable(s, true, NULL);
+	store_import_mode(s, false, NULL);
 	if (f != NULL)
 		fclose(f);
 	importer_free(&im);

@@ -8,6 +8,7 @@
 #include "campaign.h"
 #include "err.h"
 #include "store.h"
+#include "util.h"
 
 struct import_options {
 	const char *rejects_path; /* NULL: "<file>.rejects.csv" beside the input */
@@ -35,6 +36,8 @@ struct import_result {
  * no header, no email column, duplicate columns) fail with ERR_NOTFOUND /
  * ERR_DATA before anything is written. A database failure is ERR_IO or
  * ERR_TEMPFAIL; rows committed before it stay (a re-run is idempotent).
+ * Batches are committed without fsync and the run's last commit with it, so
+ * once this returns 0 the whole import is durable.
  */
 int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, const char *path,
 	       const struct import_options *o, struct import_result *r, struct err *e);
@@ -46,6 +49,15 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
  */
 int import_rematch(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
 		   int64_t *moved, struct err *e);
+
+/*
+ * Writes the JSON object {names[i]: values[i], ...} (values[i] is lens[i] bytes of UTF-8
+ * without NUL) into out, replacing its contents, byte for byte as jansson's
+ * json_dumps(JSON_COMPACT) would (so stored digests stay comparable); out is left empty when
+ * n is 0. Nothing can fail; out stays the caller's.
+ */
+void import_attrs_json(struct buf *out, const char *const *names, const char *const *values,
+		       const size_t *lens, size_t n);
 
 /* Normalises a locale ("pt_BR" -> "pt-BR"); false if it is not BCP 47-shaped. */
 bool import_locale_normalize(char *locale);

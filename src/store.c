@@ -36,6 +36,8 @@ enum stmt_id {
 	ST_SUPPRESSED,
 	ST_SUPPRESS,
 	ST_RECIPIENT_BY_ID,
+	ST_IMPORT_FORGOTTEN_ANY,
+	ST_IMPORT_FORGOTTEN,
 	ST_COUNT
 };
 
@@ -121,6 +123,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
 		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
 		" FROM recipient WHERE id = ?1",
+	[ST_IMPORT_FORGOTTEN_ANY] =
+		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
+	[ST_IMPORT_FORGOTTEN] =
+		"SELECT 1 FROM suppression WHERE address_hash = ?1 AND reason = 'forgotten'",
 };
 
 #include "store_internal.h" /* struct store, shared with store_bounces.c */
@@ -382,6 +388,18 @@ void store_rollback(struct store *s)
 int store_set_durable(struct store *s, bool full, struct err *e)
 {
 	return exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
+}
+
+int store_import_mode(struct store *s, bool on, struct err *e)
+{
+	int rc;
+
+	/* recipient's CHECK (state IN (4 names)) builds a temporary b-tree at every INSERT or
+	 * UPDATE; the importer writes only the constants 'pending' and 'unaffected'. */
+	if ((rc = exec(s, on ? "PRAGMA ignore_check_constraints = ON"
+			     : "PRAGMA ignore_check_constraints = OFF", e)) != 0)
+		return rc;
+	return store_set_durable(s, !on, e);
 }
 
 /* ---- campaigns ---- */
@@ -833,6 +851,56 @@ int store_event_add(struct store *s, int64_t campaign_id, int64_t recipient_id, 
 	sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
 	bind_text(st, 5, detail);
 	return step_done(s, st, "recording an event", e);
+}
+
+int store_import_forgotten_any(struct store *s, bool *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_FORGOTTEN_ANY, e);
+	int rc;
+
+	*out = false;
+	if (st == NULL)
+		return e->code;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0) != 0;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return db_error(s, e, "checking for forgotten addresses");
+	return 0;
+}
+
+/* The suppression key (lower-case hex SHA-256 of the address), without printf per byte. */
+static void import_address_key(const char *email, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)email, strlen(email), md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+int store_import_forgotten(struct store *s, const char *email, bool *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_FORGOTTEN, e);
+	char hash[65];
+	int rc;
+
+	*out = false;
+	if (st == NULL)
+		return e->code;
+	import_address_key(email, hash);
+	sqlite3_bind_text(st, 1, hash, 64, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(s, e, "checking a forgotten address");
+	*out = rc == SQLITE_ROW;
+	return 0;
 }
 
 /* Hex SHA-256 of the normalised address: suppression survives forgetting the address. */

@@ -172,6 +172,20 @@ int store_import_start(struct store *s, int64_t campaign_id, const char *file, i
 int store_import_finish(struct store *s, int64_t run_id, const struct store_import_counts *c,
 			const char *state, const char *rejects_file, int64_t now, struct err *e);
 
+/*
+ * Tunes the connection for a bulk import (on) or back to the defaults (off): commits are not
+ * fsynced (the caller makes the last one durable with store_set_durable(s, true)) and
+ * recipient's CHECK constraints are not evaluated, so only the importer, which writes only
+ * valid states, may write while it is on. Returns 0 or the database error.
+ */
+int store_import_mode(struct store *s, bool on, struct err *e);
+/* Sets *out to whether any address was ever forgotten (so the importer may skip checking
+ * each row when none was). Returns 0 or the database error. */
+int store_import_forgotten_any(struct store *s, bool *out, struct err *e);
+/* Sets *out to whether the normalised address email was forgotten (`cutoff forget`): its
+ * data must not be taken in again. Returns 0 or the database error. */
+int store_import_forgotten(struct store *s, const char *email, bool *out, struct err *e);
+
 /* Appends an event; detail is a JSON object text or NULL. */
 int store_event_add(struct store *s, int64_t campaign_id, int64_t recipient_id, int64_t at,
 		    const char *kind, const char *detail, struct err *e);

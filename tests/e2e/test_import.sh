@@ -75,6 +75,18 @@ check "$(awk '$1=="merged"{print $2}' "$OUT")" "2" "two rows merged (a9, and a1 
 check "$(sql "$DB" "SELECT s.name FROM recipient r JOIN segment s ON s.id=r.segment_id WHERE user_id='a10'")" \
     "third-party" "Trillian goes to the third-party segment"
 
+# A rejected row goes to the rejects file as it was read: blanks around a value are kept (not
+# cut by a NUL byte), so the fixed file imports again; the value stored is trimmed.
+printf '%s\nw1,not-an-address  ,Walt  ,en,,msn-messenger,4.0,windows,XP,US\nw2,  w2@users.example.test  ,  Wanda  ,en,,msn-messenger,4.0,windows,XP,US\n' "$H" >"$T/blanks.csv"
+run --db "$DB" import $C "$T/blanks.csv"
+expect_rc 65 "a row with a bad address among blanks"
+check "$(tr -d '\000' <"$T/blanks.csv.rejects.csv" | cmp -s - "$T/blanks.csv.rejects.csv"; echo $?)" "0" \
+    "the rejects file holds no NUL byte"
+grep -q '^2,"email .not-an-address.: no @ in address","w1","not-an-address  ","Walt  ",' "$T/blanks.csv.rejects.csv"
+check $? 0 "the rejected row is written as read, blanks and all"
+check "$(sql "$DB" "SELECT email || '|' || name FROM recipient WHERE user_id='w2'")" \
+    "w2@users.example.test|Wanda" "the stored values are trimmed"
+
 # Files that cannot be imported at all leave nothing behind.
 before=$(count "")
 printf 'user_id,name,country\nz1,Zed,US\n' >"$T/noemail.csv"

@@ -1,0 +1,206 @@
+/* test_import_store.c — import_csv against a real SQLite store: counts, forgotten addresses, and
+ * the connection left as it was found (CHECK constraints on, commits durable again). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "campaign.h"
+#include "import.h"
+#include "store.h"
+#include "store_internal.h" /* the connection itself: its pragmas are what is checked */
+#include "util.h"
+
+struct fx {
+	char dir[64];
+	char *db, *csv;
+	struct store *s;
+	struct campaign *c;
+	int64_t campaign_id;
+};
+
+static void must(int rc, const struct err *e)
+{
+	if (rc != 0)
+		fail_msg("%s", e->msg);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof *f);
+	const char *src = getenv("CUTOFF_SOURCE_DIR");
+	char *path = xasprintf("%s/campaigns/messenger-upgrade.cfg", src ? src : ".");
+	struct store_campaign sc = {0, "messenger-upgrade", "t", "active", "UTC", 0, 0, 1, "x",
+				    "t.cfg", "tpl", "d", 0, 0, 0};
+	struct store_segment segs[16];
+	struct err e = {0};
+
+	snprintf(f->dir, sizeof f->dir, "/tmp/test_import_store.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->db = xasprintf("%s/t.db", f->dir);
+	f->csv = xasprintf("%s/users.csv", f->dir);
+	must(campaign_load_file(&f->c, path, NULL, &e), &e);
+	free(path);
+	must(store_open(&f->s, f->db, STORE_CREATE | STORE_MIGRATE, &e), &e);
+	must(store_campaign_put(f->s, &sc, 0, &e), &e);
+	f->campaign_id = sc.id;
+	assert_true(f->c->n_segments <= 16);
+	for (size_t i = 0; i < f->c->n_segments; i++)
+		segs[i] = (struct store_segment){0, f->c->segments[i].name, (int)i,
+						 f->c->segments[i].template_name, 0,
+						 f->c->segments[i].target_version};
+	must(store_segments_put(f->s, sc.id, segs, f->c->n_segments, &e), &e);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char *p;
+
+	store_close(f->s);
+	campaign_free(f->c);
+	for (const char *const *n = (const char *const[]){"t.db", "t.db-wal", "t.db-shm",
+			 "users.csv", "users.csv.rejects.csv", NULL}; *n; n++) {
+		p = xasprintf("%s/%s", f->dir, *n);
+		unlink(p);
+		free(p);
+	}
+	rmdir(f->dir);
+	free(f->db);
+	free(f->csv);
+	free(f);
+	return 0;
+}
+
+static void write_csv(const struct fx *f, const char *text)
+{
+	FILE *out = fopen(f->csv, "w");
+
+	assert_non_null(out);
+	fputs(text, out);
+	fclose(out);
+}
+
+static int64_t query_int(struct fx *f, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(f->s->db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void import(struct fx *f, struct import_result *r)
+{
+	struct import_options o = {NULL, false, 1000, 0};
+	struct err e = {0};
+
+	must(import_csv(f->s, f->c, f->campaign_id, f->csv, &o, r, &e), &e);
+}
+
+#define HEADER "user_id,email,name,locale,timezone,client,version,platform,os,country\n"
+
+static void test_counts_and_the_connection_after(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+
+	write_csv(f, HEADER "a1,a1@users.example.test,A,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "a2,a2@users.example.test,B,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "a3,a1@users.example.test,C,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "a4,a4@users.example.test,D,en,,msn-messenger,6.0,windows,XP,FR\n");
+	import(f, &r);
+	assert_int_equal(r.counts.rows, 4);
+	assert_int_equal(r.counts.added, 2);
+	assert_int_equal(r.counts.merged, 1);
+	assert_int_equal(r.counts.not_affected, 1);
+	assert_null(r.rejects_path);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
+	/* The import's tuning is undone: recipient's CHECK holds again, commits are FULL. */
+	assert_int_equal(query_int(f, "PRAGMA synchronous"), 2);
+	assert_int_equal(query_int(f, "PRAGMA ignore_check_constraints"), 0);
+	assert_int_not_equal(sqlite3_exec(f->s->db,
+					  "UPDATE recipient SET state = 'bogus' WHERE user_id = 'a1'",
+					  NULL, NULL, NULL),
+			     SQLITE_OK);
+	/* Every stored state is one the CHECK allows, though the import did not evaluate it. */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE state NOT IN"
+				      " ('pending', 'completed', 'unaffected', 'forgotten')"),
+			 0);
+	/* The later duplicate's data wins (a3 merged into a1 by address). */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'a1'"
+				      " AND name = 'C'"),
+			 1);
+	free(r.rejects_path);
+	/* Again: nothing added, and the same people end up with the same data. */
+	import(f, &r);
+	assert_int_equal(r.counts.added, 0);
+	assert_int_equal(r.counts.merged, 1);
+	assert_int_equal(r.counts.not_affected, 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'a1'"
+				      " AND name = 'C'"),
+			 1);
+	free(r.rejects_path);
+}
+
+/* A forgotten address (its SHA-256 in suppression, as `cutoff forget` leaves it) is not taken
+ * in again; the others are. The key is the lower-case hex SHA-256 of the address. */
+static void test_forgotten_address_not_taken_again(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+	bool forgotten = true;
+	struct err e = {0};
+
+	must(store_import_forgotten_any(f->s, &forgotten, &e), &e);
+	assert_false(forgotten);
+	/* SHA-256("abc") from FIPS 180-2: the key format, byte for byte. */
+	assert_int_equal(sqlite3_exec(f->s->db,
+				      "INSERT INTO suppression (address_hash, email, reason, created_at)"
+				      " VALUES ('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61"
+				      "f20015ad', NULL, 'forgotten', 0)",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	must(store_import_forgotten_any(f->s, &forgotten, &e), &e);
+	assert_true(forgotten);
+	must(store_import_forgotten(f->s, "abc", &forgotten, &e), &e);
+	assert_true(forgotten);
+	must(store_import_forgotten(f->s, "abd", &forgotten, &e), &e);
+	assert_false(forgotten);
+	must(store_suppress(f->s, "gone@users.example.test", "forgotten", 0, NULL, 0, &e), &e);
+	must(store_suppress(f->s, "bounced@users.example.test", "hard-bounce", 0, NULL, 0, &e), &e);
+	write_csv(f, HEADER "g1,gone@users.example.test,Gone,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "b1,bounced@users.example.test,B,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "k1,kept@users.example.test,K,en,,msn-messenger,4.6,windows,XP,FR\n");
+	import(f, &r);
+	assert_int_equal(r.counts.added, 2);
+	assert_int_equal(r.counts.not_affected, 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'g1'"
+				      " OR name = 'Gone'"),
+			 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
+	free(r.rejects_path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_counts_and_the_connection_after, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_forgotten_address_not_taken_again, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
