@@ -19,7 +19,7 @@
 #include "retry.h"
 #include "verp.h"
 
-#define FLUSH_EVERY 32      /* settlements per ledger commit */
+#define FLUSH_EVERY 128     /* settlements per ledger commit */
 #define FLUSH_MS 50         /* ... or at least this often */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
 
@@ -249,29 +249,44 @@ static int settle_bounce(struct sender *x, const struct pending_settle *p, int64
 			       p->bounce_detail, x->e);
 }
 
-static int flush(struct sender *x)
+/* Writes the waiting settlements inside the caller's transaction; they stay pending on error. */
+static int settles_apply(struct sender *x)
 {
 	int64_t now = x->o->now;
 	bool applied;
 	int rc = 0;
 
-	if (x->n_settles == 0)
-		return 0;
-	if ((rc = txn_begin(x)) != 0)
-		return rc;
 	for (size_t i = 0; i < x->n_settles && rc == 0; i++) {
 		struct pending_settle *p = &x->settles[i];
 		rc = store_delivery_settle(x->s, x->run_id, now, &p->st, &applied, x->e);
 		if (rc == 0 && applied && p->email != NULL)
 			rc = settle_bounce(x, p, now);
 	}
-	if (rc == 0)
-		rc = txn_commit(x);
-	else if (!x->o->dry_run)
-		store_rollback(x->s);
+	return rc;
+}
+
+/* Forgets the settlements once their transaction committed (or the run gives up). */
+static void settles_clear(struct sender *x)
+{
 	for (size_t i = 0; i < x->n_settles; i++)
 		settle_free(&x->settles[i]);
 	x->n_settles = 0;
+}
+
+/* One ledger commit for every waiting settlement: only then do they count as settled. */
+static int flush(struct sender *x)
+{
+	int rc;
+
+	if (x->n_settles == 0)
+		return 0;
+	if ((rc = txn_begin(x)) != 0)
+		return rc;
+	if ((rc = settles_apply(x)) == 0)
+		rc = txn_commit(x);
+	else if (!x->o->dry_run)
+		store_rollback(x->s);
+	settles_clear(x);
 	return rc;
 }
 
@@ -541,14 +556,19 @@ static int claim_batch(struct sender *x, size_t *got)
 		return 0;
 	if (want > 512)
 		want = 512;
-	if ((rc = flush(x)) != 0 || (rc = txn_begin(x)) != 0)
+	/* The waiting settlements and the next claim share one commit (one fsync, not two). */
+	if ((rc = txn_begin(x)) != 0)
 		return rc;
-	rc = store_delivery_claim(x->s, x->campaign_id, x->run_id, x->o->now,
-				  (int64_t)time(NULL) + x->cfg->lease_seconds, want, claims, &n, x->e);
+	rc = settles_apply(x);
+	if (rc == 0)
+		rc = store_delivery_claim(x->s, x->campaign_id, x->run_id, x->o->now,
+					  (int64_t)time(NULL) + x->cfg->lease_seconds, want, claims,
+					  &n, x->e);
 	if (rc == 0)
 		rc = txn_commit(x);
 	else if (!x->o->dry_run)
 		store_rollback(x->s);
+	settles_clear(x);
 	/* The batch's lookups (recipient, suppression) share one read transaction. */
 	if (rc == 0 && n > 0 && !x->o->dry_run && (rc = store_begin_read(x->s, x->e)) != 0)
 		return rc;
