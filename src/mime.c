@@ -514,6 +514,28 @@ static void addresses_append(struct buf *out, const char *header, InternetAddres
 	g_string_free(str, TRUE);
 }
 
+/*
+ * Whether GMime's IDN step would leave addr (checked: dot-atom@LDH, all ASCII) as
+ * it is, so that it can be set in advance and save a libidn2 call a mailbox, the
+ * largest single cost of composing. For an ASCII domain libidn2 at most lowercases
+ * it, and GMime keeps the original spelling when the two differ only in case; a
+ * label with "--" in its third and fourth places (the xn-- A-labels and the other
+ * reserved forms) is left to GMime and libidn2 to judge.
+ */
+static bool idn_is_identity(const char *addr)
+{
+	const char *label = strchr(addr, '@');
+
+	if (label == NULL)
+		return false;
+	for (label++;; label++) {
+		if (strlen(label) >= 4 && label[2] == '-' && label[3] == '-')
+			return false;
+		if ((label = strchr(label, '.')) == NULL)
+			return true;
+	}
+}
+
 /* One mailbox; the display name is RFC 2047-encoded in UTF-8 where it needs to be. */
 static void mailbox_append(struct buf *out, const char *header, const char *name,
 			   const char *addr)
@@ -521,6 +543,9 @@ static void mailbox_append(struct buf *out, const char *header, const char *name
 	InternetAddressList *list = internet_address_list_new();
 	InternetAddress *ia = internet_address_mailbox_new(name ? name : "", addr);
 
+	/* Set before GMime's encoder asks for it (it computes it only when unset). */
+	if (idn_is_identity(addr))
+		INTERNET_ADDRESS_MAILBOX(ia)->idn_addr = g_strdup(addr);
 	/* UTF-8 encoded words, not GMime's default pick of the smallest charset. */
 	internet_address_set_charset(ia, "utf-8");
 	internet_address_list_add(list, ia);

@@ -889,6 +889,86 @@ static void test_strict_parse_rejects_defects(void **state)
 	free(long_line);
 }
 
+/* The header line(s) "Name: ..." of a composed message, up to the next header; caller frees. */
+static char *header_of(const struct buf *b, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = b->data, *end;
+
+	while (!(strncmp(p, name, n) == 0 && p[n] == ':'))
+		p = strstr(p, "\r\n") + 2;
+	for (end = strstr(p, "\r\n"); end[2] == ' ' || end[2] == '\t'; end = strstr(end + 2, "\r\n"))
+		;
+	return strndup(p, (size_t)(end + 2 - p));
+}
+
+/* What GMime's own InternetAddress encoder writes for one mailbox (its IDN step included). */
+static char *gmime_mailbox_header(const char *header, const char *name, const char *addr)
+{
+	InternetAddressList *list = internet_address_list_new();
+	InternetAddress *ia = internet_address_mailbox_new(name, addr);
+	GString *str = g_string_new(header);
+	struct buf b;
+
+	internet_address_set_charset(ia, "utf-8");
+	internet_address_list_add(list, ia);
+	g_string_append(str, ": ");
+	internet_address_list_encode(list, NULL, str);
+	buf_init(&b);
+	for (size_t i = 0; i < str->len; i++) {
+		if (str->str[i] == '\n' && (i == 0 || str->str[i - 1] != '\r'))
+			buf_putc(&b, '\r');
+		buf_putc(&b, str->str[i]);
+	}
+	g_string_free(str, TRUE);
+	g_object_unref(ia);
+	g_object_unref(list);
+	return buf_steal(&b);
+}
+
+/*
+ * The From and To headers are byte for byte what GMime's encoder (with its IDN
+ * step) writes, for domains in any case, A-labels valid or not, "--" in the third
+ * and fourth place, long names that fold and names that need encoding or quoting.
+ */
+static void test_mailboxes_as_gmime_writes_them(void **state)
+{
+	static const char *const addrs[] = {
+		"alice@example.test", "Bob.Smith@Example.COM", "x@MiXeD-Case.Users.Example.Test",
+		"u@xn--bcher-kva.example", "u@XN--BCHER-KVA.example", "u@xn--zz.example",
+		"u@ab--cd.example", "u@a-b--c.example", "u@1.2.3.example", "u@A.bc--d.example",
+		"user+tag@sub.EXAMPLE.org", "u@xn--ls8h.la",
+		"a.very.long.local.part.that.goes.on@a-rather-long-subdomain-label-here.example.test",
+	};
+	static const char *const names[] = {
+		"", "Alice Example", "Smith, Bob", "Zoë Ünicode", "A \"quoted\" one",
+		"An extraordinarily long display name that will certainly need folding somewhere",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof addrs / sizeof *addrs; i++) {
+		for (size_t j = 0; j < sizeof names / sizeof *names; j++) {
+			struct mime_message_spec s = spec_base();
+			struct buf b;
+			char *id, *want_to, *want_from, *got_to, *got_from;
+
+			s.to_addr = addrs[i], s.to_name = names[j];
+			s.from_addr = addrs[(i + 1) % (sizeof addrs / sizeof *addrs)];
+			s.from_name = names[(j + 1) % (sizeof names / sizeof *names)];
+			buf_init(&b);
+			id = compose_ok(&s, &b);
+			want_to = gmime_mailbox_header("To", s.to_name, s.to_addr);
+			want_from = gmime_mailbox_header("From", s.from_name, s.from_addr);
+			got_to = header_of(&b, "To");
+			got_from = header_of(&b, "From");
+			assert_string_equal(got_to, want_to);
+			assert_string_equal(got_from, want_from);
+			free(want_to), free(want_from), free(got_to), free(got_from);
+			free(id);
+			buf_free(&b);
+		}
+	}
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -918,6 +998,7 @@ int main(void)
 		cmocka_unit_test(test_body_newlines_normalised),
 		cmocka_unit_test(test_crlf_to_lf_for_display),
 		cmocka_unit_test(test_strict_parse_rejects_defects),
+		cmocka_unit_test(test_mailboxes_as_gmime_writes_them),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
