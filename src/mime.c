@@ -325,6 +325,40 @@ static int mailto_check(const struct check *c, const char *v, char **out)
 	return 0;
 }
 
+/*
+ * Whether GMime's IDN step would leave addr (as GMime stored it) as
+ * it is, so that it can be set in advance and save a libidn2 call a mailbox, the
+ * largest single cost of composing. For an ASCII domain libidn2 at most lowercases
+ * it, and GMime keeps the original spelling when the two differ only in case; a
+ * label with "--" in its third and fourth places (the xn-- A-labels and the other
+ * reserved forms) is left to GMime and libidn2 to judge.
+ */
+static bool idn_is_identity(const char *addr)
+{
+	const char *label = strchr(addr, '@');
+
+	/* GMime itself turns xn-- labels it accepts into U-labels when it stores addr. */
+	for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+		if (*p >= 0x80)
+			return false;
+	if (label == NULL)
+		return false;
+	for (label++;; label++) {
+		if (strlen(label) >= 4 && label[2] == '-' && label[3] == '-')
+			return false;
+		if ((label = strchr(label, '.')) == NULL)
+			return true;
+	}
+}
+
+/* Sets m's A-label form to its address when GMime would find it so (see above). */
+static void mailbox_idn_preset(InternetAddressMailbox *m)
+{
+	/* Set before GMime's encoder asks for it (it computes it only when unset). */
+	if (m->idn_addr == NULL && idn_is_identity(m->addr))
+		m->idn_addr = g_strdup(m->addr);
+}
+
 /* Parses "addr" or "Name <addr>" with GMime; exactly one mailbox, re-checked. */
 static int reply_to_check(const struct check *c, const char *v, InternetAddressList **out)
 {
@@ -349,6 +383,7 @@ static int reply_to_check(const struct check *c, const char *v, InternetAddressL
 	    (rc = text_check(c, what, internet_address_get_name(ia), NAME_MAX_OCTETS, false)) < 0)
 		goto out;
 	internet_address_set_charset(ia, "utf-8");
+	mailbox_idn_preset(INTERNET_ADDRESS_MAILBOX(ia));
 	*out = list;
 	list = NULL;
 out:
@@ -514,28 +549,6 @@ static void addresses_append(struct buf *out, const char *header, InternetAddres
 	g_string_free(str, TRUE);
 }
 
-/*
- * Whether GMime's IDN step would leave addr (checked: dot-atom@LDH, all ASCII) as
- * it is, so that it can be set in advance and save a libidn2 call a mailbox, the
- * largest single cost of composing. For an ASCII domain libidn2 at most lowercases
- * it, and GMime keeps the original spelling when the two differ only in case; a
- * label with "--" in its third and fourth places (the xn-- A-labels and the other
- * reserved forms) is left to GMime and libidn2 to judge.
- */
-static bool idn_is_identity(const char *addr)
-{
-	const char *label = strchr(addr, '@');
-
-	if (label == NULL)
-		return false;
-	for (label++;; label++) {
-		if (strlen(label) >= 4 && label[2] == '-' && label[3] == '-')
-			return false;
-		if ((label = strchr(label, '.')) == NULL)
-			return true;
-	}
-}
-
 /* One mailbox; the display name is RFC 2047-encoded in UTF-8 where it needs to be. */
 static void mailbox_append(struct buf *out, const char *header, const char *name,
 			   const char *addr)
@@ -543,9 +556,7 @@ static void mailbox_append(struct buf *out, const char *header, const char *name
 	InternetAddressList *list = internet_address_list_new();
 	InternetAddress *ia = internet_address_mailbox_new(name ? name : "", addr);
 
-	/* Set before GMime's encoder asks for it (it computes it only when unset). */
-	if (idn_is_identity(addr))
-		INTERNET_ADDRESS_MAILBOX(ia)->idn_addr = g_strdup(addr);
+	mailbox_idn_preset(INTERNET_ADDRESS_MAILBOX(ia));
 	/* UTF-8 encoded words, not GMime's default pick of the smallest charset. */
 	internet_address_set_charset(ia, "utf-8");
 	internet_address_list_add(list, ia);

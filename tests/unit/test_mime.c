@@ -926,8 +926,21 @@ static char *gmime_mailbox_header(const char *header, const char *name, const ch
 	return buf_steal(&b);
 }
 
+/* What GMime writes for a Reply-To value parsed by GMime itself. */
+static char *gmime_reply_to_header(const char *value)
+{
+	InternetAddressList *list = internet_address_list_parse(NULL, value);
+	InternetAddress *ia = internet_address_list_get_address(list, 0);
+	char *h;
+
+	h = gmime_mailbox_header("Reply-To", internet_address_get_name(ia),
+				 internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)));
+	g_object_unref(list);
+	return h;
+}
+
 /*
- * The From and To headers are byte for byte what GMime's encoder (with its IDN
+ * The From, To and Reply-To headers are byte for byte what GMime's encoder (with its IDN
  * step) writes, for domains in any case, A-labels valid or not, "--" in the third
  * and fourth place, long names that fold and names that need encoding or quoting.
  */
@@ -949,11 +962,16 @@ static void test_mailboxes_as_gmime_writes_them(void **state)
 		for (size_t j = 0; j < sizeof names / sizeof *names; j++) {
 			struct mime_message_spec s = spec_base();
 			struct buf b;
-			char *id, *want_to, *want_from, *got_to, *got_from;
+			char *id, *want_to, *want_from, *got_to, *got_from, *want_rt, *got_rt;
+			char reply_to[300];
 
 			s.to_addr = addrs[i], s.to_name = names[j];
 			s.from_addr = addrs[(i + 1) % (sizeof addrs / sizeof *addrs)];
 			s.from_name = names[(j + 1) % (sizeof names / sizeof *names)];
+			/* (not the xn-- ones: GMime's parser turns them into U-labels, refused) */
+			snprintf(reply_to, sizeof reply_to, j % 2 ? "Support Desk <%s>" : "%s",
+				 strstr(addrs[i], "xn--") ? "help@Support.Example" : addrs[i]);
+			s.reply_to = reply_to;
 			buf_init(&b);
 			id = compose_ok(&s, &b);
 			want_to = gmime_mailbox_header("To", s.to_name, s.to_addr);
@@ -962,7 +980,11 @@ static void test_mailboxes_as_gmime_writes_them(void **state)
 			got_from = header_of(&b, "From");
 			assert_string_equal(got_to, want_to);
 			assert_string_equal(got_from, want_from);
+			want_rt = gmime_reply_to_header(reply_to);
+			got_rt = header_of(&b, "Reply-To");
+			assert_string_equal(got_rt, want_rt);
 			free(want_to), free(want_from), free(got_to), free(got_from);
+			free(want_rt), free(got_rt);
 			free(id);
 			buf_free(&b);
 		}
