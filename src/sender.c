@@ -21,6 +21,7 @@
 
 #define FLUSH_EVERY 128     /* settlements per ledger commit */
 #define FLUSH_MS 50         /* ... or at least this often */
+#define CLAIM_ROUNDS 8      /* a claim fills the queue to this many rounds of connections */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
 
 static volatile sig_atomic_t stop_requested; /* set by SIGINT/SIGTERM only */
@@ -531,10 +532,35 @@ static int prepare(struct sender *x, const struct store_claim *cl)
 	return 0;
 }
 
+/* This process's share of the relays' connections (at least 1). */
+static size_t own_connections(const struct sender *x)
+{
+	size_t conns = 0;
+
+	for (size_t i = 0; i < x->cfg->n_relays; i++)
+		conns += (size_t)x->cfg->relays[i].connections;
+	if (x->o->share > 1)
+		conns = (conns + (size_t)x->o->share - 1) / (size_t)x->o->share;
+	return conns > 0 ? conns : 1;
+}
+
+/*
+ * A claim fills the queue up to CLAIM_ROUNDS rounds of this process's connections:
+ * each claim is a commit (settlements ride in it), and a commit costs an fsync and
+ * the index pages it dirties whatever its size, so a few larger claims cost less
+ * than many small ones; a crash re-queues what was claimed and not yet settled.
+ */
 static size_t claim_size(const struct sender *x)
 {
-	size_t want = x->o->dry_run ? 256 : 2 * mailer_capacity(x->mailer, mailer_now_ms()) + 8;
+	size_t target = x->o->dry_run ? 256 : CLAIM_ROUNDS * own_connections(x), want;
 
+	/* Under a rate limit, about a second's worth: no more waits 'sending'. */
+	if (x->global.rate > 0 && (double)target > x->global.rate)
+		target = x->global.rate < 8 ? 8 : (size_t)x->global.rate;
+	if (!x->o->dry_run && x->mailer != NULL && mailer_capacity(x->mailer, mailer_now_ms()) == 0 &&
+	    mailer_in_flight(x->mailer) == 0)
+		target = 8; /* every relay rests: claim little until one is back */
+	want = target > x->n_pending ? target - x->n_pending : 0;
 	if (want > (size_t)x->cfg->batch_size)
 		want = (size_t)x->cfg->batch_size;
 	if (x->o->limit > 0) {
@@ -681,18 +707,14 @@ static int pump(struct sender *x)
 
 /*
  * Claim again only when few jobs wait: what is claimed is 'sending' in the ledger, and
- * a crash re-sends all of it, so keep it to about two rounds of the connections.
+ * a crash re-queues all of it, so keep it to a couple of rounds of the connections.
  */
 static size_t low_water(const struct sender *x)
 {
-	size_t conns = 0;
+	size_t conns = own_connections(x);
 
 	if (x->o->dry_run)
 		return 256;
-	for (size_t i = 0; i < x->cfg->n_relays; i++)
-		conns += (size_t)x->cfg->relays[i].connections;
-	if (x->o->share > 1)
-		conns = (conns + (size_t)x->o->share - 1) / (size_t)x->o->share;
 	return conns < 4 ? 8 : 2 * conns;
 }
 
