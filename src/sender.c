@@ -89,6 +89,7 @@ struct sender {
 	int64_t submitted;
 	int64_t started_ms;
 	int64_t last_progress_ms;
+	int64_t busy_since_ms;  /* when the current wait for the ledger's lock began */
 	int fatal;
 };
 
@@ -771,6 +772,29 @@ static int drain(struct sender *x)
 	return rc;
 }
 
+/*
+ * The other worker holds the ledger's write lock (its commit is an fsync): rather
+ * than sleep as SQLite's busy timeout does, keep the transfers in flight moving,
+ * 1 ms at a time, for at most the store's busy timeout. Finished transfers wait
+ * for the next mailer_run: this runs inside a ledger call and calls nothing back.
+ */
+static int ledger_busy(void *ud, int tries)
+{
+	struct sender *x = ud;
+	int64_t now = mailer_now_ms();
+	struct timespec ts = {0, 200 * 1000};
+
+	if (tries == 0)
+		x->busy_since_ms = now;
+	if (now - x->busy_since_ms >= STORE_BUSY_TIMEOUT_MS)
+		return 0;
+	if (x->mailer != NULL && mailer_in_flight(x->mailer) > 0)
+		mailer_wait(x->mailer, 1);
+	else
+		nanosleep(&ts, NULL);
+	return 1;
+}
+
 static int setup(struct sender *x)
 {
 	struct render_options ro = {x->cfg->bounces.secret, x->cfg->bounces.secret_len, false};
@@ -787,12 +811,14 @@ static int setup(struct sender *x)
 	render_result_init(&x->res);
 	if (!x->o->dry_run && (rc = mailer_new(&x->mailer, x->cfg, x->o->share, x->e)) != 0)
 		return rc;
+	store_busy_wait(x->s, ledger_busy, x);
 	buckets_init(x);
 	return 0;
 }
 
 static void teardown(struct sender *x)
 {
+	store_busy_wait(x->s, NULL, NULL);
 	for (size_t i = 0; i < x->n_pending; i++)
 		job_free(x->pending[i]);
 	free(x->pending);
