@@ -61,6 +61,23 @@ struct composer {
 	char mix_boundary[6 + 2 * RANDOM_OCTETS + 1];
 };
 
+/* One remembered header line and what it was made from. */
+struct cached_line {
+	bool set;
+	char *key1, *key2; /* the values it encodes (NULL: absent) */
+	int64_t key_date;
+	struct buf line;   /* the header, CRLF-terminated, folded lines included */
+};
+
+struct mime_cache {
+	struct cached_line date, from, reply_to;
+};
+
+/* What the cache already holds for this message: the lines to copy, checks to skip. */
+struct cache_hits {
+	const struct buf *date, *from, *reply_to;
+};
+
 void mime_init(void)
 {
 	InternetAddressList *list;
@@ -439,8 +456,24 @@ static void prepared_free(struct prepared *p)
 	free(p->mailto);
 }
 
-/* Checks every value of s before anything is built; fills p (freed by the caller). */
-static int spec_check(const struct mime_message_spec *s, struct prepared *p, struct err *e)
+/* The sender's name and address, unless the cache holds their line (checked then). */
+static int sender_check(const struct check *c, const struct mime_message_spec *s,
+			const struct cache_hits *h)
+{
+	if (h->from != NULL)
+		return 0;
+	if (text_check(c, "the sender display name", s->from_name, NAME_MAX_OCTETS, false) < 0 ||
+	    addr_check(c, "the sender address", s->from_addr) < 0)
+		return ERR_DATA;
+	return 0;
+}
+
+/*
+ * Checks every value of s before anything is built (but those whose header line
+ * h holds: they were found valid before); fills p (freed by the caller).
+ */
+static int spec_check(const struct mime_message_spec *s, const struct cache_hits *h,
+		      struct prepared *p, struct err *e)
 {
 	struct check c = {NULL, e};
 
@@ -448,14 +481,14 @@ static int spec_check(const struct mime_message_spec *s, struct prepared *p, str
 		return ERR_DATA;
 	c.rid = s->recipient_id;
 	if (text_check(&c, "the display name", s->to_name, NAME_MAX_OCTETS, false) < 0 ||
-	    addr_check(&c, "the e-mail address", s->to_addr) < 0 ||
-	    text_check(&c, "the sender display name", s->from_name, NAME_MAX_OCTETS, false) < 0 ||
-	    addr_check(&c, "the sender address", s->from_addr) < 0 ||
-	    reply_to_check(&c, s->reply_to, &p->reply_to) < 0 ||
+	    addr_check(&c, "the e-mail address", s->to_addr) < 0 || sender_check(&c, s, h) < 0 ||
+	    (h->reply_to == NULL && reply_to_check(&c, s->reply_to, &p->reply_to) < 0) ||
 	    text_check(&c, "the subject", s->subject, SUBJECT_MAX_OCTETS, true) < 0 ||
 	    ids_check(&c, s) < 0 || url_check(&c, s->unsubscribe_url) < 0 ||
 	    mailto_check(&c, s->unsubscribe_mailto, &p->mailto) < 0 || bodies_check(&c, s) < 0)
 		return ERR_DATA;
+	if (h->date != NULL)
+		return 0;
 	p->date = g_date_time_new_from_unix_utc(s->date);
 	if (p->date == NULL)
 		return refuse(&c, "the date", "is out of range (years 1 to 9999)");
@@ -596,15 +629,32 @@ static void token_append(struct buf *out, const char *header, const char *v)
 		buf_printf(out, "%s: %s\r\n", header, v);
 }
 
-static void headers_append(struct buf *out, const struct mime_message_spec *s,
-			   const struct prepared *p, const char *message_id)
+/* The Date line: the cached one, or made from p->date. */
+static void date_append(struct buf *out, const struct buf *hit, const struct prepared *p)
 {
-	char *date = g_mime_utils_header_format_date(p->date);
+	char *date;
 
+	if (hit != NULL) {
+		buf_append(out, hit->data, hit->len);
+		return;
+	}
+	date = g_mime_utils_header_format_date(p->date);
 	buf_printf(out, "Date: %s\r\n", date);
 	g_free(date);
-	mailbox_append(out, "From", s->from_name, s->from_addr);
-	if (p->reply_to != NULL)
+}
+
+static void headers_append(struct buf *out, const struct mime_message_spec *s,
+			   const struct cache_hits *h, const struct prepared *p,
+			   const char *message_id)
+{
+	date_append(out, h->date, p);
+	if (h->from != NULL)
+		buf_append(out, h->from->data, h->from->len);
+	else
+		mailbox_append(out, "From", s->from_name, s->from_addr);
+	if (h->reply_to != NULL)
+		buf_append(out, h->reply_to->data, h->reply_to->len);
+	else if (p->reply_to != NULL)
 		addresses_append(out, "Reply-To", p->reply_to);
 	subject_append(out, s->subject);
 	mailbox_append(out, "To", s->to_name, s->to_addr);
@@ -782,22 +832,110 @@ static void composer_free(struct composer *c)
 	free(c->message_id);
 }
 
-int mime_compose(const struct mime_message_spec *s, struct buf *out, char **message_id,
-		 struct err *e)
+struct mime_cache *mime_cache_new(void)
+{
+	struct mime_cache *c = xcalloc(1, sizeof *c);
+
+	buf_init(&c->date.line), buf_init(&c->from.line), buf_init(&c->reply_to.line);
+	return c;
+}
+
+static void cached_line_clear(struct cached_line *l)
+{
+	free(l->key1), free(l->key2);
+	l->key1 = l->key2 = NULL;
+	l->set = false;
+	buf_reset(&l->line);
+}
+
+void mime_cache_free(struct mime_cache *c)
+{
+	if (c == NULL)
+		return;
+	cached_line_clear(&c->date), cached_line_clear(&c->from), cached_line_clear(&c->reply_to);
+	buf_free(&c->date.line), buf_free(&c->from.line), buf_free(&c->reply_to.line);
+	free(c);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static const struct buf *cached_hit(const struct cached_line *l, const char *k1, const char *k2,
+				    int64_t date)
+{
+	return l->set && same_str(l->key1, k1) && same_str(l->key2, k2) && l->key_date == date
+		       ? &l->line : NULL;
+}
+
+/* Looks up the lines s shares with the message that filled c (none when c is NULL). */
+static void cache_lookup(const struct mime_cache *c, const struct mime_message_spec *s,
+			 struct cache_hits *h)
+{
+	memset(h, 0, sizeof *h);
+	if (c == NULL)
+		return;
+	h->date = cached_hit(&c->date, NULL, NULL, s->date);
+	h->from = cached_hit(&c->from, s->from_name, s->from_addr, 0);
+	if (s->reply_to != NULL)
+		h->reply_to = cached_hit(&c->reply_to, s->reply_to, NULL, 0);
+}
+
+/* Remembers the header line "Name: ..." that starts out's text (it was just written). */
+static void cache_store(struct cached_line *l, const struct buf *out, const char *name,
+			const char *k1, const char *k2, int64_t date)
+{
+	const char *p = out->data;
+	size_t n = strlen(name);
+
+	while (!(strncmp(p, name, n) == 0 && p[n] == ':'))
+		p = strstr(p, "\r\n") + 2;
+	cached_line_clear(l);
+	l->key1 = k1 ? xstrdup(k1) : NULL, l->key2 = k2 ? xstrdup(k2) : NULL, l->key_date = date;
+	/* the line and its folded continuations */
+	for (const char *end = strstr(p, "\r\n");; end = strstr(end + 2, "\r\n")) {
+		if (end[2] != ' ' && end[2] != '\t') {
+			buf_append(&l->line, p, (size_t)(end + 2 - p));
+			break;
+		}
+	}
+	l->set = true;
+}
+
+/* After a message was composed: remember the lines the cache did not have. */
+static void cache_fill(struct mime_cache *c, const struct cache_hits *h,
+		       const struct mime_message_spec *s, const struct buf *out)
+{
+	if (c == NULL)
+		return;
+	if (h->date == NULL)
+		cache_store(&c->date, out, "Date", NULL, NULL, s->date);
+	if (h->from == NULL)
+		cache_store(&c->from, out, "From", s->from_name, s->from_addr, 0);
+	if (h->reply_to == NULL && s->reply_to != NULL)
+		cache_store(&c->reply_to, out, "Reply-To", s->reply_to, NULL, 0);
+}
+
+int mime_compose_cached(struct mime_cache *cache, const struct mime_message_spec *s,
+			struct buf *out, char **message_id, struct err *e)
 {
 	struct prepared p = {NULL, NULL, NULL};
+	struct cache_hits h;
 	struct composer c;
 	int rc;
 
 	*message_id = NULL;
 	buf_reset(out);
 	composer_init(&c, out);
-	if ((rc = spec_check(s, &p, e)) < 0 || (rc = randomness_make(s, &c, e)) < 0)
+	cache_lookup(cache, s, &h);
+	if ((rc = spec_check(s, &h, &p, e)) < 0 || (rc = randomness_make(s, &c, e)) < 0)
 		goto out;
-	headers_append(out, s, &p, c.message_id);
+	headers_append(out, s, &h, &p, c.message_id);
 	body_append(&c, s);
 	if ((rc = lines_check(out, e)) < 0)
 		goto out;
+	cache_fill(cache, &h, s, out);
 	*message_id = c.message_id;
 	c.message_id = NULL;
 out:
@@ -806,6 +944,12 @@ out:
 	composer_free(&c);
 	prepared_free(&p);
 	return rc;
+}
+
+int mime_compose(const struct mime_message_spec *s, struct buf *out, char **message_id,
+		 struct err *e)
+{
+	return mime_compose_cached(NULL, s, out, message_id, e);
 }
 
 void mime_crlf_to_lf(struct buf *b)

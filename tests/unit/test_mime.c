@@ -991,6 +991,65 @@ static void test_mailboxes_as_gmime_writes_them(void **state)
 	}
 }
 
+/* A copy of the message with its random parts (24 hex digits) masked; the caller frees it. */
+static char *masked(const struct buf *b)
+{
+	char *m = strndup(b->data, b->len);
+
+	for (size_t i = 0; m[i]; i++) {
+		size_t n = strspn(m + i, "0123456789abcdef");
+		if (n == 24)
+			memset(m + i, '#', n);
+		i += n ? n - 1 : 0;
+	}
+	return m;
+}
+
+/*
+ * A composer with a cache writes byte for byte what one without writes, and
+ * refuses what it refuses, whatever changes between messages: the cache never
+ * hands out a line made for another sender, Reply-To or date.
+ */
+static void test_cache_changes_nothing(void **state)
+{
+	struct mime_cache *cache = mime_cache_new();
+	struct mime_message_spec seq[10];
+	(void)state;
+
+	for (size_t i = 0; i < 10; i++)
+		seq[i] = spec_base();
+	seq[1].to_addr = "bob@example.test", seq[1].to_name = "Bob";
+	seq[2].from_name = "MSN Messenger Team";
+	seq[3].reply_to = "Support <help@msn.example.test>";
+	seq[4].reply_to = "Other Support <other@msn.example.test>";
+	seq[5].reply_to = NULL;
+	seq[6].date = DATE_2003_08_18_1600 + 86400;
+	seq[7].from_addr = "not an address";
+	seq[8].reply_to = "two@a.example, three@b.example";
+	seq[9].from_name = "Zoë Ünicode, the sender";
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < 10; i++) {
+			struct err e1 = {0}, e2 = {0};
+			struct buf b1, b2;
+			char *id1 = NULL, *id2 = NULL, *m1, *m2;
+			int rc1, rc2;
+
+			buf_init(&b1), buf_init(&b2);
+			rc1 = mime_compose(&seq[i], &b1, &id1, &e1);
+			rc2 = mime_compose_cached(cache, &seq[i], &b2, &id2, &e2);
+			assert_int_equal(rc2, rc1);
+			assert_string_equal(e2.msg, e1.msg);
+			assert_int_equal(rc1 == 0, i != 7 && i != 8);
+			m1 = masked(&b1), m2 = masked(&b2);
+			assert_string_equal(m2, m1);
+			free(m1), free(m2), free(id1), free(id2);
+			buf_free(&b1), buf_free(&b2);
+		}
+	}
+	mime_cache_free(cache);
+	mime_cache_free(NULL);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -1021,6 +1080,7 @@ int main(void)
 		cmocka_unit_test(test_crlf_to_lf_for_display),
 		cmocka_unit_test(test_strict_parse_rejects_defects),
 		cmocka_unit_test(test_mailboxes_as_gmime_writes_them),
+		cmocka_unit_test(test_cache_changes_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
