@@ -69,13 +69,18 @@ struct cached_line {
 	struct buf line;   /* the header, CRLF-terminated, folded lines included */
 };
 
+/* Subjects a cache remembers: one per segment, language and kind is the usual run. */
+#define SUBJECT_SLOTS 32
+
 struct mime_cache {
 	struct cached_line date, from, reply_to;
+	struct cached_line subject[SUBJECT_SLOTS];
+	size_t next_subject; /* the slot the next new subject takes */
 };
 
 /* What the cache already holds for this message: the lines to copy, checks to skip. */
 struct cache_hits {
-	const struct buf *date, *from, *reply_to;
+	const struct buf *date, *from, *reply_to, *subject;
 };
 
 void mime_init(void)
@@ -483,7 +488,8 @@ static int spec_check(const struct mime_message_spec *s, const struct cache_hits
 	if (text_check(&c, "the display name", s->to_name, NAME_MAX_OCTETS, false) < 0 ||
 	    addr_check(&c, "the e-mail address", s->to_addr) < 0 || sender_check(&c, s, h) < 0 ||
 	    (h->reply_to == NULL && reply_to_check(&c, s->reply_to, &p->reply_to) < 0) ||
-	    text_check(&c, "the subject", s->subject, SUBJECT_MAX_OCTETS, true) < 0 ||
+	    (h->subject == NULL &&
+	     text_check(&c, "the subject", s->subject, SUBJECT_MAX_OCTETS, true) < 0) ||
 	    ids_check(&c, s) < 0 || url_check(&c, s->unsubscribe_url) < 0 ||
 	    mailto_check(&c, s->unsubscribe_mailto, &p->mailto) < 0 || bodies_check(&c, s) < 0)
 		return ERR_DATA;
@@ -656,7 +662,10 @@ static void headers_append(struct buf *out, const struct mime_message_spec *s,
 		buf_append(out, h->reply_to->data, h->reply_to->len);
 	else if (p->reply_to != NULL)
 		addresses_append(out, "Reply-To", p->reply_to);
-	subject_append(out, s->subject);
+	if (h->subject != NULL)
+		buf_append(out, h->subject->data, h->subject->len);
+	else
+		subject_append(out, s->subject);
 	mailbox_append(out, "To", s->to_name, s->to_addr);
 	buf_printf(out, "Message-ID: <%s>\r\nAuto-Submitted: auto-generated\r\n", message_id);
 	unsubscribe_append(out, p->mailto, s->unsubscribe_url);
@@ -837,6 +846,8 @@ struct mime_cache *mime_cache_new(void)
 	struct mime_cache *c = xcalloc(1, sizeof *c);
 
 	buf_init(&c->date.line), buf_init(&c->from.line), buf_init(&c->reply_to.line);
+	for (size_t i = 0; i < SUBJECT_SLOTS; i++)
+		buf_init(&c->subject[i].line);
 	return c;
 }
 
@@ -854,6 +865,10 @@ void mime_cache_free(struct mime_cache *c)
 		return;
 	cached_line_clear(&c->date), cached_line_clear(&c->from), cached_line_clear(&c->reply_to);
 	buf_free(&c->date.line), buf_free(&c->from.line), buf_free(&c->reply_to.line);
+	for (size_t i = 0; i < SUBJECT_SLOTS; i++) {
+		cached_line_clear(&c->subject[i]);
+		buf_free(&c->subject[i].line);
+	}
 	free(c);
 }
 
@@ -880,6 +895,8 @@ static void cache_lookup(const struct mime_cache *c, const struct mime_message_s
 	h->from = cached_hit(&c->from, s->from_name, s->from_addr, 0);
 	if (s->reply_to != NULL)
 		h->reply_to = cached_hit(&c->reply_to, s->reply_to, NULL, 0);
+	for (size_t i = 0; i < SUBJECT_SLOTS && h->subject == NULL && s->subject != NULL; i++)
+		h->subject = cached_hit(&c->subject[i], s->subject, NULL, 0);
 }
 
 /* Remembers the header line "Name: ..." that starts out's text (it was just written). */
@@ -915,6 +932,10 @@ static void cache_fill(struct mime_cache *c, const struct cache_hits *h,
 		cache_store(&c->from, out, "From", s->from_name, s->from_addr, 0);
 	if (h->reply_to == NULL && s->reply_to != NULL)
 		cache_store(&c->reply_to, out, "Reply-To", s->reply_to, NULL, 0);
+	if (h->subject == NULL) {
+		cache_store(&c->subject[c->next_subject], out, "Subject", s->subject, NULL, 0);
+		c->next_subject = (c->next_subject + 1) % SUBJECT_SLOTS;
+	}
 }
 
 int mime_compose_cached(struct mime_cache *cache, const struct mime_message_spec *s,

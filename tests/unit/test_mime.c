@@ -1022,13 +1022,20 @@ static void test_cache_changes_nothing(void **state)
 	seq[2].from_name = "MSN Messenger Team";
 	seq[3].reply_to = "Support <help@msn.example.test>";
 	seq[4].reply_to = "Other Support <other@msn.example.test>";
-	seq[5].reply_to = NULL;
+	seq[5].reply_to = NULL, seq[5].subject = "Zoë, please upgrade before the 15th";
 	seq[6].date = DATE_2003_08_18_1600 + 86400;
 	seq[7].from_addr = "not an address";
 	seq[8].reply_to = "two@a.example, three@b.example";
 	seq[9].from_name = "Zoë Ünicode, the sender";
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < 8; round++) {
 		for (size_t i = 0; i < 10; i++) {
+			char subject[64];
+
+			/* from round 2: 45 subjects in turn, more than the cache holds */
+			snprintf(subject, sizeof subject, "Subject number %zu, Ünicode",
+				 (i + 10 * (size_t)round) % 45);
+			if (round >= 2)
+				seq[i].subject = subject;
 			struct err e1 = {0}, e2 = {0};
 			struct buf b1, b2;
 			char *id1 = NULL, *id2 = NULL, *m1, *m2;
