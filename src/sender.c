@@ -77,6 +77,7 @@ struct sender {
 	struct render_templates *templates;
 	struct render *render;
 	struct render_result res;
+	struct verp_signer *verp; /* keyed once for the run's envelope senders, or NULL */
 	struct mailer *mailer;
 	struct mailer_job **pending; /* claimed and rendered, not yet submitted */
 	size_t n_pending, cap_pending;
@@ -436,6 +437,9 @@ static int envelope_from(struct sender *x, const struct store_claim *cl, char *o
 		snprintf(out, n, "%s", x->c->from_addr);
 		return 0;
 	}
+	if (x->verp != NULL)
+		return verp_signer_address(x->verp, &ids, x->cfg->bounces.return_path_domain, out,
+					   n, x->e);
 	return verp_address(x->cfg->bounces.secret, x->cfg->bounces.secret_len, &ids,
 			    x->cfg->bounces.return_path_domain, out, n, x->e);
 }
@@ -808,6 +812,8 @@ static int setup(struct sender *x)
 	if ((rc = render_templates_load(&x->templates, x->c, x->e)) != 0)
 		return rc;
 	x->render = render_new(x->templates, &ro);
+	if (x->cfg->bounces.secret != NULL) /* NULL if OpenSSL fails: verp_address then */
+		x->verp = verp_signer_new(x->cfg->bounces.secret, x->cfg->bounces.secret_len);
 	render_result_init(&x->res);
 	if (!x->o->dry_run && (rc = mailer_new(&x->mailer, x->cfg, x->o->share, x->e)) != 0)
 		return rc;
@@ -829,6 +835,7 @@ static void teardown(struct sender *x)
 	mailer_free(x->mailer);
 	render_result_free(&x->res);
 	render_free(x->render);
+	verp_signer_free(x->verp);
 	render_templates_free(x->templates);
 	free(x->segment_ids);
 }
