@@ -701,16 +701,56 @@ static const char *body_normalise(const char *text, struct buf *tmp, size_t *len
 }
 
 /*
+ * GMime's choice of encoding (best_encoding, below) without running its filter,
+ * when it is plain to see: the octets with the high bit set (a body is a C
+ * string: no NUL) decide between quoted-printable and base64 at 17%, and an
+ * ASCII body with short lines none of which starts with "From " stays 7bit.
+ * Near the 17% line, with long lines or a "From " line it returns DEFAULT: the
+ * filter decides. Counts the high bits 8 octets at a time.
+ */
+static GMimeContentEncoding plain_encoding(const char *body, size_t len)
+{
+	const char *p = body, *end = body + len, *nl;
+	size_t high = 0, i = 0;
+	uint64_t w;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, body + i, 8);
+		high += (size_t)__builtin_popcountll(w & 0x8080808080808080ULL);
+	}
+	for (; i < len; i++)
+		high += (unsigned char)body[i] >> 7;
+	if (high > 0) {
+		if (high * 100 + 100 < 17 * len)
+			return GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+		if (high * 100 > 17 * len + 100)
+			return GMIME_CONTENT_ENCODING_BASE64;
+		return GMIME_CONTENT_ENCODING_DEFAULT;
+	}
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		if (nl - p > 990 || (end - p >= 5 && memcmp(p, "From ", 5) == 0))
+			return GMIME_CONTENT_ENCODING_DEFAULT;
+	}
+	return GMIME_CONTENT_ENCODING_7BIT;
+}
+
+/*
  * GMime's best Content-Transfer-Encoding under a 7-bit constraint: the
  * GMimeFilterBest statistics that g_mime_part_get_best_content_encoding
- * gathers, over the whole body at once. DEFAULT (nothing to encode) is 7bit.
+ * gathers, over the whole body at once (unless plain_encoding can tell).
+ * DEFAULT (nothing to encode) is 7bit.
  */
 static GMimeContentEncoding best_encoding(GMimeFilter *best, const char *body, size_t len)
 {
-	GMimeContentEncoding encoding;
+	GMimeContentEncoding encoding = plain_encoding(body, len);
 	size_t outlen, outprespace;
 	char *outbuf;
 
+	if (encoding != GMIME_CONTENT_ENCODING_DEFAULT)
+		return encoding;
 	g_mime_filter_reset(best);
 	g_mime_filter_complete(best, (char *)body, len, 0, &outbuf, &outlen, &outprespace);
 	encoding = g_mime_filter_best_encoding(GMIME_FILTER_BEST(best),

@@ -1057,6 +1057,83 @@ static void test_cache_changes_nothing(void **state)
 	mime_cache_free(NULL);
 }
 
+/* GMime's own pick for a body (GMimeFilterBest under the 7-bit constraint), as named in headers. */
+static const char *gmime_best(const char *body)
+{
+	GMimeFilter *f = g_mime_filter_best_new(GMIME_FILTER_BEST_ENCODING);
+	GMimeContentEncoding enc;
+	size_t outlen, outprespace;
+	char *outbuf;
+
+	g_mime_filter_complete(f, (char *)body, strlen(body), 0, &outbuf, &outlen, &outprespace);
+	enc = g_mime_filter_best_encoding(GMIME_FILTER_BEST(f), GMIME_ENCODING_CONSTRAINT_7BIT);
+	g_object_unref(f);
+	return g_mime_content_encoding_to_string(enc == GMIME_CONTENT_ENCODING_DEFAULT
+							 ? GMIME_CONTENT_ENCODING_7BIT : enc);
+}
+
+/* A body of about len octets, per_mille of them 8-bit (in "é"), lines of line_len. */
+static char *body_make(size_t len, size_t per_mille, size_t line_len, bool from_line)
+{
+	size_t high = len * per_mille / 1000 / 2 * 2, col = 0;
+	struct buf b;
+
+	buf_init(&b);
+	if (from_line)
+		buf_puts(&b, "Hello,\nFrom now on, upgrade.\n");
+	for (size_t i = 0; b.len < len; i++) {
+		if (col >= line_len) {
+			buf_putc(&b, '\n');
+			col = 0;
+		} else if (high >= 2 && i % 3 == 0) {
+			buf_puts(&b, "\xc3\xa9");
+			high -= 2, col++;
+		} else {
+			buf_putc(&b, "abcdefg "[i % 8]);
+			col++;
+		}
+	}
+	while (high >= 2) {
+		buf_puts(&b, "\xc3\xa9");
+		high -= 2;
+	}
+	buf_putc(&b, '\n');
+	return buf_steal(&b);
+}
+
+/*
+ * The Content-Transfer-Encoding is GMime's pick, whether mime.c sees it at once
+ * or asks GMime's filter: swept over the share of 8-bit octets (finely around
+ * 17%), long lines and lines starting with "From ".
+ */
+static void test_encoding_is_gmimes_pick(void **state)
+{
+	static const size_t sizes[] = {40, 700, 3000};
+	(void)state;
+	for (size_t per_mille = 0; per_mille <= 1000; per_mille += per_mille >= 140 && per_mille < 200 ? 2 : 10)
+		for (size_t k = 0; k < 3 * 2 * 2; k++) {
+			struct mime_message_spec s = spec_base();
+			size_t line_len = k % 2 ? 1200 : 70;
+			char *body = body_make(sizes[k / 4], per_mille, line_len, (k / 2) % 2);
+			char *id, *cte;
+			struct buf b;
+
+			buf_init(&b);
+			s.text = body;
+			id = compose_ok(&s, &b);
+			cte = strstr(b.data, "Content-Transfer-Encoding: ");
+			assert_non_null(cte);
+			cte += strlen("Content-Transfer-Encoding: ");
+			if (strncmp(cte, gmime_best(body), strlen(gmime_best(body))) != 0 ||
+			    cte[strlen(gmime_best(body))] != '\r')
+				fail_msg("%zu per mille 8-bit, %zu octets, lines of %zu%s: got %.20s, GMime "
+					 "picks %s", per_mille, strlen(body), line_len,
+					 (k / 2) % 2 ? ", a From line" : "", cte, gmime_best(body));
+			free(id), free(body);
+			buf_free(&b);
+		}
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -1088,6 +1165,7 @@ int main(void)
 		cmocka_unit_test(test_strict_parse_rejects_defects),
 		cmocka_unit_test(test_mailboxes_as_gmime_writes_them),
 		cmocka_unit_test(test_cache_changes_nothing),
+		cmocka_unit_test(test_encoding_is_gmimes_pick),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
