@@ -716,7 +716,8 @@ static GMimeContentEncoding plain_encoding(const char *body, size_t len)
 
 	for (; i + 8 <= len; i += 8) {
 		memcpy(&w, body + i, 8);
-		high += (size_t)__builtin_popcountll(w & 0x8080808080808080ULL);
+		/* the 8 high bits moved to the low bit of each octet, summed in the top one */
+		high += (size_t)((((w & 0x8080808080808080ULL) >> 7) * 0x0101010101010101ULL) >> 56);
 	}
 	for (; i < len; i++)
 		high += (unsigned char)body[i] >> 7;
