@@ -994,7 +994,7 @@ static void test_mailboxes_as_gmime_writes_them(void **state)
 /* A copy of the message with its random parts (24 hex digits) masked; the caller frees it. */
 static char *masked(const struct buf *b)
 {
-	char *m = strndup(b->data, b->len);
+	char *m = b->data != NULL ? strndup(b->data, b->len) : strdup(""); /* empty on errors */
 
 	for (size_t i = 0; m[i]; i++) {
 		size_t n = strspn(m + i, "0123456789abcdef");
