@@ -20,8 +20,8 @@
 #include "verp.h"
 
 #define FLUSH_EVERY 128     /* settlements per ledger commit */
-#define FLUSH_MS 50         /* ... or at least this often */
-#define CLAIM_ROUNDS 8      /* a claim fills the queue to this many rounds of connections */
+#define FLUSH_MS 25         /* ... or at least this often */
+#define CLAIM_ROUNDS 16     /* a claim fills the queue to this many rounds of connections */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
 
 static volatile sig_atomic_t stop_requested; /* set by SIGINT/SIGTERM only */
