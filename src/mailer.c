@@ -458,6 +458,14 @@ int mailer_run(struct mailer *m, int timeout_ms,
 	return 0;
 }
 
+void mailer_wait(struct mailer *m, int timeout_ms)
+{
+	int running = 0;
+
+	if (curl_multi_poll(m->multi, NULL, 0, timeout_ms, NULL) == CURLM_OK)
+		curl_multi_perform(m->multi, &running);
+}
+
 bool mailer_all_relays_down(const struct mailer *m, int failures)
 {
 	for (size_t i = 0; i < m->n_relays; i++)

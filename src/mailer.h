@@ -76,6 +76,15 @@ int mailer_run(struct mailer *m, int timeout_ms,
 	       void *ud, struct err *e);
 
 /*
+ * Lets the transfers in flight progress for up to timeout_ms (waiting on their
+ * sockets) without reporting any that finish: they are reported by the next
+ * mailer_run. For waits that must not call back into the caller, such as a
+ * wait for the database lock inside a ledger transaction. Never fails: a libcurl
+ * failure shows at the next mailer_run.
+ */
+void mailer_wait(struct mailer *m, int timeout_ms);
+
+/*
  * True when every relay is down: each failed to connect (or refused us) this
  * many times in a row. The sender then ends the run (exit 75).
  */

@@ -61,6 +61,28 @@ struct composer {
 	char mix_boundary[6 + 2 * RANDOM_OCTETS + 1];
 };
 
+/* One remembered header line and what it was made from. */
+struct cached_line {
+	bool set;
+	char *key1, *key2; /* the values it encodes (NULL: absent) */
+	int64_t key_date;
+	struct buf line;   /* the header, CRLF-terminated, folded lines included */
+};
+
+/* Subjects a cache remembers: one per segment, language and kind is the usual run. */
+#define SUBJECT_SLOTS 32
+
+struct mime_cache {
+	struct cached_line date, from, reply_to;
+	struct cached_line subject[SUBJECT_SLOTS];
+	size_t next_subject; /* the slot the next new subject takes */
+};
+
+/* What the cache already holds for this message: the lines to copy, checks to skip. */
+struct cache_hits {
+	const struct buf *date, *from, *reply_to, *subject;
+};
+
 void mime_init(void)
 {
 	InternetAddressList *list;
@@ -325,6 +347,40 @@ static int mailto_check(const struct check *c, const char *v, char **out)
 	return 0;
 }
 
+/*
+ * Whether GMime's IDN step would leave addr (as GMime stored it) as
+ * it is, so that it can be set in advance and save a libidn2 call a mailbox, the
+ * largest single cost of composing. For an ASCII domain libidn2 at most lowercases
+ * it, and GMime keeps the original spelling when the two differ only in case; a
+ * label with "--" in its third and fourth places (the xn-- A-labels and the other
+ * reserved forms) is left to GMime and libidn2 to judge.
+ */
+static bool idn_is_identity(const char *addr)
+{
+	const char *label = strchr(addr, '@');
+
+	/* GMime itself turns xn-- labels it accepts into U-labels when it stores addr. */
+	for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+		if (*p >= 0x80)
+			return false;
+	if (label == NULL)
+		return false;
+	for (label++;; label++) {
+		if (strlen(label) >= 4 && label[2] == '-' && label[3] == '-')
+			return false;
+		if ((label = strchr(label, '.')) == NULL)
+			return true;
+	}
+}
+
+/* Sets m's A-label form to its address when GMime would find it so (see above). */
+static void mailbox_idn_preset(InternetAddressMailbox *m)
+{
+	/* Set before GMime's encoder asks for it (it computes it only when unset). */
+	if (m->idn_addr == NULL && idn_is_identity(m->addr))
+		m->idn_addr = g_strdup(m->addr);
+}
+
 /* Parses "addr" or "Name <addr>" with GMime; exactly one mailbox, re-checked. */
 static int reply_to_check(const struct check *c, const char *v, InternetAddressList **out)
 {
@@ -349,6 +405,7 @@ static int reply_to_check(const struct check *c, const char *v, InternetAddressL
 	    (rc = text_check(c, what, internet_address_get_name(ia), NAME_MAX_OCTETS, false)) < 0)
 		goto out;
 	internet_address_set_charset(ia, "utf-8");
+	mailbox_idn_preset(INTERNET_ADDRESS_MAILBOX(ia));
 	*out = list;
 	list = NULL;
 out:
@@ -404,8 +461,24 @@ static void prepared_free(struct prepared *p)
 	free(p->mailto);
 }
 
-/* Checks every value of s before anything is built; fills p (freed by the caller). */
-static int spec_check(const struct mime_message_spec *s, struct prepared *p, struct err *e)
+/* The sender's name and address, unless the cache holds their line (checked then). */
+static int sender_check(const struct check *c, const struct mime_message_spec *s,
+			const struct cache_hits *h)
+{
+	if (h->from != NULL)
+		return 0;
+	if (text_check(c, "the sender display name", s->from_name, NAME_MAX_OCTETS, false) < 0 ||
+	    addr_check(c, "the sender address", s->from_addr) < 0)
+		return ERR_DATA;
+	return 0;
+}
+
+/*
+ * Checks every value of s before anything is built (but those whose header line
+ * h holds: they were found valid before); fills p (freed by the caller).
+ */
+static int spec_check(const struct mime_message_spec *s, const struct cache_hits *h,
+		      struct prepared *p, struct err *e)
 {
 	struct check c = {NULL, e};
 
@@ -413,14 +486,15 @@ static int spec_check(const struct mime_message_spec *s, struct prepared *p, str
 		return ERR_DATA;
 	c.rid = s->recipient_id;
 	if (text_check(&c, "the display name", s->to_name, NAME_MAX_OCTETS, false) < 0 ||
-	    addr_check(&c, "the e-mail address", s->to_addr) < 0 ||
-	    text_check(&c, "the sender display name", s->from_name, NAME_MAX_OCTETS, false) < 0 ||
-	    addr_check(&c, "the sender address", s->from_addr) < 0 ||
-	    reply_to_check(&c, s->reply_to, &p->reply_to) < 0 ||
-	    text_check(&c, "the subject", s->subject, SUBJECT_MAX_OCTETS, true) < 0 ||
+	    addr_check(&c, "the e-mail address", s->to_addr) < 0 || sender_check(&c, s, h) < 0 ||
+	    (h->reply_to == NULL && reply_to_check(&c, s->reply_to, &p->reply_to) < 0) ||
+	    (h->subject == NULL &&
+	     text_check(&c, "the subject", s->subject, SUBJECT_MAX_OCTETS, true) < 0) ||
 	    ids_check(&c, s) < 0 || url_check(&c, s->unsubscribe_url) < 0 ||
 	    mailto_check(&c, s->unsubscribe_mailto, &p->mailto) < 0 || bodies_check(&c, s) < 0)
 		return ERR_DATA;
+	if (h->date != NULL)
+		return 0;
 	p->date = g_date_time_new_from_unix_utc(s->date);
 	if (p->date == NULL)
 		return refuse(&c, "the date", "is out of range (years 1 to 9999)");
@@ -521,6 +595,7 @@ static void mailbox_append(struct buf *out, const char *header, const char *name
 	InternetAddressList *list = internet_address_list_new();
 	InternetAddress *ia = internet_address_mailbox_new(name ? name : "", addr);
 
+	mailbox_idn_preset(INTERNET_ADDRESS_MAILBOX(ia));
 	/* UTF-8 encoded words, not GMime's default pick of the smallest charset. */
 	internet_address_set_charset(ia, "utf-8");
 	internet_address_list_add(list, ia);
@@ -560,17 +635,37 @@ static void token_append(struct buf *out, const char *header, const char *v)
 		buf_printf(out, "%s: %s\r\n", header, v);
 }
 
-static void headers_append(struct buf *out, const struct mime_message_spec *s,
-			   const struct prepared *p, const char *message_id)
+/* The Date line: the cached one, or made from p->date. */
+static void date_append(struct buf *out, const struct buf *hit, const struct prepared *p)
 {
-	char *date = g_mime_utils_header_format_date(p->date);
+	char *date;
 
+	if (hit != NULL) {
+		buf_append(out, hit->data, hit->len);
+		return;
+	}
+	date = g_mime_utils_header_format_date(p->date);
 	buf_printf(out, "Date: %s\r\n", date);
 	g_free(date);
-	mailbox_append(out, "From", s->from_name, s->from_addr);
-	if (p->reply_to != NULL)
+}
+
+static void headers_append(struct buf *out, const struct mime_message_spec *s,
+			   const struct cache_hits *h, const struct prepared *p,
+			   const char *message_id)
+{
+	date_append(out, h->date, p);
+	if (h->from != NULL)
+		buf_append(out, h->from->data, h->from->len);
+	else
+		mailbox_append(out, "From", s->from_name, s->from_addr);
+	if (h->reply_to != NULL)
+		buf_append(out, h->reply_to->data, h->reply_to->len);
+	else if (p->reply_to != NULL)
 		addresses_append(out, "Reply-To", p->reply_to);
-	subject_append(out, s->subject);
+	if (h->subject != NULL)
+		buf_append(out, h->subject->data, h->subject->len);
+	else
+		subject_append(out, s->subject);
 	mailbox_append(out, "To", s->to_name, s->to_addr);
 	buf_printf(out, "Message-ID: <%s>\r\nAuto-Submitted: auto-generated\r\n", message_id);
 	unsubscribe_append(out, p->mailto, s->unsubscribe_url);
@@ -606,16 +701,57 @@ static const char *body_normalise(const char *text, struct buf *tmp, size_t *len
 }
 
 /*
+ * GMime's choice of encoding (best_encoding, below) without running its filter,
+ * when it is plain to see: the octets with the high bit set (a body is a C
+ * string: no NUL) decide between quoted-printable and base64 at 17%, and an
+ * ASCII body with short lines none of which starts with "From " stays 7bit.
+ * Near the 17% line, with long lines or a "From " line it returns DEFAULT: the
+ * filter decides. Counts the high bits 8 octets at a time.
+ */
+static GMimeContentEncoding plain_encoding(const char *body, size_t len)
+{
+	const char *p = body, *end = body + len, *nl;
+	size_t high = 0, i = 0;
+	uint64_t w;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, body + i, 8);
+		/* the 8 high bits moved to the low bit of each octet, summed in the top one */
+		high += (size_t)((((w & 0x8080808080808080ULL) >> 7) * 0x0101010101010101ULL) >> 56);
+	}
+	for (; i < len; i++)
+		high += (unsigned char)body[i] >> 7;
+	if (high > 0) {
+		if (high * 100 + 100 < 17 * len)
+			return GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+		if (high * 100 > 17 * len + 100)
+			return GMIME_CONTENT_ENCODING_BASE64;
+		return GMIME_CONTENT_ENCODING_DEFAULT;
+	}
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		if (nl - p > 990 || (end - p >= 5 && memcmp(p, "From ", 5) == 0))
+			return GMIME_CONTENT_ENCODING_DEFAULT;
+	}
+	return GMIME_CONTENT_ENCODING_7BIT;
+}
+
+/*
  * GMime's best Content-Transfer-Encoding under a 7-bit constraint: the
  * GMimeFilterBest statistics that g_mime_part_get_best_content_encoding
- * gathers, over the whole body at once. DEFAULT (nothing to encode) is 7bit.
+ * gathers, over the whole body at once (unless plain_encoding can tell).
+ * DEFAULT (nothing to encode) is 7bit.
  */
 static GMimeContentEncoding best_encoding(GMimeFilter *best, const char *body, size_t len)
 {
-	GMimeContentEncoding encoding;
+	GMimeContentEncoding encoding = plain_encoding(body, len);
 	size_t outlen, outprespace;
 	char *outbuf;
 
+	if (encoding != GMIME_CONTENT_ENCODING_DEFAULT)
+		return encoding;
 	g_mime_filter_reset(best);
 	g_mime_filter_complete(best, (char *)body, len, 0, &outbuf, &outlen, &outprespace);
 	encoding = g_mime_filter_best_encoding(GMIME_FILTER_BEST(best),
@@ -746,22 +882,122 @@ static void composer_free(struct composer *c)
 	free(c->message_id);
 }
 
-int mime_compose(const struct mime_message_spec *s, struct buf *out, char **message_id,
-		 struct err *e)
+struct mime_cache *mime_cache_new(void)
+{
+	struct mime_cache *c = xcalloc(1, sizeof *c);
+
+	buf_init(&c->date.line), buf_init(&c->from.line), buf_init(&c->reply_to.line);
+	for (size_t i = 0; i < SUBJECT_SLOTS; i++)
+		buf_init(&c->subject[i].line);
+	return c;
+}
+
+static void cached_line_clear(struct cached_line *l)
+{
+	free(l->key1), free(l->key2);
+	l->key1 = l->key2 = NULL;
+	l->set = false;
+	buf_reset(&l->line);
+}
+
+void mime_cache_free(struct mime_cache *c)
+{
+	if (c == NULL)
+		return;
+	cached_line_clear(&c->date), cached_line_clear(&c->from), cached_line_clear(&c->reply_to);
+	buf_free(&c->date.line), buf_free(&c->from.line), buf_free(&c->reply_to.line);
+	for (size_t i = 0; i < SUBJECT_SLOTS; i++) {
+		cached_line_clear(&c->subject[i]);
+		buf_free(&c->subject[i].line);
+	}
+	free(c);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static const struct buf *cached_hit(const struct cached_line *l, const char *k1, const char *k2,
+				    int64_t date)
+{
+	return l->set && same_str(l->key1, k1) && same_str(l->key2, k2) && l->key_date == date
+		       ? &l->line : NULL;
+}
+
+/* Looks up the lines s shares with the message that filled c (none when c is NULL). */
+static void cache_lookup(const struct mime_cache *c, const struct mime_message_spec *s,
+			 struct cache_hits *h)
+{
+	memset(h, 0, sizeof *h);
+	if (c == NULL)
+		return;
+	h->date = cached_hit(&c->date, NULL, NULL, s->date);
+	h->from = cached_hit(&c->from, s->from_name, s->from_addr, 0);
+	if (s->reply_to != NULL)
+		h->reply_to = cached_hit(&c->reply_to, s->reply_to, NULL, 0);
+	for (size_t i = 0; i < SUBJECT_SLOTS && h->subject == NULL && s->subject != NULL; i++)
+		h->subject = cached_hit(&c->subject[i], s->subject, NULL, 0);
+}
+
+/* Remembers the header line "Name: ..." that starts out's text (it was just written). */
+static void cache_store(struct cached_line *l, const struct buf *out, const char *name,
+			const char *k1, const char *k2, int64_t date)
+{
+	const char *p = out->data;
+	size_t n = strlen(name);
+
+	while (!(strncmp(p, name, n) == 0 && p[n] == ':'))
+		p = strstr(p, "\r\n") + 2;
+	cached_line_clear(l);
+	l->key1 = k1 ? xstrdup(k1) : NULL, l->key2 = k2 ? xstrdup(k2) : NULL, l->key_date = date;
+	/* the line and its folded continuations */
+	for (const char *end = strstr(p, "\r\n");; end = strstr(end + 2, "\r\n")) {
+		if (end[2] != ' ' && end[2] != '\t') {
+			buf_append(&l->line, p, (size_t)(end + 2 - p));
+			break;
+		}
+	}
+	l->set = true;
+}
+
+/* After a message was composed: remember the lines the cache did not have. */
+static void cache_fill(struct mime_cache *c, const struct cache_hits *h,
+		       const struct mime_message_spec *s, const struct buf *out)
+{
+	if (c == NULL)
+		return;
+	if (h->date == NULL)
+		cache_store(&c->date, out, "Date", NULL, NULL, s->date);
+	if (h->from == NULL)
+		cache_store(&c->from, out, "From", s->from_name, s->from_addr, 0);
+	if (h->reply_to == NULL && s->reply_to != NULL)
+		cache_store(&c->reply_to, out, "Reply-To", s->reply_to, NULL, 0);
+	if (h->subject == NULL) {
+		cache_store(&c->subject[c->next_subject], out, "Subject", s->subject, NULL, 0);
+		c->next_subject = (c->next_subject + 1) % SUBJECT_SLOTS;
+	}
+}
+
+int mime_compose_cached(struct mime_cache *cache, const struct mime_message_spec *s,
+			struct buf *out, char **message_id, struct err *e)
 {
 	struct prepared p = {NULL, NULL, NULL};
+	struct cache_hits h;
 	struct composer c;
 	int rc;
 
 	*message_id = NULL;
 	buf_reset(out);
 	composer_init(&c, out);
-	if ((rc = spec_check(s, &p, e)) < 0 || (rc = randomness_make(s, &c, e)) < 0)
+	cache_lookup(cache, s, &h);
+	if ((rc = spec_check(s, &h, &p, e)) < 0 || (rc = randomness_make(s, &c, e)) < 0)
 		goto out;
-	headers_append(out, s, &p, c.message_id);
+	headers_append(out, s, &h, &p, c.message_id);
 	body_append(&c, s);
 	if ((rc = lines_check(out, e)) < 0)
 		goto out;
+	cache_fill(cache, &h, s, out);
 	*message_id = c.message_id;
 	c.message_id = NULL;
 out:
@@ -770,6 +1006,12 @@ out:
 	composer_free(&c);
 	prepared_free(&p);
 	return rc;
+}
+
+int mime_compose(const struct mime_message_spec *s, struct buf *out, char **message_id,
+		 struct err *e)
+{
+	return mime_compose_cached(NULL, s, out, message_id, e);
 }
 
 void mime_crlf_to_lf(struct buf *b)

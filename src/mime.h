@@ -90,6 +90,27 @@ int mime_compose(const struct mime_message_spec *s, struct buf *out, char **mess
 		 struct err *e);
 
 /*
+ * Header lines that repeat from one message to the next in a run (Date, From,
+ * Reply-To: the campaign's, at the run's clock; the last 32 different Subjects),
+ * kept encoded so that a thread
+ * composing many messages checks and encodes each once. Not thread-safe: one
+ * per thread. Free with mime_cache_free (NULL is fine).
+ */
+struct mime_cache;
+struct mime_cache *mime_cache_new(void);
+void mime_cache_free(struct mime_cache *c);
+
+/*
+ * mime_compose, reusing c's encoded Date, From, Reply-To and Subject lines when s
+ * has the same date, sender, Reply-To or subject as a message that filled them (values found
+ * valid once are valid again), and remembering them otherwise. The message is
+ * byte for byte what mime_compose writes, and errors are the same. c NULL is
+ * mime_compose.
+ */
+int mime_compose_cached(struct mime_cache *c, const struct mime_message_spec *s,
+			struct buf *out, char **message_id, struct err *e);
+
+/*
  * Converts the CRLF line endings of a composed message in b to LF, in place,
  * for display (cutoff preview) or writing to a Unix mbox. Never fails.
  */

@@ -384,6 +384,7 @@ struct render {
 	size_t zones_used;
 	struct buf url;      /* the unsubscribe URL being built */
 	EVP_MAC_CTX *mac;    /* HMAC keyed with o.secret, made on first use */
+	struct mime_cache *mime; /* the header lines every message of the run shares */
 };
 
 static json_t *json_str_or_null(const char *s)
@@ -463,6 +464,7 @@ struct render *render_new(const struct render_templates *t, const struct render_
 	if (o != NULL)
 		r->o = *o;
 	buf_init(&r->url);
+	r->mime = mime_cache_new();
 	context_init(r);
 	return r;
 }
@@ -494,6 +496,7 @@ void render_free(struct render *r)
 	json_decref(r->root);
 	buf_free(&r->url);
 	EVP_MAC_CTX_free(r->mac);
+	mime_cache_free(r->mime);
 	free(r);
 }
 
@@ -962,7 +965,7 @@ static int compose(struct render *r, const struct render_request *q, struct rend
 
 	free(res->message_id);
 	res->message_id = NULL;
-	ret = mime_compose(&s, &res->message, &res->message_id, e);
+	ret = mime_compose_cached(r->mime, &s, &res->message, &res->message_id, e);
 	free(ics);
 	return ret;
 }

@@ -19,8 +19,9 @@
 #include "retry.h"
 #include "verp.h"
 
-#define FLUSH_EVERY 32      /* settlements per ledger commit */
-#define FLUSH_MS 50         /* ... or at least this often */
+#define FLUSH_EVERY 128     /* settlements per ledger commit */
+#define FLUSH_MS 25         /* ... or at least this often */
+#define CLAIM_ROUNDS 16     /* a claim fills the queue to this many rounds of connections */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
 
 static volatile sig_atomic_t stop_requested; /* set by SIGINT/SIGTERM only */
@@ -76,6 +77,7 @@ struct sender {
 	struct render_templates *templates;
 	struct render *render;
 	struct render_result res;
+	struct verp_signer *verp; /* keyed once for the run's envelope senders, or NULL */
 	struct mailer *mailer;
 	struct mailer_job **pending; /* claimed and rendered, not yet submitted */
 	size_t n_pending, cap_pending;
@@ -88,6 +90,7 @@ struct sender {
 	int64_t submitted;
 	int64_t started_ms;
 	int64_t last_progress_ms;
+	int64_t busy_since_ms;  /* when the current wait for the ledger's lock began */
 	int fatal;
 };
 
@@ -249,29 +252,44 @@ static int settle_bounce(struct sender *x, const struct pending_settle *p, int64
 			       p->bounce_detail, x->e);
 }
 
-static int flush(struct sender *x)
+/* Writes the waiting settlements inside the caller's transaction; they stay pending on error. */
+static int settles_apply(struct sender *x)
 {
 	int64_t now = x->o->now;
 	bool applied;
 	int rc = 0;
 
-	if (x->n_settles == 0)
-		return 0;
-	if ((rc = txn_begin(x)) != 0)
-		return rc;
 	for (size_t i = 0; i < x->n_settles && rc == 0; i++) {
 		struct pending_settle *p = &x->settles[i];
 		rc = store_delivery_settle(x->s, x->run_id, now, &p->st, &applied, x->e);
 		if (rc == 0 && applied && p->email != NULL)
 			rc = settle_bounce(x, p, now);
 	}
-	if (rc == 0)
-		rc = txn_commit(x);
-	else if (!x->o->dry_run)
-		store_rollback(x->s);
+	return rc;
+}
+
+/* Forgets the settlements once their transaction committed (or the run gives up). */
+static void settles_clear(struct sender *x)
+{
 	for (size_t i = 0; i < x->n_settles; i++)
 		settle_free(&x->settles[i]);
 	x->n_settles = 0;
+}
+
+/* One ledger commit for every waiting settlement: only then do they count as settled. */
+static int flush(struct sender *x)
+{
+	int rc;
+
+	if (x->n_settles == 0)
+		return 0;
+	if ((rc = txn_begin(x)) != 0)
+		return rc;
+	if ((rc = settles_apply(x)) == 0)
+		rc = txn_commit(x);
+	else if (!x->o->dry_run)
+		store_rollback(x->s);
+	settles_clear(x);
 	return rc;
 }
 
@@ -419,6 +437,9 @@ static int envelope_from(struct sender *x, const struct store_claim *cl, char *o
 		snprintf(out, n, "%s", x->c->from_addr);
 		return 0;
 	}
+	if (x->verp != NULL)
+		return verp_signer_address(x->verp, &ids, x->cfg->bounces.return_path_domain, out,
+					   n, x->e);
 	return verp_address(x->cfg->bounces.secret, x->cfg->bounces.secret_len, &ids,
 			    x->cfg->bounces.return_path_domain, out, n, x->e);
 }
@@ -516,10 +537,35 @@ static int prepare(struct sender *x, const struct store_claim *cl)
 	return 0;
 }
 
+/* This process's share of the relays' connections (at least 1). */
+static size_t own_connections(const struct sender *x)
+{
+	size_t conns = 0;
+
+	for (size_t i = 0; i < x->cfg->n_relays; i++)
+		conns += (size_t)x->cfg->relays[i].connections;
+	if (x->o->share > 1)
+		conns = (conns + (size_t)x->o->share - 1) / (size_t)x->o->share;
+	return conns > 0 ? conns : 1;
+}
+
+/*
+ * A claim fills the queue up to CLAIM_ROUNDS rounds of this process's connections:
+ * each claim is a commit (settlements ride in it), and a commit costs an fsync and
+ * the index pages it dirties whatever its size, so a few larger claims cost less
+ * than many small ones; a crash re-queues what was claimed and not yet settled.
+ */
 static size_t claim_size(const struct sender *x)
 {
-	size_t want = x->o->dry_run ? 256 : 2 * mailer_capacity(x->mailer, mailer_now_ms()) + 8;
+	size_t target = x->o->dry_run ? 256 : CLAIM_ROUNDS * own_connections(x), want;
 
+	/* Under a rate limit, about a second's worth: no more waits 'sending'. */
+	if (x->global.rate > 0 && (double)target > x->global.rate)
+		target = x->global.rate < 8 ? 8 : (size_t)x->global.rate;
+	if (!x->o->dry_run && x->mailer != NULL && mailer_capacity(x->mailer, mailer_now_ms()) == 0 &&
+	    mailer_in_flight(x->mailer) == 0)
+		target = 8; /* every relay rests: claim little until one is back */
+	want = target > x->n_pending ? target - x->n_pending : 0;
 	if (want > (size_t)x->cfg->batch_size)
 		want = (size_t)x->cfg->batch_size;
 	if (x->o->limit > 0) {
@@ -541,14 +587,19 @@ static int claim_batch(struct sender *x, size_t *got)
 		return 0;
 	if (want > 512)
 		want = 512;
-	if ((rc = flush(x)) != 0 || (rc = txn_begin(x)) != 0)
+	/* The waiting settlements and the next claim share one commit (one fsync, not two). */
+	if ((rc = txn_begin(x)) != 0)
 		return rc;
-	rc = store_delivery_claim(x->s, x->campaign_id, x->run_id, x->o->now,
-				  (int64_t)time(NULL) + x->cfg->lease_seconds, want, claims, &n, x->e);
+	rc = settles_apply(x);
+	if (rc == 0)
+		rc = store_delivery_claim(x->s, x->campaign_id, x->run_id, x->o->now,
+					  (int64_t)time(NULL) + x->cfg->lease_seconds, want, claims,
+					  &n, x->e);
 	if (rc == 0)
 		rc = txn_commit(x);
 	else if (!x->o->dry_run)
 		store_rollback(x->s);
+	settles_clear(x);
 	/* The batch's lookups (recipient, suppression) share one read transaction. */
 	if (rc == 0 && n > 0 && !x->o->dry_run && (rc = store_begin_read(x->s, x->e)) != 0)
 		return rc;
@@ -661,18 +712,14 @@ static int pump(struct sender *x)
 
 /*
  * Claim again only when few jobs wait: what is claimed is 'sending' in the ledger, and
- * a crash re-sends all of it, so keep it to about two rounds of the connections.
+ * a crash re-queues all of it, so keep it to a couple of rounds of the connections.
  */
 static size_t low_water(const struct sender *x)
 {
-	size_t conns = 0;
+	size_t conns = own_connections(x);
 
 	if (x->o->dry_run)
 		return 256;
-	for (size_t i = 0; i < x->cfg->n_relays; i++)
-		conns += (size_t)x->cfg->relays[i].connections;
-	if (x->o->share > 1)
-		conns = (conns + (size_t)x->o->share - 1) / (size_t)x->o->share;
 	return conns < 4 ? 8 : 2 * conns;
 }
 
@@ -729,6 +776,29 @@ static int drain(struct sender *x)
 	return rc;
 }
 
+/*
+ * The other worker holds the ledger's write lock (its commit is an fsync): rather
+ * than sleep as SQLite's busy timeout does, keep the transfers in flight moving,
+ * 1 ms at a time, for at most the store's busy timeout. Finished transfers wait
+ * for the next mailer_run: this runs inside a ledger call and calls nothing back.
+ */
+static int ledger_busy(void *ud, int tries)
+{
+	struct sender *x = ud;
+	int64_t now = mailer_now_ms();
+	struct timespec ts = {0, 200 * 1000};
+
+	if (tries == 0)
+		x->busy_since_ms = now;
+	if (now - x->busy_since_ms >= STORE_BUSY_TIMEOUT_MS)
+		return 0;
+	if (x->mailer != NULL && mailer_in_flight(x->mailer) > 0)
+		mailer_wait(x->mailer, 1);
+	else
+		nanosleep(&ts, NULL);
+	return 1;
+}
+
 static int setup(struct sender *x)
 {
 	struct render_options ro = {x->cfg->bounces.secret, x->cfg->bounces.secret_len, false};
@@ -742,15 +812,19 @@ static int setup(struct sender *x)
 	if ((rc = render_templates_load(&x->templates, x->c, x->e)) != 0)
 		return rc;
 	x->render = render_new(x->templates, &ro);
+	if (x->cfg->bounces.secret != NULL) /* NULL if OpenSSL fails: verp_address then */
+		x->verp = verp_signer_new(x->cfg->bounces.secret, x->cfg->bounces.secret_len);
 	render_result_init(&x->res);
 	if (!x->o->dry_run && (rc = mailer_new(&x->mailer, x->cfg, x->o->share, x->e)) != 0)
 		return rc;
+	store_busy_wait(x->s, ledger_busy, x);
 	buckets_init(x);
 	return 0;
 }
 
 static void teardown(struct sender *x)
 {
+	store_busy_wait(x->s, NULL, NULL);
 	for (size_t i = 0; i < x->n_pending; i++)
 		job_free(x->pending[i]);
 	free(x->pending);
@@ -761,6 +835,7 @@ static void teardown(struct sender *x)
 	mailer_free(x->mailer);
 	render_result_free(&x->res);
 	render_free(x->render);
+	verp_signer_free(x->verp);
 	render_templates_free(x->templates);
 	free(x->segment_ids);
 }

@@ -209,6 +209,17 @@ int store_recipient_by_id(struct store *s, int64_t id,
 
 /* ---- the ledger: deliveries and their attempts ---- */
 
+/* How long a statement waits for another writer's lock before failing busy (store_open's). */
+#define STORE_BUSY_TIMEOUT_MS 10000
+
+/*
+ * While the database is locked by another writer, SQLite calls wait(ud, tries)
+ * instead of sleeping: it waits a little (doing useful work meanwhile) and
+ * returns nonzero to try again, or 0 to give up (the statement then fails as
+ * busy). wait NULL restores the store's own busy timeout. wait must not use s.
+ */
+void store_busy_wait(struct store *s, int (*wait)(void *ud, int tries), void *ud);
+
 /* Records that the campaign has begun sending (first time only). */
 int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t now,
 				struct err *e);

@@ -97,6 +97,14 @@ static sqlite3_stmt *stmt(struct store *s, enum ledger_stmt id, struct err *e)
 	return st;
 }
 
+void store_busy_wait(struct store *s, int (*wait)(void *ud, int tries), void *ud)
+{
+	if (wait != NULL)
+		sqlite3_busy_handler(s->db, wait, ud);
+	else
+		sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+}
+
 int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t now,
 				struct err *e)
 {

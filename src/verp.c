@@ -3,10 +3,14 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "util.h"
 
 #define MAC_CHARS 13 /* 64 bits in base 32 */
 
@@ -25,40 +29,126 @@ static void base36(int64_t v, char *out, size_t n)
 	out[len < n ? len : n - 1] = '\0';
 }
 
+struct verp_signer {
+	EVP_MAC_CTX *ctx; /* HMAC-SHA256 keyed with the secret */
+};
+
+/* The first 64 bits of md as MAC_CHARS base-32 characters. */
+static void mac_chars(const unsigned char *md, char out[MAC_CHARS + 1])
+{
+	uint64_t bits = 0;
+
+	for (int i = 0; i < 8; i++)
+		bits = bits << 8 | md[i];
+	for (int i = MAC_CHARS - 1; i >= 0; i--, bits >>= 5)
+		out[i] = "abcdefghijklmnopqrstuvwxyz234567"[bits & 31];
+	out[MAC_CHARS] = '\0';
+}
+
+/* "verp\0" and the ids' text into msg: what the MAC covers; its length, or 0 if too long. */
+static size_t mac_input(const char *ids_text, unsigned char msg[128])
+{
+	size_t n = strlen(ids_text);
+
+	if (n + 5 > 128)
+		return 0;
+	memcpy(msg, "verp", 5); /* includes the NUL separator */
+	memcpy(msg + 5, ids_text, n);
+	return n + 5;
+}
+
 /* The MAC of the ids' text, as MAC_CHARS base-32 characters. */
 static int mac_of(const unsigned char *secret, size_t secret_len, const char *ids_text,
 		  char out[MAC_CHARS + 1], struct err *e)
 {
 	unsigned char msg[128], md[EVP_MAX_MD_SIZE];
 	unsigned int md_len = 0;
-	size_t n = strlen(ids_text);
-	uint64_t bits = 0;
+	size_t n = mac_input(ids_text, msg);
 
-	if (n + 5 > sizeof msg)
+	if (n == 0)
 		return err_set(e, ERR_SOFTWARE, "VERP ids too long");
-	memcpy(msg, "verp", 5); /* includes the NUL separator */
-	memcpy(msg + 5, ids_text, n);
-	if (HMAC(EVP_sha256(), secret, (int)secret_len, msg, n + 5, md, &md_len) == NULL)
+	if (HMAC(EVP_sha256(), secret, (int)secret_len, msg, n, md, &md_len) == NULL)
 		return err_set(e, ERR_SOFTWARE, "HMAC-SHA256 failed in OpenSSL");
-	for (int i = 0; i < 8; i++)
-		bits = bits << 8 | md[i];
-	for (int i = MAC_CHARS - 1; i >= 0; i--, bits >>= 5)
-		out[i] = "abcdefghijklmnopqrstuvwxyz234567"[bits & 31];
-	out[MAC_CHARS] = '\0';
+	mac_chars(md, out);
 	return 0;
+}
+
+/* The same MAC with the signer's keyed context (re-initialised with its key). */
+static int signer_mac(struct verp_signer *v, const char *ids_text, char out[MAC_CHARS + 1],
+		      struct err *e)
+{
+	unsigned char msg[128], md[EVP_MAX_MD_SIZE];
+	size_t n = mac_input(ids_text, msg), md_len = 0;
+
+	if (n == 0)
+		return err_set(e, ERR_SOFTWARE, "VERP ids too long");
+	if (EVP_MAC_init(v->ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(v->ctx, msg, n) != 1 ||
+	    EVP_MAC_final(v->ctx, md, &md_len, sizeof md) != 1 || md_len < 8)
+		return err_set(e, ERR_SOFTWARE, "HMAC-SHA256 failed in OpenSSL");
+	mac_chars(md, out);
+	return 0;
+}
+
+/* The ids' text "D.R.C" (base 36). */
+static void ids_text_make(const struct verp_ids *ids, char text[64])
+{
+	char d[16], r[16], c[16];
+
+	base36(ids->delivery_id, d, sizeof d);
+	base36(ids->recipient_id, r, sizeof r);
+	base36(ids->campaign_id, c, sizeof c);
+	snprintf(text, 64, "%s.%s.%s", d, r, c);
 }
 
 int verp_address(const unsigned char *secret, size_t secret_len, const struct verp_ids *ids,
 		 const char *domain, char *out, size_t n, struct err *e)
 {
-	char d[16], r[16], c[16], text[64], mac[MAC_CHARS + 1];
+	char text[64], mac[MAC_CHARS + 1];
 	int rc;
 
-	base36(ids->delivery_id, d, sizeof d);
-	base36(ids->recipient_id, r, sizeof r);
-	base36(ids->campaign_id, c, sizeof c);
-	snprintf(text, sizeof text, "%s.%s.%s", d, r, c);
+	ids_text_make(ids, text);
 	if ((rc = mac_of(secret, secret_len, text, mac, e)) != 0)
+		return rc;
+	snprintf(out, n, "bounces+%s.%s@%s", text, mac, domain);
+	return 0;
+}
+
+struct verp_signer *verp_signer_new(const unsigned char *secret, size_t secret_len)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	struct verp_signer *v;
+
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx == NULL || EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		return NULL;
+	}
+	v = xcalloc(1, sizeof *v);
+	v->ctx = ctx;
+	return v;
+}
+
+void verp_signer_free(struct verp_signer *v)
+{
+	if (v == NULL)
+		return;
+	EVP_MAC_CTX_free(v->ctx);
+	free(v);
+}
+
+int verp_signer_address(struct verp_signer *v, const struct verp_ids *ids, const char *domain,
+			char *out, size_t n, struct err *e)
+{
+	char text[64], mac[MAC_CHARS + 1];
+	int rc;
+
+	ids_text_make(ids, text);
+	if ((rc = signer_mac(v, text, mac, e)) != 0)
 		return rc;
 	snprintf(out, n, "bounces+%s.%s@%s", text, mac, domain);
 	return 0;

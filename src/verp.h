@@ -28,6 +28,19 @@ int verp_address(const unsigned char *secret, size_t secret_len, const struct ve
 		 const char *domain, char *out, size_t n, struct err *e);
 
 /*
+ * A signer keeps the secret's keyed HMAC context, so that a run signing many
+ * addresses keys it once. verp_signer_new returns NULL if OpenSSL fails; free
+ * with verp_signer_free (NULL is fine). One per thread.
+ */
+struct verp_signer;
+struct verp_signer *verp_signer_new(const unsigned char *secret, size_t secret_len);
+void verp_signer_free(struct verp_signer *v);
+
+/* verp_address with v's secret: the same address. Returns 0, or ERR_SOFTWARE. */
+int verp_signer_address(struct verp_signer *v, const struct verp_ids *ids, const char *domain,
+			char *out, size_t n, struct err *e);
+
+/*
  * Reads a VERP address (or its local part) back: "bounces+TOKEN@...", case
  * ignored. Returns 0 and fills ids when the token is well formed and its MAC
  * checks out (compared in constant time); ERR_DATA when there is no token, it

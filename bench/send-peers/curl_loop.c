@@ -1,5 +1,6 @@
 /* curl_loop.c — bench/send's reference: a plain C loop sending one prebuilt message N times
- * with libcurl's multi interface over C reused connections (NOSIGNAL, 16 KiB upload buffer). */
+ * with libcurl's multi interface over C reused connections (NOSIGNAL, 16 KiB upload buffer);
+ * bench/send also runs two of these at once, 4 connections each, as the two-core reference. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -29,6 +29,29 @@ static void test_verp_round_trip(void **state)
 	assert_int_equal(got.delivery_id, 9876543210LL);
 }
 
+/* A signer writes the very address verp_address writes, and it parses back. */
+static void test_verp_signer_same_address(void **state)
+{
+	struct verp_signer *v = verp_signer_new(key, 32);
+	static const struct verp_ids ids[] = {{1, 2, 3}, {7, 123456, 9876543210LL},
+					      {0, 0, 0}, {99, 1, 36}};
+	char a[VERP_ADDRESS_SIZE], b[VERP_ADDRESS_SIZE];
+	struct verp_ids got;
+	struct err e = {0};
+
+	(void)state;
+	assert_non_null(v);
+	for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+		assert_int_equal(verp_address(key, 32, &ids[i], "b.example.test", a, sizeof a, &e), 0);
+		assert_int_equal(verp_signer_address(v, &ids[i], "b.example.test", b, sizeof b, &e), 0);
+		assert_string_equal(b, a);
+		assert_int_equal(verp_parse(key, 32, b, &got, &e), 0);
+		assert_int_equal(got.delivery_id, ids[i].delivery_id);
+	}
+	verp_signer_free(v);
+	verp_signer_free(NULL);
+}
+
 static void test_verp_survives_upper_case(void **state)
 {
 	struct verp_ids ids = {1, 2, 3}, got = {0};
@@ -105,6 +128,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verp_round_trip),
+		cmocka_unit_test(test_verp_signer_same_address),
 		cmocka_unit_test(test_verp_survives_upper_case),
 		cmocka_unit_test(test_verp_forged_or_mangled),
 		cmocka_unit_test(test_backoff_doubles_and_caps),

@@ -889,6 +889,251 @@ static void test_strict_parse_rejects_defects(void **state)
 	free(long_line);
 }
 
+/* The header line(s) "Name: ..." of a composed message, up to the next header; caller frees. */
+static char *header_of(const struct buf *b, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = b->data, *end;
+
+	while (!(strncmp(p, name, n) == 0 && p[n] == ':'))
+		p = strstr(p, "\r\n") + 2;
+	for (end = strstr(p, "\r\n"); end[2] == ' ' || end[2] == '\t'; end = strstr(end + 2, "\r\n"))
+		;
+	return strndup(p, (size_t)(end + 2 - p));
+}
+
+/* What GMime's own InternetAddress encoder writes for one mailbox (its IDN step included). */
+static char *gmime_mailbox_header(const char *header, const char *name, const char *addr)
+{
+	InternetAddressList *list = internet_address_list_new();
+	InternetAddress *ia = internet_address_mailbox_new(name, addr);
+	GString *str = g_string_new(header);
+	struct buf b;
+
+	internet_address_set_charset(ia, "utf-8");
+	internet_address_list_add(list, ia);
+	g_string_append(str, ": ");
+	internet_address_list_encode(list, NULL, str);
+	buf_init(&b);
+	for (size_t i = 0; i < str->len; i++) {
+		if (str->str[i] == '\n' && (i == 0 || str->str[i - 1] != '\r'))
+			buf_putc(&b, '\r');
+		buf_putc(&b, str->str[i]);
+	}
+	g_string_free(str, TRUE);
+	g_object_unref(ia);
+	g_object_unref(list);
+	return buf_steal(&b);
+}
+
+/* What GMime writes for a Reply-To value parsed by GMime itself. */
+static char *gmime_reply_to_header(const char *value)
+{
+	InternetAddressList *list = internet_address_list_parse(NULL, value);
+	InternetAddress *ia = internet_address_list_get_address(list, 0);
+	char *h;
+
+	h = gmime_mailbox_header("Reply-To", internet_address_get_name(ia),
+				 internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)));
+	g_object_unref(list);
+	return h;
+}
+
+/*
+ * The From, To and Reply-To headers are byte for byte what GMime's encoder (with its IDN
+ * step) writes, for domains in any case, A-labels valid or not, "--" in the third
+ * and fourth place, long names that fold and names that need encoding or quoting.
+ */
+static void test_mailboxes_as_gmime_writes_them(void **state)
+{
+	static const char *const addrs[] = {
+		"alice@example.test", "Bob.Smith@Example.COM", "x@MiXeD-Case.Users.Example.Test",
+		"u@xn--bcher-kva.example", "u@XN--BCHER-KVA.example", "u@xn--zz.example",
+		"u@ab--cd.example", "u@a-b--c.example", "u@1.2.3.example", "u@A.bc--d.example",
+		"user+tag@sub.EXAMPLE.org", "u@xn--ls8h.la",
+		"a.very.long.local.part.that.goes.on@a-rather-long-subdomain-label-here.example.test",
+	};
+	static const char *const names[] = {
+		"", "Alice Example", "Smith, Bob", "Zoë Ünicode", "A \"quoted\" one",
+		"An extraordinarily long display name that will certainly need folding somewhere",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof addrs / sizeof *addrs; i++) {
+		for (size_t j = 0; j < sizeof names / sizeof *names; j++) {
+			struct mime_message_spec s = spec_base();
+			struct buf b;
+			char *id, *want_to, *want_from, *got_to, *got_from, *want_rt, *got_rt;
+			char reply_to[300];
+
+			s.to_addr = addrs[i], s.to_name = names[j];
+			s.from_addr = addrs[(i + 1) % (sizeof addrs / sizeof *addrs)];
+			s.from_name = names[(j + 1) % (sizeof names / sizeof *names)];
+			/* (not the xn-- ones: GMime's parser turns them into U-labels, refused) */
+			snprintf(reply_to, sizeof reply_to, j % 2 ? "Support Desk <%s>" : "%s",
+				 strstr(addrs[i], "xn--") ? "help@Support.Example" : addrs[i]);
+			s.reply_to = reply_to;
+			buf_init(&b);
+			id = compose_ok(&s, &b);
+			want_to = gmime_mailbox_header("To", s.to_name, s.to_addr);
+			want_from = gmime_mailbox_header("From", s.from_name, s.from_addr);
+			got_to = header_of(&b, "To");
+			got_from = header_of(&b, "From");
+			assert_string_equal(got_to, want_to);
+			assert_string_equal(got_from, want_from);
+			want_rt = gmime_reply_to_header(reply_to);
+			got_rt = header_of(&b, "Reply-To");
+			assert_string_equal(got_rt, want_rt);
+			free(want_to), free(want_from), free(got_to), free(got_from);
+			free(want_rt), free(got_rt);
+			free(id);
+			buf_free(&b);
+		}
+	}
+}
+
+/* A copy of the message with its random parts (24 hex digits) masked; the caller frees it. */
+static char *masked(const struct buf *b)
+{
+	char *m = b->data != NULL ? strndup(b->data, b->len) : strdup(""); /* empty on errors */
+
+	for (size_t i = 0; m[i]; i++) {
+		size_t n = strspn(m + i, "0123456789abcdef");
+		if (n == 24)
+			memset(m + i, '#', n);
+		i += n ? n - 1 : 0;
+	}
+	return m;
+}
+
+/*
+ * A composer with a cache writes byte for byte what one without writes, and
+ * refuses what it refuses, whatever changes between messages: the cache never
+ * hands out a line made for another sender, Reply-To or date.
+ */
+static void test_cache_changes_nothing(void **state)
+{
+	struct mime_cache *cache = mime_cache_new();
+	struct mime_message_spec seq[10];
+	(void)state;
+
+	for (size_t i = 0; i < 10; i++)
+		seq[i] = spec_base();
+	seq[1].to_addr = "bob@example.test", seq[1].to_name = "Bob";
+	seq[2].from_name = "MSN Messenger Team";
+	seq[3].reply_to = "Support <help@msn.example.test>";
+	seq[4].reply_to = "Other Support <other@msn.example.test>";
+	seq[5].reply_to = NULL, seq[5].subject = "Zoë, please upgrade before the 15th";
+	seq[6].date = DATE_2003_08_18_1600 + 86400;
+	seq[7].from_addr = "not an address";
+	seq[8].reply_to = "two@a.example, three@b.example";
+	seq[9].from_name = "Zoë Ünicode, the sender";
+	for (int round = 0; round < 8; round++) {
+		for (size_t i = 0; i < 10; i++) {
+			char subject[64];
+
+			/* from round 2: 45 subjects in turn, more than the cache holds */
+			snprintf(subject, sizeof subject, "Subject number %zu, Ünicode",
+				 (i + 10 * (size_t)round) % 45);
+			if (round >= 2)
+				seq[i].subject = subject;
+			struct err e1 = {0}, e2 = {0};
+			struct buf b1, b2;
+			char *id1 = NULL, *id2 = NULL, *m1, *m2;
+			int rc1, rc2;
+
+			buf_init(&b1), buf_init(&b2);
+			rc1 = mime_compose(&seq[i], &b1, &id1, &e1);
+			rc2 = mime_compose_cached(cache, &seq[i], &b2, &id2, &e2);
+			assert_int_equal(rc2, rc1);
+			assert_string_equal(e2.msg, e1.msg);
+			assert_int_equal(rc1 == 0, i != 7 && i != 8);
+			m1 = masked(&b1), m2 = masked(&b2);
+			assert_string_equal(m2, m1);
+			free(m1), free(m2), free(id1), free(id2);
+			buf_free(&b1), buf_free(&b2);
+		}
+	}
+	mime_cache_free(cache);
+	mime_cache_free(NULL);
+}
+
+/* GMime's own pick for a body (GMimeFilterBest under the 7-bit constraint), as named in headers. */
+static const char *gmime_best(const char *body)
+{
+	GMimeFilter *f = g_mime_filter_best_new(GMIME_FILTER_BEST_ENCODING);
+	GMimeContentEncoding enc;
+	size_t outlen, outprespace;
+	char *outbuf;
+
+	g_mime_filter_complete(f, (char *)body, strlen(body), 0, &outbuf, &outlen, &outprespace);
+	enc = g_mime_filter_best_encoding(GMIME_FILTER_BEST(f), GMIME_ENCODING_CONSTRAINT_7BIT);
+	g_object_unref(f);
+	return g_mime_content_encoding_to_string(enc == GMIME_CONTENT_ENCODING_DEFAULT
+							 ? GMIME_CONTENT_ENCODING_7BIT : enc);
+}
+
+/* A body of about len octets, per_mille of them 8-bit (in "é"), lines of line_len. */
+static char *body_make(size_t len, size_t per_mille, size_t line_len, bool from_line)
+{
+	size_t high = len * per_mille / 1000 / 2 * 2, col = 0;
+	struct buf b;
+
+	buf_init(&b);
+	if (from_line)
+		buf_puts(&b, "Hello,\nFrom now on, upgrade.\n");
+	for (size_t i = 0; b.len < len; i++) {
+		if (col >= line_len) {
+			buf_putc(&b, '\n');
+			col = 0;
+		} else if (high >= 2 && i % 3 == 0) {
+			buf_puts(&b, "\xc3\xa9");
+			high -= 2, col++;
+		} else {
+			buf_putc(&b, "abcdefg "[i % 8]);
+			col++;
+		}
+	}
+	while (high >= 2) {
+		buf_puts(&b, "\xc3\xa9");
+		high -= 2;
+	}
+	buf_putc(&b, '\n');
+	return buf_steal(&b);
+}
+
+/*
+ * The Content-Transfer-Encoding is GMime's pick, whether mime.c sees it at once
+ * or asks GMime's filter: swept over the share of 8-bit octets (finely around
+ * 17%), long lines and lines starting with "From ".
+ */
+static void test_encoding_is_gmimes_pick(void **state)
+{
+	static const size_t sizes[] = {40, 700, 3000};
+	(void)state;
+	for (size_t per_mille = 0; per_mille <= 1000; per_mille += per_mille >= 140 && per_mille < 200 ? 2 : 10)
+		for (size_t k = 0; k < 3 * 2 * 2; k++) {
+			struct mime_message_spec s = spec_base();
+			size_t line_len = k % 2 ? 1200 : 70;
+			char *body = body_make(sizes[k / 4], per_mille, line_len, (k / 2) % 2);
+			char *id, *cte;
+			struct buf b;
+
+			buf_init(&b);
+			s.text = body;
+			id = compose_ok(&s, &b);
+			cte = strstr(b.data, "Content-Transfer-Encoding: ");
+			assert_non_null(cte);
+			cte += strlen("Content-Transfer-Encoding: ");
+			if (strncmp(cte, gmime_best(body), strlen(gmime_best(body))) != 0 ||
+			    cte[strlen(gmime_best(body))] != '\r')
+				fail_msg("%zu per mille 8-bit, %zu octets, lines of %zu%s: got %.20s, GMime "
+					 "picks %s", per_mille, strlen(body), line_len,
+					 (k / 2) % 2 ? ", a From line" : "", cte, gmime_best(body));
+			free(id), free(body);
+			buf_free(&b);
+		}
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -918,6 +1163,9 @@ int main(void)
 		cmocka_unit_test(test_body_newlines_normalised),
 		cmocka_unit_test(test_crlf_to_lf_for_display),
 		cmocka_unit_test(test_strict_parse_rejects_defects),
+		cmocka_unit_test(test_mailboxes_as_gmime_writes_them),
+		cmocka_unit_test(test_cache_changes_nothing),
+		cmocka_unit_test(test_encoding_is_gmimes_pick),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
