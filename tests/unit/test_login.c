@@ -329,6 +329,29 @@ static void test_unknown_suppressed_late_segment(void **state)
 	assert_false(decide(f, "alice", "4.6", "2003-09-20T17:00:00Z", NULL, 0).reminded);
 }
 
+/* The login path's suppression check reads the keys store_suppress writes, for any address. */
+static void test_suppressed_agrees(void **state)
+{
+	struct fx *f = *state;
+	static const char *const in[] = {"Bob@Example.TEST", "zo\xc3\xab@b\xc3\xbc" "cher.example.test",
+					 "x+tag@a.example.test"};
+	static const char *const out[] = {"bob@example.test", "Zo\xc3\xab@b\xc3\xbc" "cher.example.test",
+					  "x@a.example.test", "nobody@example.test"};
+	struct err e = {0};
+	bool mine, theirs;
+
+	for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+		assert_int_equal(store_suppress(f->s, in[i], "manual", 0, NULL, 0, &e), 0);
+		assert_int_equal(store_login_suppressed(f->s, in[i], &mine, &e), 0);
+		assert_true(mine);
+	}
+	for (size_t i = 0; i < sizeof out / sizeof *out; i++) {
+		assert_int_equal(store_login_suppressed(f->s, out[i], &mine, &e), 0);
+		assert_int_equal(store_suppressed(f->s, out[i], &theirs, &e), 0);
+		assert_int_equal(mine, theirs);
+	}
+}
+
 static void test_several_campaigns_and_paused(void **state)
 {
 	struct fx *f = *state;
@@ -562,6 +585,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_completion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_suppressed_late_segment, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_suppressed_agrees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
 		cmocka_unit_test(test_json),
