@@ -9,6 +9,7 @@
 
 #include "campaign.h"
 #include "log.h"
+#include "login_text.h"
 #include "render.h"
 #include "schedule.h"
 #include "store_login.h"
@@ -22,6 +23,7 @@ struct login_campaign {
 	int64_t *segment_ids;               /* parallel to c->segments */
 	struct schedule_cadence *cadence;   /* the login-reminder periods */
 	struct render_templates *templates;
+	struct login_text_plan *texts;      /* which segments' texts are shared */
 };
 
 struct login_catalog {
@@ -35,6 +37,7 @@ struct login_session {
 	struct store *s;
 	struct render **render; /* one per campaign, made on first use */
 	struct render_result res;
+	struct login_text_cache *texts;
 };
 
 /* A stored campaign row, copied while listing. */
@@ -78,6 +81,7 @@ static void rows_free(struct rows *rows)
 
 static void campaign_clear(struct login_campaign *lc)
 {
+	login_text_plan_free(lc->texts);
 	render_templates_free(lc->templates);
 	schedule_cadence_free(lc->cadence);
 	free(lc->segment_ids);
@@ -105,6 +109,8 @@ static int campaign_load(struct store *s, const struct campaign_row *row,
 					  lc->c->cutoff_at, lc->c->timezone, &lc->cadence, e);
 	if (rc == 0)
 		rc = render_templates_load(&lc->templates, lc->c, e);
+	if (rc == 0)
+		lc->texts = login_text_plan_new(lc->c);
 	return rc;
 }
 
@@ -177,6 +183,7 @@ struct login_session *login_session_new(const struct login_catalog *cat, struct 
 	ls->cat = cat, ls->s = s;
 	ls->render = xcalloc(cat->n ? cat->n : 1, sizeof *ls->render);
 	render_result_init(&ls->res);
+	ls->texts = login_text_cache_new();
 	return ls;
 }
 
@@ -188,6 +195,7 @@ void login_session_free(struct login_session *ls)
 		render_free(ls->render[i]);
 	free(ls->render);
 	render_result_free(&ls->res);
+	login_text_cache_free(ls->texts);
 	free(ls);
 }
 
@@ -237,17 +245,18 @@ static bool render_text(struct visit *v, const struct store_recipient *r,
 	const struct login_campaign *lc = &v->ls->cat->v[v->k];
 	struct render **rd = &v->ls->render[v->k];
 	struct render_request q = {r, g, v->ev->at, NULL, NULL, NULL, "login"};
+	struct login_text t;
 	struct err re = {0};
 
 	if (*rd == NULL)
 		*rd = render_new(lc->templates, NULL);
-	if (render_login(*rd, &q, &v->ls->res, &re) != 0) {
+	if (login_text_render(v->ls->texts, lc->texts, v->k, *rd, &q, &v->ls->res, &t, &re) != 0) {
 		log_warnx("campaign %s, user %s: no login reminder: %s", lc->c->name, r->user_id,
 			  re.msg);
 		return false;
 	}
-	v->a->days_left = v->ls->res.days_left;
-	v->a->text = v->ls->res.part[RENDER_LOGIN].data ? v->ls->res.part[RENDER_LOGIN].data : "";
+	v->a->days_left = t.days_left;
+	v->a->text = t.text;
 	v->a->upgrade_url = g->upgrade_url ? g->upgrade_url : lc->c->upgrade_url;
 	v->a->campaign = lc->c->name;
 	return true;
@@ -269,7 +278,7 @@ static int remind(struct visit *v, const struct store_recipient *r, const struct
 	lr.period_start = p.begin, lr.period_index = (int64_t)p.index;
 	if ((rc = store_login_reminder_claim(v->ls->s, &lr, &claimed, v->e)) != 0 || !claimed)
 		return rc;
-	if ((rc = store_suppressed(v->ls->s, r->email, &suppressed, v->e)) != 0)
+	if ((rc = store_login_suppressed(v->ls->s, r->email, &suppressed, v->e)) != 0)
 		return rc;
 	if (suppressed || !render_text(v, r, g))
 		return store_login_reminder_release(v->ls->s, r->id, p.begin, v->e);

@@ -2,6 +2,7 @@
  * completion, queue marks. */
 #include "store_login.h"
 
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@ enum login_stmt {
 	LS_REMINDER_EACH,
 	LS_CAMPAIGNS_SIGNATURE,
 	LS_COMPLETE,
+	LS_COMPLETE_QUEUED,
 	LS_COMPLETE_CANCEL,
 	LS_COMPLETE_EVENT,
+	LS_SUPPRESSED,
 	LS_MARK_FRESH,
 	LS_MARK_SET,
 	LS_COUNT
@@ -48,12 +51,19 @@ static const char *const login_sql[LS_COUNT] = {
 	[LS_COMPLETE] =
 		"UPDATE recipient SET state = 'completed', completed_at = ?2, updated_at = ?2"
 		" WHERE id = ?1 AND state = 'pending'",
+	/* Whether there is anything to cancel: one probe of the covering index delivery_person,
+	 * where the UPDATE below needs two ephemeral tables (its row set and the IN list) even
+	 * when it changes nothing, as it does for most completions. */
+	[LS_COMPLETE_QUEUED] =
+		"SELECT EXISTS (SELECT 1 FROM delivery WHERE recipient_id = ?1"
+		" AND +state IN ('queued', 'deferred'))",
 	[LS_COMPLETE_CANCEL] =
 		"UPDATE delivery SET state = 'cancelled', reason = 'completed', updated_at = ?2"
 		" WHERE recipient_id = ?1 AND state IN ('queued', 'deferred')",
 	[LS_COMPLETE_EVENT] =
 		"INSERT INTO event (campaign_id, recipient_id, at, kind, detail)"
 		" VALUES (?1, ?2, ?3, 'completed', ?4)",
+	[LS_SUPPRESSED] = "SELECT 1 FROM suppression WHERE address_hash = ?1",
 	[LS_MARK_FRESH] =
 		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
 		" AND kind = ?2 AND occurrence = ?3), -1),"
@@ -205,6 +215,38 @@ int store_login_stream(struct store *s, struct err *e)
 	return 0;
 }
 
+/* The suppression key of an address: hex SHA-256 of the address as given, as store.c's
+ * store_suppress writes it (test_login checks the two agree). */
+static void suppression_key(const char *email, char out[2 * SHA256_DIGEST_LENGTH + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)email, strlen(email), md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		out[2 * i] = hex[md[i] >> 4], out[2 * i + 1] = hex[md[i] & 15];
+	out[2 * SHA256_DIGEST_LENGTH] = '\0';
+}
+
+int store_login_suppressed(struct store *s, const char *email, bool *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_SUPPRESSED, e);
+	char key[2 * SHA256_DIGEST_LENGTH + 1];
+	int step;
+
+	*out = false;
+	if (st == NULL)
+		return e->code;
+	suppression_key(email, key);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return store_db_error(s, e, "checking suppression");
+	*out = step == SQLITE_ROW;
+	return 0;
+}
+
 static int complete_event(struct store *s, int64_t campaign_id, int64_t recipient_id,
 			  int64_t now, const char *detail, struct err *e)
 {
@@ -217,6 +259,35 @@ static int complete_event(struct store *s, int64_t campaign_id, int64_t recipien
 	sqlite3_bind_int64(st, 3, now);
 	store_bind_text(st, 4, detail);
 	return store_step_done(s, st, "recording a completion", e);
+}
+
+/* Cancels recipient_id's queued and deferred e-mail, if it has any; *cancelled counts them. */
+static int complete_cancel(struct store *s, int64_t recipient_id, int64_t now,
+			   int64_t *cancelled, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_COMPLETE_QUEUED, e);
+	int step;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, recipient_id);
+	step = sqlite3_step(st);
+	if (step != SQLITE_ROW)
+		return store_db_error(s, e, "looking for a completed recipient's queued e-mail");
+	if (sqlite3_column_int64(st, 0) == 0) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	if ((st = stmt(s, LS_COMPLETE_CANCEL, e)) == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, recipient_id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((step = store_step_done(s, st, "cancelling a completed recipient's e-mail", e)) != 0)
+		return step;
+	if (cancelled != NULL)
+		*cancelled = sqlite3_changes(s->db);
+	return 0;
 }
 
 int store_recipient_complete(struct store *s, int64_t campaign_id, int64_t recipient_id,
@@ -238,14 +309,8 @@ int store_recipient_complete(struct store *s, int64_t campaign_id, int64_t recip
 	if (sqlite3_changes(s->db) == 0)
 		return 0;
 	*changed = true;
-	if ((st = stmt(s, LS_COMPLETE_CANCEL, e)) == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, recipient_id);
-	sqlite3_bind_int64(st, 2, now);
-	if ((rc = store_step_done(s, st, "cancelling a completed recipient's e-mail", e)) != 0)
+	if ((rc = complete_cancel(s, recipient_id, now, cancelled, e)) != 0)
 		return rc;
-	if (cancelled != NULL)
-		*cancelled = sqlite3_changes(s->db);
 	return complete_event(s, campaign_id, recipient_id, now, detail, e);
 }
 

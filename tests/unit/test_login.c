@@ -19,6 +19,7 @@
 #include "campaign.h"
 #include "login.h"
 #include "login_line.h"
+#include "login_text.h"
 #include "schedule.h"
 #include "store.h"
 #include "store_login.h"
@@ -329,6 +330,29 @@ static void test_unknown_suppressed_late_segment(void **state)
 	assert_false(decide(f, "alice", "4.6", "2003-09-20T17:00:00Z", NULL, 0).reminded);
 }
 
+/* The login path's suppression check reads the keys store_suppress writes, for any address. */
+static void test_suppressed_agrees(void **state)
+{
+	struct fx *f = *state;
+	static const char *const in[] = {"Bob@Example.TEST", "zo\xc3\xab@b\xc3\xbc" "cher.example.test",
+					 "x+tag@a.example.test"};
+	static const char *const out[] = {"bob@example.test", "Zo\xc3\xab@b\xc3\xbc" "cher.example.test",
+					  "x@a.example.test", "nobody@example.test"};
+	struct err e = {0};
+	bool mine, theirs;
+
+	for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+		assert_int_equal(store_suppress(f->s, in[i], "manual", 0, NULL, 0, &e), 0);
+		assert_int_equal(store_login_suppressed(f->s, in[i], &mine, &e), 0);
+		assert_true(mine);
+	}
+	for (size_t i = 0; i < sizeof out / sizeof *out; i++) {
+		assert_int_equal(store_login_suppressed(f->s, out[i], &mine, &e), 0);
+		assert_int_equal(store_suppressed(f->s, out[i], &theirs, &e), 0);
+		assert_int_equal(mine, theirs);
+	}
+}
+
 static void test_several_campaigns_and_paused(void **state)
 {
 	struct fx *f = *state;
@@ -416,6 +440,87 @@ static void test_concurrent_logins(void **state)
 		pthread_barrier_destroy(&go);
 		assert_int_equal(total, 1); /* exactly one of the eight showed it */
 	}
+}
+
+/* Shared texts: recipients of one group share a text for one local day, and only that day. */
+static void test_text_shared_by_day(void **state)
+{
+	struct fx *f = *state;
+	char text[512];
+	struct login_answer a;
+
+	/* 23:59:59 PDT on 19 September, then midnight: the same group, a day apart. */
+	a = decide(f, "alice", "4.6", "2003-09-20T06:59:59Z", text, sizeof text);
+	assert_int_equal(a.days_left, 26);
+	assert_string_equal(text, "t: 26 days left, upgrade to 5.0 (login)");
+	a = decide(f, "sam", "4.6", "2003-09-20T07:00:00Z", text, sizeof text);
+	assert_int_equal(a.days_left, 25);
+	assert_string_equal(text, "t: 25 days left, upgrade to 5.0 (login)");
+	/* Later the same local day, the next member of the group: the kept text. "both" is
+	 * also in u, more urgent: u's reminder first, then t's at the next login. */
+	a = decide(f, "both", "4.6", "2003-09-21T06:00:00Z", text, sizeof text);
+	assert_string_equal(a.campaign, "u");
+	assert_int_equal(a.days_left, 11);
+	a = decide(f, "both", "4.6", "2003-09-21T06:59:59Z", text, sizeof text);
+	assert_string_equal(a.campaign, "t");
+	assert_int_equal(a.days_left, 25);
+	assert_string_equal(text, "t: 25 days left, upgrade to 5.0 (login)");
+}
+
+/* A text that reads a recipient's own data is theirs: never shared. */
+static void test_text_per_user(void **state)
+{
+	struct fx *f = *state;
+	char text[512];
+
+	write_file("upgrade/login.mustache", "{{recipient.user_id}}: {{days_left}} days\n");
+	fx_reload(f);
+	decide(f, "alice", "4.6", "2003-09-20T17:00:00Z", text, sizeof text);
+	assert_string_equal(text, "alice: 25 days");
+	decide(f, "sam", "4.6", "2003-09-20T17:00:01Z", text, sizeof text);
+	assert_string_equal(text, "sam: 25 days");
+}
+
+/* Whether segment 0 ("upgrade") of campaign t shares texts with login.mustache = text. */
+static bool shared_with(const char *rel, const char *text)
+{
+	char *def = campaign_text("t", "2003-10-15");
+	struct campaign *c = NULL;
+	struct login_text_plan *p;
+	struct err e = {0};
+	bool shared, gone;
+
+	write_file(rel, text);
+	if (campaign_load_text(&c, def, "t.cfg", scratch, &e) != 0)
+		fail_msg("campaign: %s", e.msg);
+	p = login_text_plan_new(c);
+	shared = login_text_plan_shared(p, 0);
+	gone = login_text_plan_shared(p, 2);
+	assert_true(gone); /* the other template is not concerned */
+	login_text_plan_free(p);
+	campaign_free(c);
+	free(def);
+	return shared;
+}
+
+static void test_text_plan(void **state)
+{
+	(void)state;
+	assert_true(shared_with("upgrade/login.mustache", "{{campaign.name}} {{days_left}}"
+				" {{#is_final_notice}}!{{/is_final_notice}} {{cutoff_date}}\n"));
+	assert_true(shared_with("upgrade/login.mustache", "{{client_name}} {{recipient.version}}"
+				" {{segment.upgrade_url}} {{recipient.os}}\n"));
+	assert_false(shared_with("upgrade/login.mustache", "{{recipient.name}}\n"));
+	assert_false(shared_with("upgrade/login.mustache", "{{attributes.country}}\n"));
+	assert_false(shared_with("upgrade/login.mustache", "{{#segment}}{{name}}{{/segment}}\n"));
+	assert_false(shared_with("upgrade/login.mustache", "{{.}}\n"));
+	write_file("partials/p.mustache", "{{days_left}}\n");
+	assert_false(shared_with("upgrade/login.mustache", "{{> p}}\n"));
+	assert_true(shared_with("upgrade/login.mustache", "{{days_left}}\n"));
+	/* A locale folder's text reads the name: the whole segment is unshared. */
+	assert_false(shared_with("fr/upgrade/login.mustache", "{{recipient.email}}\n"));
+	assert_false(shared_with("fr/upgrade/login.mustache", "{{days_left"));  /* broken */
+	assert_true(shared_with("fr/upgrade/login.mustache", "{{days_left}} jours\n"));
 }
 
 static void test_json(void **state)
@@ -562,8 +667,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_completion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_suppressed_late_segment, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_suppressed_agrees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_shared_by_day, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_plan, setup, teardown),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_event_lines),
 		cmocka_unit_test_setup_teardown(test_bad_event, setup, teardown),
