@@ -926,7 +926,6 @@ int sender_send(struct store *s, const struct config *cfg, const struct campaign
 	struct sender x = {.s = s, .cfg = cfg, .c = c, .campaign_id = campaign_id, .o = o,
 			   .sum = sum, .e = e};
 	struct sigaction old_int, old_term;
-	struct store_delivery_counts counts;
 	int rc;
 
 	memset(sum, 0, sizeof *sum);
@@ -941,8 +940,8 @@ int sender_send(struct store *s, const struct config *cfg, const struct campaign
 	if (rc == 0)
 		rc = drain(&x);
 	progress(&x, true);
-	if (rc == 0 && (rc = store_delivery_counts(s, campaign_id, o->now, &counts, e)) == 0)
-		sum->remaining = counts.due;
+	if (rc == 0)
+		rc = store_delivery_due(s, campaign_id, o->now, &sum->remaining, e);
 out:
 	if (o->dry_run)
 		store_rollback(s);

@@ -870,8 +870,26 @@ int store_import_forgotten_any(struct store *s, bool *out, struct err *e)
 	return 0;
 }
 
-/* The suppression key (lower-case hex SHA-256 of the address), without printf per byte. */
-static void import_address_key(const char *email, char out[65])
+int store_import_forgotten(struct store *s, const char *email, bool *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_FORGOTTEN, e);
+	char hash[65];
+	int rc;
+
+	*out = false;
+	if (st == NULL)
+		return e->code;
+	store_address_key(email, hash);
+	sqlite3_bind_text(st, 1, hash, 64, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(s, e, "checking a forgotten address");
+	*out = rc == SQLITE_ROW;
+	return 0;
+}
+
+void store_address_key(const char *email, char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
@@ -884,35 +902,6 @@ static void import_address_key(const char *email, char out[65])
 	out[64] = '\0';
 }
 
-int store_import_forgotten(struct store *s, const char *email, bool *out, struct err *e)
-{
-	sqlite3_stmt *st = stmt(s, ST_IMPORT_FORGOTTEN, e);
-	char hash[65];
-	int rc;
-
-	*out = false;
-	if (st == NULL)
-		return e->code;
-	import_address_key(email, hash);
-	sqlite3_bind_text(st, 1, hash, 64, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(s, e, "checking a forgotten address");
-	*out = rc == SQLITE_ROW;
-	return 0;
-}
-
-/* Hex SHA-256 of the normalised address: suppression survives forgetting the address. */
-static void suppression_key(const char *email, char out[65])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
-
-	SHA256((const unsigned char *)email, strlen(email), md);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 int store_suppressed(struct store *s, const char *email, bool *out, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUPPRESSED, e);
@@ -921,7 +910,7 @@ int store_suppressed(struct store *s, const char *email, bool *out, struct err *
 
 	if (st == NULL)
 		return e->code;
-	suppression_key(email, hash);
+	store_address_key(email, hash);
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -939,7 +928,7 @@ int store_suppress(struct store *s, const char *email, const char *reason, int64
 
 	if (st == NULL)
 		return e->code;
-	suppression_key(email, hash);
+	store_address_key(email, hash);
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);

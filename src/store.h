@@ -299,6 +299,14 @@ int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
 int store_delivery_expire(struct store *s, int64_t campaign_id, int64_t now, int64_t *expired,
 			  struct err *e);
 
+/*
+ * How many deliveries of a campaign are queued or deferred and due at now: the same figure as
+ * store_delivery_counts' due, through the index of due deliveries instead of a scan of the
+ * campaign's every delivery (the daily run asks it on days with nothing to send).
+ */
+int store_delivery_due(struct store *s, int64_t campaign_id, int64_t now, int64_t *due,
+		       struct err *e);
+
 /* Deliveries of a campaign by state, and those due now. */
 struct store_delivery_counts {
 	int64_t queued, sending, sent, deferred, failed, bounced, suppressed, cancelled;

@@ -41,4 +41,8 @@ int store_step_done(struct store *s, sqlite3_stmt *st, const char *what, struct 
  * segment_id, digest, state); strings stay valid until the statement moves on. */
 void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r);
 
+/* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated
+ * (the key survives forgetting the address). */
+void store_address_key(const char *email, char out[65]);
+
 #endif

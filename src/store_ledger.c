@@ -19,6 +19,7 @@ enum ledger_stmt {
 	LD_ATTEMPT_ADD,
 	LD_DELIVERY_COUNTS,
 	LD_DELIVERY_EXPIRE,
+	LD_DELIVERY_DUE,
 	LD_COUNT
 };
 
@@ -69,6 +70,9 @@ static const char *const ledger_sql[LD_COUNT] = {
 		" coalesce(sum(state IN ('queued', 'deferred') AND due_at <= ?2), 0),"
 		" coalesce(sum(possibly_duplicated), 0)"
 		" FROM delivery WHERE campaign_id = ?1",
+	[LD_DELIVERY_DUE] =
+		"SELECT count(*) FROM delivery WHERE campaign_id = ?1"
+		" AND state IN ('queued', 'deferred') AND due_at <= ?2",
 	[LD_DELIVERY_EXPIRE] =
 		"UPDATE delivery SET state = 'failed', reason = 'expired', updated_at = ?2"
 		" WHERE campaign_id = ?1 AND state IN ('queued', 'deferred')",
@@ -308,4 +312,21 @@ int store_delivery_expire(struct store *s, int64_t campaign_id, int64_t now, int
 		return rc;
 	*expired = sqlite3_changes(s->db);
 	return 0;
+}
+
+int store_delivery_due(struct store *s, int64_t campaign_id, int64_t now, int64_t *due,
+		       struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_DUE, e);
+	int step;
+
+	*due = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((step = sqlite3_step(st)) == SQLITE_ROW)
+		*due = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "counting deliveries due");
 }

@@ -215,29 +215,16 @@ int store_login_stream(struct store *s, struct err *e)
 	return 0;
 }
 
-/* The suppression key of an address: hex SHA-256 of the address as given, as store.c's
- * store_suppress writes it (test_login checks the two agree). */
-static void suppression_key(const char *email, char out[2 * SHA256_DIGEST_LENGTH + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[SHA256_DIGEST_LENGTH];
-
-	SHA256((const unsigned char *)email, strlen(email), md);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		out[2 * i] = hex[md[i] >> 4], out[2 * i + 1] = hex[md[i] & 15];
-	out[2 * SHA256_DIGEST_LENGTH] = '\0';
-}
-
 int store_login_suppressed(struct store *s, const char *email, bool *out, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, LS_SUPPRESSED, e);
-	char key[2 * SHA256_DIGEST_LENGTH + 1];
+	char key[65];
 	int step;
 
 	*out = false;
 	if (st == NULL)
 		return e->code;
-	suppression_key(email, key);
+	store_address_key(email, key);
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	step = sqlite3_step(st);
 	sqlite3_reset(st);

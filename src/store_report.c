@@ -193,16 +193,6 @@ static char *col_dup(sqlite3_stmt *st, int i)
 	return v ? xstrdup(v) : NULL;
 }
 
-/* Hex SHA-256 of a normalised address: the key of the suppression table (as store.c's). */
-static void address_key(const char *email, char out[65])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
-
-	SHA256((const unsigned char *)email, strlen(email), md);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* Steps st to its end, calling row(st) for each row; row returning non-zero stops. */
 static int each_row(struct store *s, sqlite3_stmt *st, int (*row)(sqlite3_stmt *st, void *ud),
 		    void *ud, const char *what, struct err *e)
@@ -335,7 +325,7 @@ int store_report_suppression(struct store *s, const char *email,
 
 	if (st == NULL)
 		return e->code;
-	address_key(email, hash);
+	store_address_key(email, hash);
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	rc = each_row(s, st, suppression_row, &w, "reading a suppression", e);
 	return rc != 0 ? rc : w.found ? 0 : 1;
@@ -693,7 +683,7 @@ int store_report_forget_suppression(struct store *s, const char *email, struct e
 
 	if (st == NULL)
 		return e->code;
-	address_key(email, hash);
+	store_address_key(email, hash);
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	return store_step_done(s, st, "making a suppression anonymous", e);
 }
@@ -707,7 +697,7 @@ int store_report_address_forgotten(struct store *s, const char *email, bool *out
 	*out = false;
 	if (st == NULL)
 		return e->code;
-	address_key(email, hash);
+	store_address_key(email, hash);
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	step = sqlite3_step(st);
 	sqlite3_reset(st);

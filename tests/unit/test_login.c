@@ -278,7 +278,7 @@ static void test_completion(void **state)
 	struct fx *f = *state;
 	struct store_delivery_counts dc;
 	struct login_answer a;
-	int64_t queued = 0;
+	int64_t queued = 0, due = -1;
 	struct err e = {0};
 
 	/* A queued final notice for the segment: completion must cancel it. */
@@ -296,6 +296,13 @@ static void test_completion(void **state)
 	assert_int_equal(store_delivery_counts(f->s, f->t_id, 0, &dc, &e), 0);
 	assert_int_equal(dc.cancelled, 1);
 	assert_int_equal(dc.queued, 2);
+	/* The indexed count of due deliveries agrees with the full count, before and at due_at. */
+	assert_int_equal(store_delivery_due(f->s, f->t_id, 0, &due, &e), 0);
+	assert_int_equal(due, 0);
+	assert_int_equal(store_delivery_counts(f->s, f->t_id, 1, &dc, &e), 0);
+	assert_int_equal(store_delivery_due(f->s, f->t_id, 1, &due, &e), 0);
+	assert_int_equal(due, 2);
+	assert_int_equal(dc.due, due);
 	/* Next day, an old client again: completed stays completed, nothing shown. */
 	a = decide(f, "sam", "4.6", "2003-09-21T18:00:00Z", NULL, 0);
 	assert_false(a.reminded);
