@@ -32,7 +32,7 @@
 
 #define STALE_CHECK_MS 1000 /* how often the decider looks for changed campaigns */
 #define CKPT_PERIOD_MS 200  /* how often the checkpointer copies the WAL into the database */
-#define CKPT_RESTART_FRAMES 32768 /* a WAL this long (128 MiB) is started over (RESTART) */
+#define CKPT_RESTART_FRAMES 32768 /* default wal_frames: a WAL of 128 MiB is started over */
 #define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
 #define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
 
@@ -409,7 +409,8 @@ static void checkpointer_step(struct serve *sv, struct store *s, uint64_t *seen,
 		*clean = idle;
 		/* A WAL written without a pause is never wholly copied (new frames come in while
 		 * a checkpoint runs), so it would grow for ever: the decider starts it over. */
-		if (!idle && frames >= CKPT_RESTART_FRAMES)
+		if (!idle && frames >= (sv->o.wal_frames > 0 ? sv->o.wal_frames
+							    : CKPT_RESTART_FRAMES))
 			atomic_store(&sv->restart_wanted, true);
 	} else if (rc != ERR_TEMPFAIL) { /* busy: a reader or writer in the way, next period */
 		log_warnx("serve: checkpoint: %s", e.msg);
