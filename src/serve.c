@@ -57,6 +57,7 @@ struct metrics {
 	atomic_uint_fast64_t commit_hist[B_COUNT + 1], commit_hist_ns; /* commits that succeeded */
 	atomic_uint_fast64_t ckpt_passive, ckpt_truncate, ckpt_ns; /* the checkpointer's */
 	atomic_uint_fast64_t ckpt_restart, restart_ns; /* the decider's, between batches */
+	atomic_uint_fast64_t gather_ns, resume_ns; /* the decider's: waiting for a batch, answering */
 	atomic_long wal_frames; /* in the WAL at the last checkpoint */
 	atomic_long in_flight;
 	atomic_long campaigns;
@@ -320,6 +321,7 @@ static void decider_loop(struct decider *d)
 {
 	struct serve *sv = d->sv;
 	struct job *list;
+	int64_t t0;
 
 	pthread_mutex_lock(&sv->lock);
 	for (;;) {
@@ -327,10 +329,13 @@ static void decider_loop(struct decider *d)
 			pthread_cond_wait(&sv->work, &sv->lock);
 		if (sv->head == NULL)
 			break;
+		t0 = monotonic_ns();
 		queue_gather(sv);
+		atomic_fetch_add(&sv->m.gather_ns, (uint64_t)(monotonic_ns() - t0));
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
+		t0 = monotonic_ns();
 		pthread_mutex_lock(&sv->lock);
 		for (struct job *j = list, *next; j != NULL; j = next) {
 			next = j->next; /* j is the request's: gone once it resumes */
@@ -340,6 +345,7 @@ static void decider_loop(struct decider *d)
 			else
 				pthread_cond_signal(&j->done);
 		}
+		atomic_fetch_add(&sv->m.resume_ns, (uint64_t)(monotonic_ns() - t0));
 		if (atomic_exchange(&sv->restart_wanted, false)) {
 			pthread_mutex_unlock(&sv->lock);
 			decider_restart_wal(d);
@@ -862,9 +868,12 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 		       "# TYPE cutoff_serve_decider_seconds_total counter\n"
 		       "cutoff_serve_decider_seconds_total{step=\"decide\"} %.6f\n"
 		       "cutoff_serve_decider_seconds_total{step=\"commit\"} %.6f\n"
-		       "cutoff_serve_decider_seconds_total{step=\"checkpoint\"} %.6f\n",
+		       "cutoff_serve_decider_seconds_total{step=\"checkpoint\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"gather\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"answer\"} %.6f\n",
 		   (double)atomic_load(&m->decide_ns) / 1e9, (double)atomic_load(&m->commit_ns) / 1e9,
-		   (double)atomic_load(&m->restart_ns) / 1e9);
+		   (double)atomic_load(&m->restart_ns) / 1e9, (double)atomic_load(&m->gather_ns) / 1e9,
+		   (double)atomic_load(&m->resume_ns) / 1e9);
 	metrics_histogram(&b, "cutoff_serve_request_duration_seconds",
 			  "Time from a request's headers to its answer sent.", m->latency,
 			  &m->latency_ns);
