@@ -22,6 +22,7 @@
 struct serve_args {
 	const char *listen, *socket, *token_file;
 	long connections, per_ip, timeout_s, busy_wait_ms, drain_ms, threads, group_wait_us;
+	long wal_frames;
 };
 
 static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e)
@@ -37,6 +38,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e
 		{"drain-ms", required_argument, NULL, 'd'},
 		{"threads", required_argument, NULL, 'n'},
 		{"group-wait-us", required_argument, NULL, 'g'},
+		{"checkpoint-frames", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -55,7 +57,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e
 			   (ch == 'b' && str_to_long(optarg, 0, 3600000, &a->busy_wait_ms)) ||
 			   (ch == 'd' && str_to_long(optarg, 0, 3600000, &a->drain_ms)) ||
 			   (ch == 'n' && str_to_long(optarg, 0, 64, &a->threads)) ||
-			   (ch == 'g' && str_to_long(optarg, 0, 1000000, &a->group_wait_us))))
+			   (ch == 'g' && str_to_long(optarg, 0, 1000000, &a->group_wait_us)) ||
+			   (ch == 'w' && str_to_long(optarg, 1, 1000000000, &a->wal_frames))))
 			return cli_usage(&cmd_serve, e, "unknown option, or a number out of range");
 	}
 	if (argc - optind != 0)
@@ -123,7 +126,7 @@ static void block_signals(sigset_t *set)
 
 static int serve_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
-	struct serve_args a = {NULL, NULL, NULL, 1024, 128, 30, 30000, 30000, 2, 1000};
+	struct serve_args a = {NULL, NULL, NULL, 1024, 128, 30, 30000, 30000, 2, 1000, 32768};
 	struct serve_options o = {0};
 	unsigned char *token = NULL;
 	struct serve *sv = NULL;
@@ -141,7 +144,7 @@ static int serve_run(struct ctx *x, int argc, char **argv, struct err *e)
 	o = (struct serve_options){x->db_path, fd, token, o.token_len, x->now_fixed, x->now,
 				   (unsigned)a.connections, (unsigned)a.per_ip,
 				   (unsigned)a.timeout_s, a.busy_wait_ms, a.drain_ms,
-				   (unsigned)a.threads, a.group_wait_us};
+				   (unsigned)a.threads, a.group_wait_us, a.wal_frames};
 	if ((rc = serve_start(&sv, &o, e)) != 0)
 		goto out;
 	log_info("cutoff serve: answering on %s", where);
@@ -182,7 +185,9 @@ const struct command cmd_serve = {
 	"  --drain-ms T        at SIGTERM, how long requests in flight may take (default 30000)\n"
 	"  --threads N         HTTP threads (default 2); 0: a thread per connection\n"
 	"  --group-wait-us U   how long a group commit may wait for the requests in flight\n"
-	"                      to join it (default 1000; 0: never)\n\n"
+	"                      to join it (default 1000; 0: never)\n"
+	"  --checkpoint-frames N  past N frames (4 KiB pages) in the WAL, start it over\n"
+	"                      between two commits (default 32768: 128 MiB)\n\n"
 	"Logins are decided by one thread in group commits: an answer is sent only after the\n"
 	"transaction recording it committed. SIGTERM or SIGINT: stop accepting, finish the\n"
 	"requests in flight, exit 0. With --now, every login is decided at that time.\n",

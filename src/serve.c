@@ -31,6 +31,8 @@
 #include "util.h"
 
 #define STALE_CHECK_MS 1000 /* how often the decider looks for changed campaigns */
+#define CKPT_PERIOD_MS 200  /* how often the checkpointer copies the WAL into the database */
+#define CKPT_RESTART_FRAMES 32768 /* default wal_frames: a WAL of 128 MiB is started over */
 #define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
 #define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
 
@@ -52,6 +54,11 @@ struct metrics {
 	atomic_uint_fast64_t latency_ns;
 	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
 	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
+	atomic_uint_fast64_t commit_hist[B_COUNT + 1], commit_hist_ns; /* commits that succeeded */
+	atomic_uint_fast64_t ckpt_passive, ckpt_truncate, ckpt_ns; /* the checkpointer's */
+	atomic_uint_fast64_t ckpt_restart, restart_ns; /* the decider's, between batches */
+	atomic_uint_fast64_t gather_ns, resume_ns; /* the decider's: waiting for a batch, answering */
+	atomic_long wal_frames; /* in the WAL at the last checkpoint */
 	atomic_long in_flight;
 	atomic_long campaigns;
 };
@@ -87,6 +94,11 @@ struct serve {
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
 	struct err start_err;
+
+	pthread_t checkpointer;      /* copies the WAL into the database, off the decider */
+	pthread_cond_t tick;         /* wakes the checkpointer to stop */
+	bool ckpt_started, ckpt_stop;
+	atomic_bool restart_wanted;  /* the checkpointer asks the decider for a RESTART */
 };
 
 static int64_t monotonic_ns(void)
@@ -95,6 +107,17 @@ static int64_t monotonic_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Counts a duration of ns into a histogram of the buckets above (the last counts: +Inf). */
+static void histogram_add(atomic_uint_fast64_t *counts, atomic_uint_fast64_t *sum_ns, int64_t ns)
+{
+	size_t i;
+
+	for (i = 0; i < B_COUNT && (double)ns / 1e9 > buckets[i]; i++)
+		;
+	atomic_fetch_add(&counts[i], 1);
+	atomic_fetch_add(sum_ns, (uint64_t)ns);
 }
 
 /* ---- the decider -------------------------------------------------------------------------- */
@@ -199,7 +222,7 @@ static void decider_batch(struct decider *d, struct job *list)
 {
 	int64_t until = monotonic_ns() + d->sv->o.busy_wait_ms * INT64_C(1000000);
 	struct metrics *m = &d->sv->m;
-	int64_t t0, t1;
+	int64_t t0, t1, t2;
 	int rc;
 
 	for (;;) {
@@ -213,10 +236,13 @@ static void decider_batch(struct decider *d, struct job *list)
 			if (rc != 0)
 				store_rollback(d->s);
 		}
+		t2 = monotonic_ns();
 		atomic_fetch_add(&m->decide_ns, (uint64_t)(t1 - t0));
-		atomic_fetch_add(&m->commit_ns, (uint64_t)(monotonic_ns() - t1));
-		if (rc == 0)
+		atomic_fetch_add(&m->commit_ns, (uint64_t)(t2 - t1));
+		if (rc == 0) {
+			histogram_add(m->commit_hist, &m->commit_hist_ns, t2 - t1);
 			break;
+		}
 		decider_reset(d, list);
 		if (rc != ERR_TEMPFAIL || monotonic_ns() >= until) {
 			log_warnx("login batch not recorded: %s", d->e.msg);
@@ -272,10 +298,30 @@ static void queue_gather(struct serve *sv)
 		pthread_cond_timedwait(&sv->work, &sv->lock, &ts);
 }
 
+/*
+ * Asked by the checkpointer, between batches: copies the frames its PASSIVE checkpoint did not
+ * (those of the last few commits), so that the next commit writes the WAL from its start. A
+ * reader in the way makes it a PASSIVE one; the checkpointer asks again.
+ */
+static void decider_restart_wal(struct decider *d)
+{
+	struct metrics *m = &d->sv->m;
+	int64_t t0 = monotonic_ns();
+	struct err e = {0};
+	int rc = store_wal_checkpoint(d->s, STORE_CKPT_RESTART, NULL, NULL, &e);
+
+	atomic_fetch_add(&m->restart_ns, (uint64_t)(monotonic_ns() - t0));
+	if (rc == 0)
+		atomic_fetch_add(&m->ckpt_restart, 1);
+	else if (rc != ERR_TEMPFAIL)
+		log_warnx("serve: checkpoint: %s", e.msg);
+}
+
 static void decider_loop(struct decider *d)
 {
 	struct serve *sv = d->sv;
 	struct job *list;
+	int64_t t0;
 
 	pthread_mutex_lock(&sv->lock);
 	for (;;) {
@@ -283,10 +329,13 @@ static void decider_loop(struct decider *d)
 			pthread_cond_wait(&sv->work, &sv->lock);
 		if (sv->head == NULL)
 			break;
+		t0 = monotonic_ns();
 		queue_gather(sv);
+		atomic_fetch_add(&sv->m.gather_ns, (uint64_t)(monotonic_ns() - t0));
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
+		t0 = monotonic_ns();
 		pthread_mutex_lock(&sv->lock);
 		for (struct job *j = list, *next; j != NULL; j = next) {
 			next = j->next; /* j is the request's: gone once it resumes */
@@ -295,6 +344,12 @@ static void decider_loop(struct decider *d)
 				MHD_resume_connection(j->conn);
 			else
 				pthread_cond_signal(&j->done);
+		}
+		atomic_fetch_add(&sv->m.resume_ns, (uint64_t)(monotonic_ns() - t0));
+		if (atomic_exchange(&sv->restart_wanted, false)) {
+			pthread_mutex_unlock(&sv->lock);
+			decider_restart_wal(d);
+			pthread_mutex_lock(&sv->lock);
 		}
 	}
 	pthread_mutex_unlock(&sv->lock);
@@ -318,7 +373,8 @@ static void *decider_main(void *arg)
 
 	/* The store is opened here: its connection belongs to this thread alone. */
 	if ((rc = store_open(&d.s, d.sv->o.db_path, 0, &d.e)) == 0 &&
-	    (rc = store_login_stream(d.s, &d.e)) == 0)
+	    (rc = store_login_stream(d.s, &d.e)) == 0 &&
+	    (rc = store_wal_autocheckpoint(d.s, 0, &d.e)) == 0) /* the checkpointer's job */
 		rc = decider_refresh(&d);
 	decider_started(d.sv, rc, &d.e);
 	if (rc == 0)
@@ -327,6 +383,103 @@ static void *decider_main(void *arg)
 	login_catalog_free(d.cat);
 	store_close(d.s);
 	return NULL;
+}
+
+/* ---- the checkpointer ----------------------------------------------------------------------- */
+
+/*
+ * One look at the WAL: while logins are being committed, a PASSIVE checkpoint (it copies what
+ * no reader still needs and never blocks the decider); once a whole period went by without a
+ * commit, a TRUNCATE, so that the WAL file shrinks back to nothing when the service is idle.
+ * *seen is the commit count at the last look; *clean says the WAL was emptied since.
+ */
+static void checkpointer_step(struct serve *sv, struct store *s, uint64_t *seen, bool *clean)
+{
+	struct metrics *m = &sv->m;
+	uint64_t commits = atomic_load(&m->commits);
+	bool idle = commits == *seen;
+	struct err e = {0};
+	int64_t t0;
+	int frames = 0, rc;
+
+	*seen = commits;
+	if (idle && *clean)
+		return;
+	t0 = monotonic_ns();
+	rc = store_wal_checkpoint(s, idle ? STORE_CKPT_TRUNCATE : STORE_CKPT_PASSIVE, &frames,
+				  NULL, &e);
+	atomic_fetch_add(&m->ckpt_ns, (uint64_t)(monotonic_ns() - t0));
+	if (rc == 0) {
+		atomic_fetch_add(idle ? &m->ckpt_truncate : &m->ckpt_passive, 1);
+		atomic_store(&m->wal_frames, idle ? 0 : (long)frames);
+		*clean = idle;
+		/* A WAL written without a pause is never wholly copied (new frames come in while
+		 * a checkpoint runs), so it would grow for ever: the decider starts it over. */
+		if (!idle && frames >= (sv->o.wal_frames > 0 ? sv->o.wal_frames
+							    : CKPT_RESTART_FRAMES))
+			atomic_store(&sv->restart_wanted, true);
+	} else if (rc != ERR_TEMPFAIL) { /* busy: a reader or writer in the way, next period */
+		log_warnx("serve: checkpoint: %s", e.msg);
+	}
+}
+
+/*
+ * The decider's connection never checkpoints (wal_autocheckpoint 0): a checkpoint there would
+ * hold every request of its batch for the database file's writes and fsync. This thread does
+ * it instead, on a connection of its own, every CKPT_PERIOD_MS.
+ */
+static void *checkpointer_main(void *arg)
+{
+	struct serve *sv = arg;
+	struct store *s = NULL;
+	struct err e = {0};
+	uint64_t seen = 0;
+	bool clean = false;
+	int64_t at;
+
+	if (store_open(&s, sv->o.db_path, 0, &e) != 0) {
+		log_warnx("serve: no checkpointer (the WAL grows until the service stops): %s",
+			  e.msg);
+		return NULL;
+	}
+	pthread_mutex_lock(&sv->lock);
+	while (!sv->ckpt_stop) {
+		at = monotonic_ns() + CKPT_PERIOD_MS * INT64_C(1000000);
+		struct timespec ts = {at / 1000000000, at % 1000000000};
+
+		while (!sv->ckpt_stop && monotonic_ns() < at)
+			pthread_cond_timedwait(&sv->tick, &sv->lock, &ts);
+		if (sv->ckpt_stop)
+			break;
+		pthread_mutex_unlock(&sv->lock);
+		checkpointer_step(sv, s, &seen, &clean);
+		pthread_mutex_lock(&sv->lock);
+	}
+	pthread_mutex_unlock(&sv->lock);
+	store_close(s);
+	return NULL;
+}
+
+static void start_checkpointer(struct serve *sv)
+{
+	int rc = pthread_create(&sv->checkpointer, NULL, checkpointer_main, sv);
+
+	sv->ckpt_started = rc == 0;
+	if (rc != 0)
+		log_warnx("serve: no checkpointer thread (%s): the WAL grows until the service"
+			  " stops", strerror(rc));
+}
+
+static void stop_checkpointer(struct serve *sv)
+{
+	if (!sv->ckpt_started)
+		return;
+	pthread_mutex_lock(&sv->lock);
+	sv->ckpt_stop = true;
+	pthread_cond_signal(&sv->tick);
+	pthread_mutex_unlock(&sv->lock);
+	pthread_join(sv->checkpointer, NULL);
+	sv->ckpt_started = false;
 }
 
 /* Appends j to the queue. Locked. False when the decider has stopped. */
@@ -662,15 +815,14 @@ static void metrics_counter(struct buf *b, const char *name, const char *help, u
 		   (unsigned long long)v);
 }
 
-static void metrics_histogram(struct buf *b, struct metrics *m)
+static void metrics_histogram(struct buf *b, const char *name, const char *help,
+			      atomic_uint_fast64_t *counts, atomic_uint_fast64_t *sum_ns)
 {
-	const char *name = "cutoff_serve_request_duration_seconds";
 	uint64_t sum = 0;
 
-	buf_printf(b, "# HELP %s Time from a request's headers to its answer sent.\n"
-		      "# TYPE %s histogram\n", name, name);
+	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
 	for (size_t i = 0; i <= B_COUNT; i++) {
-		sum += atomic_load(&m->latency[i]);
+		sum += atomic_load(&counts[i]);
 		if (i < B_COUNT)
 			buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, buckets[i],
 				   (unsigned long long)sum);
@@ -679,7 +831,7 @@ static void metrics_histogram(struct buf *b, struct metrics *m)
 				   (unsigned long long)sum);
 	}
 	buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name,
-		   (double)atomic_load(&m->latency_ns) / 1e9, name, (unsigned long long)sum);
+		   (double)atomic_load(sum_ns) / 1e9, name, (unsigned long long)sum);
 }
 
 /* GET /metrics: Prometheus text format 0.0.4. */
@@ -715,9 +867,33 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 	buf_printf(&b, "# HELP cutoff_serve_decider_seconds_total The decider's time, by step.\n"
 		       "# TYPE cutoff_serve_decider_seconds_total counter\n"
 		       "cutoff_serve_decider_seconds_total{step=\"decide\"} %.6f\n"
-		       "cutoff_serve_decider_seconds_total{step=\"commit\"} %.6f\n",
-		   (double)atomic_load(&m->decide_ns) / 1e9, (double)atomic_load(&m->commit_ns) / 1e9);
-	metrics_histogram(&b, m);
+		       "cutoff_serve_decider_seconds_total{step=\"commit\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"checkpoint\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"gather\"} %.6f\n"
+		       "cutoff_serve_decider_seconds_total{step=\"answer\"} %.6f\n",
+		   (double)atomic_load(&m->decide_ns) / 1e9, (double)atomic_load(&m->commit_ns) / 1e9,
+		   (double)atomic_load(&m->restart_ns) / 1e9, (double)atomic_load(&m->gather_ns) / 1e9,
+		   (double)atomic_load(&m->resume_ns) / 1e9);
+	metrics_histogram(&b, "cutoff_serve_request_duration_seconds",
+			  "Time from a request's headers to its answer sent.", m->latency,
+			  &m->latency_ns);
+	metrics_histogram(&b, "cutoff_serve_commit_duration_seconds",
+			  "Time of each group commit that succeeded (its WAL fsync).",
+			  m->commit_hist, &m->commit_hist_ns);
+	buf_printf(&b, "# HELP cutoff_serve_checkpoints_total WAL checkpoints, by mode.\n"
+		       "# TYPE cutoff_serve_checkpoints_total counter\n"
+		       "cutoff_serve_checkpoints_total{mode=\"passive\"} %llu\n"
+		       "cutoff_serve_checkpoints_total{mode=\"restart\"} %llu\n"
+		       "cutoff_serve_checkpoints_total{mode=\"truncate\"} %llu\n",
+		   (unsigned long long)atomic_load(&m->ckpt_passive),
+		   (unsigned long long)atomic_load(&m->ckpt_restart),
+		   (unsigned long long)atomic_load(&m->ckpt_truncate));
+	buf_printf(&b, "# HELP cutoff_serve_checkpoint_seconds_total The checkpointer's time.\n"
+		       "# TYPE cutoff_serve_checkpoint_seconds_total counter\n"
+		       "cutoff_serve_checkpoint_seconds_total %.6f\n"
+		       "# HELP cutoff_serve_wal_frames Frames in the WAL at the last checkpoint.\n"
+		       "# TYPE cutoff_serve_wal_frames gauge\ncutoff_serve_wal_frames %ld\n",
+		   (double)atomic_load(&m->ckpt_ns) / 1e9, atomic_load(&m->wal_frames));
 	buf_printf(&b, "# HELP cutoff_serve_in_flight Requests being answered.\n"
 		       "# TYPE cutoff_serve_in_flight gauge\ncutoff_serve_in_flight %ld\n"
 		       "# HELP cutoff_serve_campaigns Campaigns logins are decided against.\n"
@@ -826,17 +1002,13 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 	struct request *r = *con_cls;
 	struct metrics *m = &sv->m;
 	int64_t ns;
-	size_t i;
 
 	(void)c, (void)toe;
 	if (r == NULL)
 		return;
 	ns = monotonic_ns() - r->t0;
-	for (i = 0; i < B_COUNT && (double)ns / 1e9 > buckets[i]; i++)
-		;
 	if (r->status != 0) {
-		atomic_fetch_add(&m->latency[i], 1);
-		atomic_fetch_add(&m->latency_ns, (uint64_t)ns);
+		histogram_add(m->latency, &m->latency_ns, ns);
 		for (size_t k = 0; k < S_COUNT; k++)
 			if (statuses[k] == r->status)
 				atomic_fetch_add(&m->requests[r->route][k], 1);
@@ -921,6 +1093,7 @@ static struct serve *serve_new(const struct serve_options *o)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* queue_gather's deadline */
 	pthread_cond_init(&sv->work, &ca);
+	pthread_cond_init(&sv->tick, &ca); /* the checkpointer's period */
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&sv->done, NULL);
 	return sv;
@@ -930,6 +1103,7 @@ static void serve_free(struct serve *sv)
 {
 	pthread_mutex_destroy(&sv->lock);
 	pthread_cond_destroy(&sv->work);
+	pthread_cond_destroy(&sv->tick);
 	pthread_cond_destroy(&sv->done);
 	OPENSSL_cleanse(sv->token_sha, sizeof sv->token_sha);
 	free(sv);
@@ -946,6 +1120,7 @@ int serve_start(struct serve **out, const struct serve_options *o, struct err *e
 		serve_free(sv);
 		return rc;
 	}
+	start_checkpointer(sv);
 	if ((rc = start_mhd(sv, e)) != 0) {
 		close(sv->listen_fd);
 		sv->listen_fd = -1;
@@ -993,6 +1168,7 @@ long serve_stop(struct serve *sv)
 	} else {
 		stop_decider(sv);
 	}
+	stop_checkpointer(sv);
 	serve_free(sv);
 	return left;
 }

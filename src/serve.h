@@ -40,6 +40,7 @@ struct serve_options {
 	long drain_ms;              /* at shutdown, how long in-flight requests may take */
 	unsigned threads;           /* HTTP threads (epoll, suspend/resume); 0: one per connection */
 	long group_wait_us;         /* how long a batch may wait for requests in flight (0: not) */
+	long wal_frames;            /* a WAL this long is started over between commits (0: 32768) */
 };
 
 struct serve;

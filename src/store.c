@@ -390,6 +390,38 @@ int store_set_durable(struct store *s, bool full, struct err *e)
 	return exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
 }
 
+int store_wal_autocheckpoint(struct store *s, int pages, struct err *e)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %d", pages > 0 ? pages : 0);
+	return exec(s, sql, e);
+}
+
+int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frames, int *copied,
+			 struct err *e)
+{
+	static const int modes[] = {SQLITE_CHECKPOINT_PASSIVE, SQLITE_CHECKPOINT_RESTART,
+				    SQLITE_CHECKPOINT_TRUNCATE};
+	int log = -1, done = -1, rc;
+
+	/* No busy wait: TRUNCATE holds the write lock while it waits for readers, and a writer
+	 * waiting behind it is what a checkpoint must never cause. */
+	sqlite3_busy_timeout(s->db, 0);
+	rc = sqlite3_wal_checkpoint_v2(s->db, NULL, modes[mode], &log, &done);
+	sqlite3_busy_timeout(s->db, 10000); /* store_configure's (a store_busy_wait is gone) */
+	if (frames != NULL)
+		*frames = log;
+	if (copied != NULL)
+		*copied = done;
+	if (rc == SQLITE_BUSY || (rc == SQLITE_OK && mode == STORE_CKPT_TRUNCATE && log > 0))
+		return err_set(e, ERR_TEMPFAIL, "database %s: the WAL is in use; checkpoint later",
+			       s->path);
+	if (rc != SQLITE_OK)
+		return db_error(s, e, "checkpointing the WAL");
+	return 0;
+}
+
 int store_import_mode(struct store *s, bool on, struct err *e)
 {
 	int rc;

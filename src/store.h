@@ -40,6 +40,25 @@ int store_commit(struct store *s, struct err *e);
 void store_rollback(struct store *s);
 /* synchronous=FULL (default) or NORMAL, for bulk loads that can be redone. */
 int store_set_durable(struct store *s, bool full, struct err *e);
+/* PRAGMA wal_autocheckpoint: the WAL size in pages at which a commit of this connection also
+ * checkpoints (0: never; a long-lived writer leaves checkpoints to another connection).
+ * Returns 0 or ERR_IO. */
+int store_wal_autocheckpoint(struct store *s, int pages, struct err *e);
+/*
+ * Checkpoints the WAL now, never waiting for a lock (sqlite3_wal_checkpoint_v2), in one of
+ * the modes below: PASSIVE copies what it can without blocking writers or readers; RESTART
+ * copies every frame so that the next commit writes the WAL from its start again (call it on
+ * the writer's own connection between transactions, after a PASSIVE elsewhere did the bulk);
+ * TRUNCATE does that and empties the WAL file, holding the write lock while it does, so use
+ * it when idle.
+ * *frames and *copied (either may be NULL) get the frames in the WAL and those now in the
+ * database (-1 when the database is not in WAL mode). The connection's busy wait is back to
+ * store_open's after (a store_busy_wait handler is dropped). Returns 0; ERR_TEMPFAIL when RESTART or
+ * TRUNCATE found a writer or a reader in the way (try later); ERR_IO.
+ */
+enum store_checkpoint { STORE_CKPT_PASSIVE, STORE_CKPT_RESTART, STORE_CKPT_TRUNCATE };
+int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frames, int *copied,
+			 struct err *e);
 
 /* ---- campaigns ---- */
 

@@ -4,7 +4,8 @@
 # completed, unknown, outside the window, suppressed), authentication, every kind of bad input
 # with its status and JSON error, 16 connections logging in one user at once (one reminder),
 # the daily run beside a load (nothing lost), batch order, metrics, a busy database (retried,
-# or 503 with nothing recorded), a Unix socket, socket activation, and SIGTERM with requests
+# or 503 with nothing recorded), the WAL checkpointed by the service (bounded under load,
+# truncated when idle), a Unix socket, socket activation, and SIGTERM with requests
 # in flight (all answered, all recorded, exit 0).
 . "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "SKIP: curl is not installed (apt-get install curl)"; exit 77; }
@@ -308,6 +309,40 @@ check "$(( $(logins "") - n0 ))" "12000" "all 12000 logins recorded"
 check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE kind = 'initial' AND state = 'sent'")" \
     "$(sql "$DB" "SELECT count(*) FROM recipient WHERE state = 'pending' AND user_id NOT IN ('eve')")" \
     "and the run sent the wave to every pending recipient"
+# The service checkpoints the WAL itself, off the decider: PASSIVE while logins come in, every
+# commit timed in a histogram, and a TRUNCATE once idle (the WAL file back to 0 bytes; the
+# decider's own connection never checkpoints, or the WAL would keep its frames until then).
+get /metrics
+check "$(m cutoff_serve_commit_duration_seconds_count)" "$(m cutoff_serve_commits_total)" \
+    "every group commit timed in the commit histogram"
+check "$(m 'cutoff_serve_commit_duration_seconds_bucket{le="+Inf"}')" "$(m cutoff_serve_commits_total)" "its +Inf bucket counts all"
+grep -q '^# TYPE cutoff_serve_commit_duration_seconds histogram$' "$OUT"; check $? 0 "typed as a histogram"
+[ "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" -ge 1 ]; check $? 0 "PASSIVE checkpoints while the load ran"
+for i in $(seq 50); do [ "$(stat -c %s "$DB-wal")" = 0 ] && break; sleep 0.1; done
+check "$(stat -c %s "$DB-wal")" "0" "idle: the WAL truncated by the service while it runs"
+get /metrics
+[ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ]; check $? 0 "counted as a TRUNCATE checkpoint"
+check "$(m cutoff_serve_wal_frames)" "0" "and the WAL is empty"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
+
+# A WAL written without a pause is never wholly copied by PASSIVE checkpoints: past
+# --checkpoint-frames the decider starts it over between two commits, so it stays bounded.
+start_serve "$NOW" --checkpoint-frames 64 --group-wait-us 0
+n0=$(logins "")
+"$CLIENT" "$URL" "$T/token" 8 800 'u%300' 4.6 >"$T/walload" 2>"$T/walload.err" &
+CPID=$!
+walmax=0
+while kill -0 "$CPID" 2>/dev/null; do
+    w=$(stat -c %s "$DB-wal" 2>/dev/null || echo 0); [ "$w" -gt "$walmax" ] && walmax=$w; sleep 0.05
+done
+wait "$CPID"; check "$?" "0" "6400 logins under --checkpoint-frames 64: all answered 200"
+check "$(( $(logins "") - n0 ))" "6400" "all recorded"
+get /metrics
+restarts=$(m 'cutoff_serve_checkpoints_total{mode="restart"}')
+[ "$restarts" -ge 1 ]; check $? 0 "the WAL started over $restarts time(s)"
+commits=$(m cutoff_serve_commits_total)
+[ "$walmax" -lt $(( 12 * 1024 * 1024 )) ]; check $? 0 "its file stayed under 12 MiB (35 MiB without) ($walmax bytes at most, $commits commits)"
+check "$(sql "$DB" "PRAGMA integrity_check")" "ok" "the database is sound"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
 
 # ---- a busy database: retried while another writer holds it; 503 once it gives up ----
