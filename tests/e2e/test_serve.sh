@@ -318,30 +318,38 @@ check "$(m cutoff_serve_commit_duration_seconds_count)" "$(m cutoff_serve_commit
 check "$(m 'cutoff_serve_commit_duration_seconds_bucket{le="+Inf"}')" "$(m cutoff_serve_commits_total)" "its +Inf bucket counts all"
 grep -q '^# TYPE cutoff_serve_commit_duration_seconds histogram$' "$OUT"; check $? 0 "typed as a histogram"
 [ "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" -ge 1 ]; check $? 0 "PASSIVE checkpoints while the load ran"
-for i in $(seq 50); do [ "$(stat -c %s "$DB-wal")" = 0 ] && break; sleep 0.1; done
-check "$(stat -c %s "$DB-wal")" "0" "idle: the WAL truncated by the service while it runs"
-get /metrics
-[ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ]; check $? 0 "counted as a TRUNCATE checkpoint"
-check "$(m cutoff_serve_wal_frames)" "0" "and the WAL is empty"
+# Wait for the TRUNCATE to be counted, not for the file: it reaches 0 bytes inside the
+# checkpoint, a moment before the checkpointer updates its metrics.
+for i in $(seq 100); do
+    get /metrics
+    [ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ] && break; sleep 0.1
+done
+[ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ]; check $? 0 "idle: a TRUNCATE checkpoint by the service while it runs"
+check "$(m cutoff_serve_wal_frames)" "0" "the WAL is empty"
+check "$(stat -c %s "$DB-wal")" "0" "and its file back to 0 bytes"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
 
 # A WAL written without a pause is never wholly copied by PASSIVE checkpoints: past
 # --checkpoint-frames the decider starts it over between two commits, so it stays bounded.
 start_serve "$NOW" --checkpoint-frames 64 --group-wait-us 0
 n0=$(logins "")
-"$CLIENT" "$URL" "$T/token" 8 800 'u%300' 4.6 >"$T/walload" 2>"$T/walload.err" &
+"$CLIENT" "$URL" "$T/token" 8 1600 'u%300' 4.6 >"$T/walload" 2>"$T/walload.err" &
 CPID=$!
 walmax=0
 while kill -0 "$CPID" 2>/dev/null; do
     w=$(stat -c %s "$DB-wal" 2>/dev/null || echo 0); [ "$w" -gt "$walmax" ] && walmax=$w; sleep 0.05
 done
-wait "$CPID"; check "$?" "0" "6400 logins under --checkpoint-frames 64: all answered 200"
-check "$(( $(logins "") - n0 ))" "6400" "all recorded"
+wait "$CPID"; check "$?" "0" "12800 logins under --checkpoint-frames 64: all answered 200"
+check "$(( $(logins "") - n0 ))" "12800" "all recorded"
 get /metrics
 restarts=$(m 'cutoff_serve_checkpoints_total{mode="restart"}')
 [ "$restarts" -ge 1 ]; check $? 0 "the WAL started over $restarts time(s)"
 commits=$(m cutoff_serve_commits_total)
-[ "$walmax" -lt $(( 12 * 1024 * 1024 )) ]; check $? 0 "its file stayed under 12 MiB (35 MiB without) ($walmax bytes at most, $commits commits)"
+echo "note: WAL high-water mark $walmax bytes, $restarts restart(s), $commits commits"
+# Without restarts the file grows with every commit (~70 MiB for these 12,800 logins); with
+# them its high-water mark is what is written between two looks of the checkpointer (every
+# 200 ms): 16-18 MB in our runs, quiet or loaded; the bound leaves room for that.
+[ "$walmax" -lt $(( 40 * 1024 * 1024 )) ]; check $? 0 "its file stayed under 40 MiB (~70 MiB without) ($walmax bytes at most, $commits commits)"
 check "$(sql "$DB" "PRAGMA integrity_check")" "ok" "the database is sound"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
 
