@@ -59,12 +59,14 @@ start_smtpd() {
     [ -s "$T/smtpd.ready" ] || { echo "FAIL: smtpd did not start"; cat "$T/smtpd.log"; exit 1; }
     touch "$SMTP_OUT"
 }
-# write_config FILE PORT [EXTRA]: a cutoff.conf for a relay on loopback with a VERP secret.
+# write_config FILE PORT [EXTRA]: a cutoff.conf for a relay on loopback with a VERP secret. The
+# relay's timeout is $RELAY_TIMEOUT seconds (default 3, which the fault tests' stalls rely on;
+# start_postfix raises it: a real MTA on a loaded machine may take longer to answer).
 write_config() {
     head -c 32 /dev/urandom | base64 >"$T/verp.key"; chmod 600 "$T/verp.key"
     cat >"$1" <<CONF
 database = "$T/cutoff.db";
-relays = ( { name = "loopback"; url = "smtp://127.0.0.1:$2"; tls = "none"; connections = 4; timeout = 3; } );
+relays = ( { name = "loopback"; url = "smtp://127.0.0.1:$2"; tls = "none"; connections = 4; timeout = ${RELAY_TIMEOUT:-3}; } );
 bounces = { return_path_domain = "bounces.example.test"; secret_file = "$T/verp.key"; };
 ${3:-}
 CONF

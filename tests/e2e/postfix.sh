@@ -30,6 +30,7 @@ start_postfix() {
     local tree
     tree=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd | md5sum | cut -c1-8)
     PF_DIR=/var/tmp/cutoff-postfix-$tree-$1 PF_PORT=$(free_port) PF_MAIL=$PF_DIR/mail
+    RELAY_TIMEOUT=${RELAY_TIMEOUT:-20}
     postfix -c "$PF_DIR" stop >/dev/null 2>&1 || true
     rm -rf "$PF_DIR"; mkdir -p "$PF_DIR/queue" "$PF_DIR/data" "$PF_MAIL"
     chown postfix:postfix "$PF_DIR/data" "$PF_MAIL"
