@@ -107,6 +107,29 @@ expect_out "cancelled (was active)" "cancel"
 run --db "$DB" campaign resume messenger-upgrade
 expect_rc 65 "a cancelled campaign cannot be resumed"
 
+# A database of an older schema is migrated by init, keeping what it holds: one built by the
+# first five migrations (db/001-005) with a campaign's people in it.
+OLD=$T/old.db
+cat "$SRC"/db/00[1-5]_*.sql | sqlite3 -batch "$OLD"
+sql "$OLD" "PRAGMA user_version = 5; PRAGMA journal_mode = WAL;" >/dev/null
+sql "$OLD" "INSERT INTO campaign (id, name, title, timezone, announce_at, reminder_start_at,
+    cutoff_at, definition, source_path, templates_dir, digest, created_at, updated_at)
+    VALUES (1, 'old', 'Old', 'UTC', 1, 2, 3, '', '', '', '', 0, 0);
+    INSERT INTO segment (id, campaign_id, name, position, template, send_at) VALUES (1, 1, 's', 0, 't', 1);
+    INSERT INTO recipient (campaign_id, user_id, email, segment_id, digest, created_at, updated_at)
+    VALUES (1, 'u1', 'u1@example.org', 1, 0, 0, 0), (1, 'u2', 'u2@example.org', 1, 0, 0, 0);"
+run --db "$OLD" campaign list
+expect_rc 65 "an older schema is not used before it is migrated"
+expect_err "cutoff init" "and the message says how to migrate it"
+run --db "$OLD" init
+expect_rc 0 "init migrates an older schema"
+check "$(sql "$OLD" "PRAGMA user_version")" "$(ls "$SRC"/db/[0-9]*.sql | wc -l)" "to the latest version"
+check "$(sql "$OLD" "SELECT count(*) FROM recipient WHERE state = 'pending'")" "2" "keeping the people it held"
+check "$(sql "$OLD" "SELECT sql FROM sqlite_schema WHERE name = 'recipient_segment'")" \
+    "CREATE INDEX recipient_segment ON recipient (campaign_id, segment_id)" \
+    "006: a completion no longer moves an index entry (state is not in recipient_segment)"
+check "$(sql "$OLD" "PRAGMA integrity_check")" "ok" "the migrated database is sound"
+
 # A database from a newer cutoff is refused.
 sql "$DB" "PRAGMA user_version = 999"
 run --db "$DB" campaign list
