@@ -13,6 +13,7 @@
 
 #include "address.h"
 #include "schedule.h"
+#include "store_report.h"
 #include "util.h"
 #include "version.h"
 
@@ -568,7 +569,7 @@ static void row_process(struct importer *im)
 	/* A forgotten person stays forgotten: their data is not taken in again (and not
 	 * written to the rejects file either); they count as not affected. */
 	if (im->any_forgotten &&
-	    (rc = store_import_forgotten(im->s, w.email, &forgotten, im->e)) != 0) {
+	    (rc = store_report_address_forgotten(im->s, w.email, &forgotten, im->e)) != 0) {
 		im->fatal = rc;
 		goto out;
 	}

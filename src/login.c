@@ -278,7 +278,7 @@ static int remind(struct visit *v, const struct store_recipient *r, const struct
 	lr.period_start = p.begin, lr.period_index = (int64_t)p.index;
 	if ((rc = store_login_reminder_claim(v->ls->s, &lr, &claimed, v->e)) != 0 || !claimed)
 		return rc;
-	if ((rc = store_login_suppressed(v->ls->s, r->email, &suppressed, v->e)) != 0)
+	if ((rc = store_suppressed(v->ls->s, r->email, &suppressed, v->e)) != 0)
 		return rc;
 	if (suppressed || !render_text(v, r, g))
 		return store_login_reminder_release(v->ls->s, r->id, p.begin, v->e);

@@ -13,7 +13,7 @@
 
 /*
  * Why this is exact. A login text is render_login's output, a function of the template the
- * recipient gets (their segment's template folder in their locale), of the variables that
+ * recipient is given (their segment's template folder in their locale), of the variables that
  * template reads, and of the login time only through days_left (whole local days to the
  * cutoff in the recipient's zone, else the campaign's). When every login.mustache a segment
  * could get (its folder at the top and in every subfolder of the templates folder, a

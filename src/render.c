@@ -11,10 +11,8 @@
 
 #include <jansson.h>
 #include <libical/ical.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "address.h"
 #include "import.h"
@@ -690,24 +688,6 @@ static void base64url(const unsigned char *p, size_t n, char *out)
 	out[k] = '\0';
 }
 
-/* A keyed HMAC-SHA256 context (EVP_MAC), or NULL if OpenSSL fails. */
-static EVP_MAC_CTX *hmac_new(const unsigned char *secret, size_t secret_len)
-{
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-
-	EVP_MAC_free(mac); /* the context keeps its own reference */
-	if (ctx != NULL && EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
-		EVP_MAC_CTX_free(ctx);
-		ctx = NULL;
-	}
-	return ctx;
-}
-
 /* The token with a keyed context, which is re-initialised with the same key each time. */
 static int token_make(EVP_MAC_CTX *ctx, const char *campaign, int64_t recipient_id, char *token,
 		      struct err *e)
@@ -734,7 +714,7 @@ static int token_make(EVP_MAC_CTX *ctx, const char *campaign, int64_t recipient_
 int render_unsubscribe_token(const unsigned char *secret, size_t secret_len, const char *campaign,
 			     int64_t recipient_id, char *token, struct err *e)
 {
-	EVP_MAC_CTX *ctx = hmac_new(secret, secret_len);
+	EVP_MAC_CTX *ctx = hmac_sha256_new(secret, secret_len);
 	int rc = token_make(ctx, campaign, recipient_id, token, e);
 
 	EVP_MAC_CTX_free(ctx);
@@ -759,7 +739,7 @@ static int unsubscribe_url(struct render *r, const struct render_request *q, con
 	if (c->unsubscribe_url == NULL || r->o.secret == NULL || r->o.secret_len == 0)
 		return 0;
 	if (r->mac == NULL)
-		r->mac = hmac_new(r->o.secret, r->o.secret_len);
+		r->mac = hmac_sha256_new(r->o.secret, r->o.secret_len);
 	if ((rc = token_make(r->mac, c->name, q->recipient->id, token, e)) != 0)
 		return rc;
 	buf_reset(&r->url);

@@ -37,7 +37,6 @@ enum stmt_id {
 	ST_SUPPRESS,
 	ST_RECIPIENT_BY_ID,
 	ST_IMPORT_FORGOTTEN_ANY,
-	ST_IMPORT_FORGOTTEN,
 	ST_COUNT
 };
 
@@ -125,8 +124,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" FROM recipient WHERE id = ?1",
 	[ST_IMPORT_FORGOTTEN_ANY] =
 		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
-	[ST_IMPORT_FORGOTTEN] =
-		"SELECT 1 FROM suppression WHERE address_hash = ?1 AND reason = 'forgotten'",
 };
 
 #include "store_internal.h" /* struct store, shared with store_bounces.c */
@@ -143,22 +140,28 @@ static int db_error(struct store *s, struct err *e, const char *what)
 }
 
 /* The cached prepared statement for id, reset and with bindings cleared. */
-static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct err *e)
+sqlite3_stmt *store_cached(struct store *s, sqlite3_stmt **slot, const char *sql,
+			   const char *what, struct err *e)
 {
-	sqlite3_stmt *st = s->stmts[id];
+	sqlite3_stmt *st = *slot;
 
 	if (st == NULL) {
-		if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
-				       NULL) != SQLITE_OK) {
-			db_error(s, e, "preparing a statement");
+		if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+		    SQLITE_OK) {
+			db_error(s, e, what);
 			return NULL;
 		}
-		s->stmts[id] = st;
+		*slot = st;
 		return st;
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return st;
+}
+
+static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct err *e)
+{
+	return store_cached(s, &s->stmts[id], stmt_sql[id], "preparing a statement", e);
 }
 
 /* Binds a string, or NULL when v is NULL or empty. */
@@ -266,7 +269,7 @@ static int store_configure(struct store *s, int flags, struct err *e)
 {
 	int rc;
 
-	sqlite3_busy_timeout(s->db, 10000);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	if ((rc = exec(s, "PRAGMA foreign_keys = ON", e)) != 0)
 		return rc;
 	if (flags & STORE_READONLY)
@@ -409,7 +412,7 @@ int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frame
 	 * waiting behind it is what a checkpoint must never cause. */
 	sqlite3_busy_timeout(s->db, 0);
 	rc = sqlite3_wal_checkpoint_v2(s->db, NULL, modes[mode], &log, &done);
-	sqlite3_busy_timeout(s->db, 10000); /* store_configure's (a store_busy_wait is gone) */
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS); /* store_configure's (a store_busy_wait is gone) */
 	if (frames != NULL)
 		*frames = log;
 	if (copied != NULL)
@@ -899,25 +902,6 @@ int store_import_forgotten_any(struct store *s, bool *out, struct err *e)
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
 		return db_error(s, e, "checking for forgotten addresses");
-	return 0;
-}
-
-int store_import_forgotten(struct store *s, const char *email, bool *out, struct err *e)
-{
-	sqlite3_stmt *st = stmt(s, ST_IMPORT_FORGOTTEN, e);
-	char hash[65];
-	int rc;
-
-	*out = false;
-	if (st == NULL)
-		return e->code;
-	store_address_key(email, hash);
-	sqlite3_bind_text(st, 1, hash, 64, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(s, e, "checking a forgotten address");
-	*out = rc == SQLITE_ROW;
 	return 0;
 }
 

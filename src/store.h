@@ -201,9 +201,6 @@ int store_import_mode(struct store *s, bool on, struct err *e);
 /* Sets *out to whether any address was ever forgotten (so the importer may skip checking
  * each row when none was). Returns 0 or the database error. */
 int store_import_forgotten_any(struct store *s, bool *out, struct err *e);
-/* Sets *out to whether the normalised address email was forgotten (`cutoff forget`): its
- * data must not be taken in again. Returns 0 or the database error. */
-int store_import_forgotten(struct store *s, const char *email, bool *out, struct err *e);
 
 /* Appends an event; detail is a JSON object text or NULL. */
 int store_event_add(struct store *s, int64_t campaign_id, int64_t recipient_id, int64_t at,

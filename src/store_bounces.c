@@ -97,20 +97,8 @@ void store_bounces_free(struct store_bounces *b)
 /* The cached statement id, reset with its bindings cleared; NULL with e filled. */
 static sqlite3_stmt *bst(struct store_bounces *b, enum bst_id id, struct err *e)
 {
-	sqlite3_stmt *st = b->st[id];
-
-	if (st == NULL) {
-		if (sqlite3_prepare_v3(b->s->db, bst_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
-				       NULL) != SQLITE_OK) {
-			store_db_error(b->s, e, "preparing a bounce statement (run: cutoff init)");
-			return NULL;
-		}
-		b->st[id] = st;
-		return st;
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return st;
+	return store_cached(b->s, &b->st[id], bst_sql[id],
+			    "preparing a bounce statement (run: cutoff init)", e);
 }
 
 /* Hex SHA-256 of an address as stored: the soft-bounce count outlives `forget`. */

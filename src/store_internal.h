@@ -41,6 +41,14 @@ int store_step_done(struct store *s, sqlite3_stmt *st, const char *what, struct 
  * segment_id, digest, state); strings stay valid until the statement moves on. */
 void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r);
 
+/*
+ * The statement in *slot (a file's cache of prepared statements), reset with its bindings
+ * cleared; prepared from sql (persistent) on first use and kept in *slot. NULL with e filled
+ * ("database PATH: WHAT: ...") when it cannot be prepared. store_close finalizes the caches.
+ */
+sqlite3_stmt *store_cached(struct store *s, sqlite3_stmt **slot, const char *sql,
+			   const char *what, struct err *e);
+
 /* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated
  * (the key survives forgetting the address). */
 void store_address_key(const char *email, char out[65]);

@@ -85,20 +85,7 @@ _Static_assert(LD_COUNT <= sizeof((struct store *)0)->ledger_stmts /
 /* The cached statement id, reset with its bindings cleared; NULL with e filled. */
 static sqlite3_stmt *stmt(struct store *s, enum ledger_stmt id, struct err *e)
 {
-	sqlite3_stmt *st = s->ledger_stmts[id];
-
-	if (st != NULL) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-		return st;
-	}
-	if (sqlite3_prepare_v3(s->db, ledger_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
-	    SQLITE_OK) {
-		store_db_error(s, e, "preparing a statement");
-		return NULL;
-	}
-	s->ledger_stmts[id] = st;
-	return st;
+	return store_cached(s, &s->ledger_stmts[id], ledger_sql[id], "preparing a statement", e);
 }
 
 void store_busy_wait(struct store *s, int (*wait)(void *ud, int tries), void *ud)

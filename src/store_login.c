@@ -21,7 +21,6 @@ enum login_stmt {
 	LS_COMPLETE_QUEUED,
 	LS_COMPLETE_CANCEL,
 	LS_COMPLETE_EVENT,
-	LS_SUPPRESSED,
 	LS_MARK_FRESH,
 	LS_MARK_SET,
 	LS_COUNT
@@ -63,7 +62,6 @@ static const char *const login_sql[LS_COUNT] = {
 	[LS_COMPLETE_EVENT] =
 		"INSERT INTO event (campaign_id, recipient_id, at, kind, detail)"
 		" VALUES (?1, ?2, ?3, 'completed', ?4)",
-	[LS_SUPPRESSED] = "SELECT 1 FROM suppression WHERE address_hash = ?1",
 	[LS_MARK_FRESH] =
 		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
 		" AND kind = ?2 AND occurrence = ?3), -1),"
@@ -81,20 +79,7 @@ _Static_assert(LS_COUNT <= sizeof((struct store *)0)->login_stmts /
 /* The cached statement id, reset with its bindings cleared; NULL with e filled. */
 static sqlite3_stmt *stmt(struct store *s, enum login_stmt id, struct err *e)
 {
-	sqlite3_stmt *st = s->login_stmts[id];
-
-	if (st != NULL) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-		return st;
-	}
-	if (sqlite3_prepare_v3(s->db, login_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
-	    SQLITE_OK) {
-		store_db_error(s, e, "preparing a statement");
-		return NULL;
-	}
-	s->login_stmts[id] = st;
-	return st;
+	return store_cached(s, &s->login_stmts[id], login_sql[id], "preparing a statement", e);
 }
 
 
@@ -212,25 +197,6 @@ int store_login_stream(struct store *s, struct err *e)
 
 	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return store_db_error(s, e, "tuning the connection for logins");
-	return 0;
-}
-
-int store_login_suppressed(struct store *s, const char *email, bool *out, struct err *e)
-{
-	sqlite3_stmt *st = stmt(s, LS_SUPPRESSED, e);
-	char key[65];
-	int step;
-
-	*out = false;
-	if (st == NULL)
-		return e->code;
-	store_address_key(email, key);
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	step = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return store_db_error(s, e, "checking suppression");
-	*out = step == SQLITE_ROW;
 	return 0;
 }
 

@@ -57,11 +57,6 @@ int store_login_reminder_claim(struct store *s, const struct store_login_reminde
 int store_login_reminder_release(struct store *s, int64_t recipient_id, int64_t period_start,
 				 struct err *e);
 
-/*
- * Sets *out when email is suppressed: store_suppressed's answer, for the login path, where a
- * shown reminder asks it (the key is formatted without printf, the statement is this file's).
- */
-int store_login_suppressed(struct store *s, const char *email, bool *out, struct err *e);
 
 /*
  * Calls fn with the 0-based period index of every login reminder shown to recipient_id, in

@@ -165,20 +165,8 @@ _Static_assert(RS_COUNT <= sizeof ((struct store *)0)->report_stmts /
 /* The cached statement id, reset with its bindings cleared; NULL with e filled. */
 static sqlite3_stmt *rst(struct store *s, enum rst_id id, struct err *e)
 {
-	sqlite3_stmt *st = s->report_stmts[id];
-
-	if (st == NULL) {
-		if (sqlite3_prepare_v3(s->db, rst_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
-				       NULL) != SQLITE_OK) {
-			store_db_error(s, e, "preparing a report statement (run: cutoff init)");
-			return NULL;
-		}
-		s->report_stmts[id] = st;
-		return st;
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return st;
+	return store_cached(s, &s->report_stmts[id], rst_sql[id],
+			    "preparing a report statement (run: cutoff init)", e);
 }
 
 static const char *col(sqlite3_stmt *st, int i)

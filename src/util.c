@@ -1,6 +1,10 @@
 /* util.c — allocation, growable buffers and string helpers shared by every module. */
 #include "util.h"
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -261,4 +265,21 @@ uint64_t hash_fnv1a(uint64_t h, const void *p, size_t n)
 		h *= UINT64_C(0x100000001b3);
 	}
 	return h;
+}
+
+EVP_MAC_CTX *hmac_sha256_new(const unsigned char *secret, size_t secret_len)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx != NULL && EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 /* Out of memory is one of the two places the program may abort (style.md). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);
@@ -49,5 +51,12 @@ bool str_to_long(const char *s, long min, long max, long *out);
 /* 64-bit FNV-1a, for change detection (not for security). */
 uint64_t hash_fnv1a(uint64_t h, const void *p, size_t n);
 #define HASH_FNV1A_INIT UINT64_C(0xcbf29ce484222325)
+
+/*
+ * A keyed HMAC-SHA256 context (OpenSSL's EVP_MAC) for signing many messages with one secret:
+ * re-initialise it with EVP_MAC_init(ctx, NULL, 0, NULL) before each. NULL if OpenSSL fails.
+ * Free with EVP_MAC_CTX_free.
+ */
+EVP_MAC_CTX *hmac_sha256_new(const unsigned char *secret, size_t secret_len);
 
 #endif

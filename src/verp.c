@@ -3,7 +3,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,19 +114,11 @@ int verp_address(const unsigned char *secret, size_t secret_len, const struct ve
 
 struct verp_signer *verp_signer_new(const unsigned char *secret, size_t secret_len)
 {
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
+	EVP_MAC_CTX *ctx = hmac_sha256_new(secret, secret_len);
 	struct verp_signer *v;
 
-	EVP_MAC_free(mac); /* the context keeps its own reference */
-	if (ctx == NULL || EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
-		EVP_MAC_CTX_free(ctx);
+	if (ctx == NULL)
 		return NULL;
-	}
 	v = xcalloc(1, sizeof *v);
 	v->ctx = ctx;
 	return v;

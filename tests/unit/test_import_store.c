@@ -14,6 +14,7 @@
 #include "campaign.h"
 #include "import.h"
 #include "store.h"
+#include "store_report.h"
 #include "store_internal.h" /* the connection itself: its pragmas are what is checked */
 #include "util.h"
 
@@ -175,9 +176,9 @@ static void test_forgotten_address_not_taken_again(void **state)
 			 SQLITE_OK);
 	must(store_import_forgotten_any(f->s, &forgotten, &e), &e);
 	assert_true(forgotten);
-	must(store_import_forgotten(f->s, "abc", &forgotten, &e), &e);
+	must(store_report_address_forgotten(f->s, "abc", &forgotten, &e), &e);
 	assert_true(forgotten);
-	must(store_import_forgotten(f->s, "abd", &forgotten, &e), &e);
+	must(store_report_address_forgotten(f->s, "abd", &forgotten, &e), &e);
 	assert_false(forgotten);
 	must(store_suppress(f->s, "gone@users.example.test", "forgotten", 0, NULL, 0, &e), &e);
 	must(store_suppress(f->s, "bounced@users.example.test", "hard-bounce", 0, NULL, 0, &e), &e);
