@@ -77,9 +77,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_BY_USER] =
 		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0)"
 		" FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
+	/* "email = ?2 COLLATE NOCASE" lets SQLite seek recipient_address (db/007), which is led
+	 * by the case-folded address; "email = ?2" is the exact match. */
 	[ST_RECIPIENT_BY_EMAIL] =
 		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0)"
-		" FROM recipient WHERE campaign_id = ?1 AND email = ?2",
+		" FROM recipient WHERE campaign_id = ?1 AND email = ?2 COLLATE NOCASE AND email = ?2",
 	[ST_RECIPIENT_INSERT] =
 		"INSERT INTO recipient (campaign_id, user_id, email, name, locale, timezone, client,"
 		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
@@ -103,7 +105,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_LOOKUP] =
 		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
 		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
-		" FROM recipient WHERE campaign_id = ?1 AND (user_id = ?2 OR email = ?2)"
+		" FROM recipient WHERE campaign_id = ?1"
+		" AND (user_id = ?2 OR (email = ?2 COLLATE NOCASE AND email = ?2))"
 		" ORDER BY user_id = ?2 DESC LIMIT 1",
 	[ST_IMPORT_START] =
 		"INSERT INTO import_run (campaign_id, file, started_at) VALUES (?1, ?2, ?3)",

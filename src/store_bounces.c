@@ -39,7 +39,8 @@ static const char *const bst_sql[BST_COUNT] = {
 	[BST_BY_ADDRESS] = TARGET_COLUMNS " WHERE r.email = ?1 COLLATE NOCASE" MOST_RECENT,
 	[BST_BY_RECIPIENT] =
 		TARGET_COLUMNS " WHERE r.campaign_id = ?1 AND r.id = coalesce(?3,"
-		" (SELECT id FROM recipient WHERE campaign_id = ?1 AND (user_id = ?2 OR email = ?2)"
+		" (SELECT id FROM recipient WHERE campaign_id = ?1"
+		"  AND (user_id = ?2 OR (email = ?2 COLLATE NOCASE AND email = ?2))"
 		"  ORDER BY user_id = ?2 DESC LIMIT 1))" MOST_RECENT,
 	[BST_CAMPAIGN_ID] = "SELECT id FROM campaign WHERE name = ?1",
 	[BST_SEEN] = "SELECT 1 FROM bounce_message WHERE sha256 = ?1",

@@ -43,7 +43,7 @@ enum rst_id {
 	" UNION SELECT r.id FROM campaign c CROSS JOIN recipient r ON r.campaign_id = c.id" \
 	"  AND r.user_id = ?2"                                                             \
 	" UNION SELECT r.id FROM campaign c CROSS JOIN recipient r ON r.campaign_id = c.id" \
-	"  AND r.email = ?2) "
+	"  AND r.email = ?2 COLLATE NOCASE AND r.email = ?2) "
 
 /* A bounce event of the delivery d: the event already tells of it, with the DSN's details. */
 #define BOUNCE_EVENT_OF_D                                                                   \

@@ -195,6 +195,95 @@ static void test_forgotten_address_not_taken_again(void **state)
 	free(r.rejects_path);
 }
 
+/* Copies the found recipient's user id into ud (a char[64]). */
+static int copy_user_id(void *ud, const struct store_recipient *r)
+{
+	snprintf(ud, 64, "%s", r->user_id);
+	return 0;
+}
+
+/* Asserts that every cached query that looks a recipient up by address seeks
+ * recipient_address (db/007) rather than scanning a campaign; returns how many it checked. */
+static int address_lookups_use_the_index(struct fx *f)
+{
+	int checked = 0;
+
+	for (sqlite3_stmt *st = sqlite3_next_stmt(f->s->db, NULL); st != NULL;
+	     st = sqlite3_next_stmt(f->s->db, st)) {
+		const char *sql = sqlite3_sql(st);
+		char *explain, plan[2048] = "";
+		sqlite3_stmt *ex = NULL;
+
+		if (strncmp(sql, "UPDATE", 6) == 0 || strncmp(sql, "INSERT", 6) == 0 ||
+		    strstr(sql, "email = ?") == NULL)
+			continue;
+		explain = xasprintf("EXPLAIN QUERY PLAN %s", sql);
+		assert_int_equal(sqlite3_prepare_v2(f->s->db, explain, -1, &ex, NULL), SQLITE_OK);
+		while (sqlite3_step(ex) == SQLITE_ROW)
+			snprintf(plan + strlen(plan), sizeof plan - strlen(plan), "%s\n",
+				 (const char *)sqlite3_column_text(ex, 3));
+		sqlite3_finalize(ex);
+		free(explain);
+		if (strstr(plan, "recipient_address") == NULL)
+			fail_msg("no index for an address lookup:\n%s\nplan:\n%s", sql, plan);
+		checked++;
+	}
+	return checked;
+}
+
+/* One index holds the addresses (db/007): unique per campaign exactly as before (the local
+ * part's case matters), found exactly, and every lookup by address seeks it. */
+static void test_one_address_index(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+	struct store_recipient_key k;
+	struct store_recipient dup = {0};
+	char user[64] = "";
+	struct store_forget_target *t = NULL;
+	size_t n = 0;
+	int64_t id = 0;
+	struct err e = {0};
+
+	assert_int_equal(query_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+				      " AND tbl_name = 'recipient' AND sql LIKE '%email%'"),
+			 1);
+	write_csv(f, HEADER "c1,Carol@users.example.test,C1,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "c2,carol@users.example.test,C2,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "c3,Carol@users.example.test,C3,en,,msn-messenger,4.6,windows,XP,FR\n");
+	import(f, &r);
+	assert_int_equal(r.counts.added, 2);
+	assert_int_equal(r.counts.merged, 1);
+	free(r.rejects_path);
+	must(store_recipient_find_email(f->s, f->campaign_id, "Carol@users.example.test", &k, &e),
+	     &e);
+	assert_string_equal(k.user_id, "c1");
+	must(store_recipient_find_email(f->s, f->campaign_id, "carol@users.example.test", &k, &e),
+	     &e);
+	assert_string_equal(k.user_id, "c2");
+	assert_int_equal(store_recipient_find_email(f->s, f->campaign_id,
+						    "CAROL@users.example.test", &k, &e),
+			 1);
+	must(store_recipient_lookup(f->s, f->campaign_id, "carol@users.example.test",
+				    copy_user_id, user, &e),
+	     &e);
+	assert_string_equal(user, "c2");
+	/* The same address under a new user id is refused by the index itself. */
+	dup.campaign_id = f->campaign_id, dup.user_id = "c4", dup.email = "carol@users.example.test";
+	assert_int_equal(store_recipient_insert(f->s, &dup, 0, &id, &e), 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
+	/* The nocase lookup of bounce attribution finds both spellings. */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"
+				      " WHERE email = 'CAROL@USERS.EXAMPLE.TEST' COLLATE NOCASE"),
+			 2);
+	/* Support's lookup of one person (cutoff user, cutoff forget) by address. */
+	must(store_report_forget_find(f->s, "nobody", "carol@users.example.test", &t, &n, &e), &e);
+	assert_int_equal(n, 1);
+	assert_string_equal(t[0].user_id, "c2");
+	store_report_forget_targets_free(t, n);
+	assert_true(address_lookups_use_the_index(f) >= 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +291,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_forgotten_address_not_taken_again, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_one_address_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
