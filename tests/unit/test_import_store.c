@@ -116,6 +116,7 @@ static void test_counts_and_the_connection_after(void **state)
 {
 	struct fx *f = *state;
 	struct import_result r;
+	struct err e = {0};
 
 	write_csv(f, HEADER "a1,a1@users.example.test,A,en,,msn-messenger,4.6,windows,XP,FR\n"
 			    "a2,a2@users.example.test,B,en,,msn-messenger,4.6,windows,XP,FR\n"
@@ -128,9 +129,16 @@ static void test_counts_and_the_connection_after(void **state)
 	assert_int_equal(r.counts.not_affected, 1);
 	assert_null(r.rejects_path);
 	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
-	/* The import's tuning is undone: recipient's CHECK holds again, commits are FULL. */
+	/* The import's tuning is undone: recipient's CHECK holds again, commits are FULL, the WAL
+	 * is checkpointed at SQLite's default size. */
 	assert_int_equal(query_int(f, "PRAGMA synchronous"), 2);
 	assert_int_equal(query_int(f, "PRAGMA ignore_check_constraints"), 0);
+	assert_int_equal(query_int(f, "PRAGMA wal_autocheckpoint"), 1000);
+	must(store_import_mode(f->s, true, &e), &e);
+	assert_int_equal(query_int(f, "PRAGMA wal_autocheckpoint"), 32768);
+	assert_int_equal(query_int(f, "PRAGMA synchronous"), 1);
+	must(store_import_mode(f->s, false, &e), &e);
+	assert_int_equal(query_int(f, "PRAGMA wal_autocheckpoint"), 1000);
 	assert_int_not_equal(sqlite3_exec(f->s->db,
 					  "UPDATE recipient SET state = 'bogus' WHERE user_id = 'a1'",
 					  NULL, NULL, NULL),
