@@ -44,6 +44,7 @@ struct transfer {
 	char line[1024];
 	size_t line_len;
 	char errbuf[CURL_ERROR_SIZE];
+	struct relay_state *bound; /* the relay the handle's options are set for, or NULL */
 	struct transfer *next_free;
 };
 
@@ -252,25 +253,22 @@ static struct transfer *transfer_get(struct mailer *m)
 	return t;
 }
 
-static void transfer_setup(struct mailer *m, struct transfer *t, struct relay_state *r)
+/*
+ * What stays the same for every message through one relay, set once per easy
+ * handle (and again only when the handle serves another relay), so that a message
+ * sets its own three options instead of a curl_easy_reset and twenty.
+ */
+static void transfer_bind(struct transfer *t, struct relay_state *r)
 {
 	const struct relay *c = r->cfg;
 	CURL *h = t->easy;
 
-	(void)m;
 	curl_easy_reset(h);
-	t->relay = r, t->offset = 0, t->stage = MAILER_STAGE_CONNECT, t->code = 0;
-	t->quitting = false;
-	t->reply_done = false, t->reply_len = 0, t->reply[0] = '\0', t->line_len = 0;
-	t->errbuf[0] = '\0';
-	t->rcpt = curl_slist_append(NULL, t->job->rcpt);
+	t->bound = r;
 	curl_easy_setopt(h, CURLOPT_URL, r->url);
-	curl_easy_setopt(h, CURLOPT_MAIL_FROM, t->job->envelope_from);
-	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, t->rcpt);
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
 	curl_easy_setopt(h, CURLOPT_READDATA, t);
-	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->job->data.len);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)c->timeout);
@@ -291,6 +289,22 @@ static void transfer_setup(struct mailer *m, struct transfer *t, struct relay_st
 	}
 }
 
+static void transfer_setup(struct transfer *t, struct relay_state *r)
+{
+	CURL *h = t->easy;
+
+	if (t->bound != r)
+		transfer_bind(t, r);
+	t->relay = r, t->offset = 0, t->stage = MAILER_STAGE_CONNECT, t->code = 0;
+	t->quitting = false;
+	t->reply_done = false, t->reply_len = 0, t->reply[0] = '\0', t->line_len = 0;
+	t->errbuf[0] = '\0';
+	t->rcpt = curl_slist_append(NULL, t->job->rcpt);
+	curl_easy_setopt(h, CURLOPT_MAIL_FROM, t->job->envelope_from);
+	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, t->rcpt);
+	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->job->data.len);
+}
+
 int mailer_submit(struct mailer *m, struct mailer_job *job, int64_t now_ms, struct err *e)
 {
 	struct relay_state *r = NULL;
@@ -303,7 +317,7 @@ int mailer_submit(struct mailer *m, struct mailer_job *job, int64_t now_ms, stru
 		return 1;
 	t = transfer_get(m);
 	t->job = job;
-	transfer_setup(m, t, r);
+	transfer_setup(t, r);
 	if (curl_multi_add_handle(m->multi, t->easy) != CURLM_OK) {
 		curl_slist_free_all(t->rcpt);
 		t->rcpt = NULL, t->job = NULL;

@@ -18,6 +18,7 @@
 
 #include <gmime/gmime.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -617,6 +618,21 @@ static void subject_append(struct buf *out, const char *subject)
 	g_free(encoded);
 }
 
+/*
+ * Appends the strings up to the NULL that ends the list: the fixed skeleton of
+ * a header around its values, without a format string to parse for each line.
+ */
+static void puts_all(struct buf *out, ...)
+{
+	const char *s;
+	va_list ap;
+
+	va_start(ap, out);
+	while ((s = va_arg(ap, const char *)) != NULL)
+		buf_puts(out, s);
+	va_end(ap);
+}
+
 /* RFC 2369 List-Unsubscribe, one URI per line; RFC 8058 List-Unsubscribe-Post. */
 static void unsubscribe_append(struct buf *out, const char *mailto, const char *url)
 {
@@ -624,15 +640,16 @@ static void unsubscribe_append(struct buf *out, const char *mailto, const char *
 		return;
 	buf_puts(out, "List-Unsubscribe:");
 	if (mailto != NULL)
-		buf_printf(out, " <%s>%s", mailto, url != NULL ? ",\r\n" : "\r\n");
+		puts_all(out, " <", mailto, url != NULL ? ">,\r\n" : ">\r\n", NULL);
 	if (url != NULL)
-		buf_printf(out, " <%s>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", url);
+		puts_all(out, " <", url, ">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+			 NULL);
 }
 
 static void token_append(struct buf *out, const char *header, const char *v)
 {
 	if (v != NULL)
-		buf_printf(out, "%s: %s\r\n", header, v);
+		puts_all(out, header, ": ", v, "\r\n", NULL);
 }
 
 /* The Date line: the cached one, or made from p->date. */
@@ -645,7 +662,7 @@ static void date_append(struct buf *out, const struct buf *hit, const struct pre
 		return;
 	}
 	date = g_mime_utils_header_format_date(p->date);
-	buf_printf(out, "Date: %s\r\n", date);
+	puts_all(out, "Date: ", date, "\r\n", NULL);
 	g_free(date);
 }
 
@@ -667,7 +684,7 @@ static void headers_append(struct buf *out, const struct mime_message_spec *s,
 	else
 		subject_append(out, s->subject);
 	mailbox_append(out, "To", s->to_name, s->to_addr);
-	buf_printf(out, "Message-ID: <%s>\r\nAuto-Submitted: auto-generated\r\n", message_id);
+	puts_all(out, "Message-ID: <", message_id, ">\r\nAuto-Submitted: auto-generated\r\n", NULL);
 	unsubscribe_append(out, p->mailto, s->unsubscribe_url);
 	token_append(out, "X-Cutoff-Campaign", s->campaign);
 	token_append(out, "X-Cutoff-Recipient", s->recipient_id);
@@ -785,8 +802,8 @@ static void text_part_append(struct composer *c, const char *type, const char *e
 	const char *body = body_normalise(text, &c->normalised, &len);
 	GMimeContentEncoding encoding = best_encoding(c->best, body, len);
 
-	buf_printf(c->out, "Content-Type: %s\r\nContent-Transfer-Encoding: %s\r\n%s\r\n", type,
-		   g_mime_content_encoding_to_string(encoding), extra);
+	puts_all(c->out, "Content-Type: ", type, "\r\nContent-Transfer-Encoding: ",
+		 g_mime_content_encoding_to_string(encoding), "\r\n", extra, "\r\n", NULL);
 	if (encoding == GMIME_CONTENT_ENCODING_7BIT) {
 		append_crlf(c->out, body, len);
 	} else if (encoding == GMIME_CONTENT_ENCODING_BASE64) {
@@ -801,18 +818,18 @@ static void text_part_append(struct composer *c, const char *type, const char *e
 /* Each part's body ends with CRLF; the CRLF before "--" belongs to the delimiter. */
 static void multipart_begin(struct buf *out, const char *subtype, const char *boundary)
 {
-	buf_printf(out, "Content-Type: multipart/%s; boundary=\"%s\"\r\n\r\n--%s\r\n", subtype,
-		   boundary, boundary);
+	puts_all(out, "Content-Type: multipart/", subtype, "; boundary=\"", boundary,
+		 "\"\r\n\r\n--", boundary, "\r\n", NULL);
 }
 
 static void multipart_next(struct buf *out, const char *boundary)
 {
-	buf_printf(out, "\r\n--%s\r\n", boundary);
+	puts_all(out, "\r\n--", boundary, "\r\n", NULL);
 }
 
 static void multipart_end(struct buf *out, const char *boundary)
 {
-	buf_printf(out, "\r\n--%s--\r\n", boundary);
+	puts_all(out, "\r\n--", boundary, "--\r\n", NULL);
 }
 
 /* text/plain, or multipart/alternative with text first, then HTML (RFC 2046 5.1.4). */

@@ -23,6 +23,7 @@
 #define FLUSH_MS 25         /* ... or at least this often */
 #define CLAIM_ROUNDS 16     /* a claim fills the queue to this many rounds of connections */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
+#define KEEP_MOVING_EVERY 4 /* prepared messages between two looks at the transfers */
 
 static volatile sig_atomic_t stop_requested; /* set by SIGINT/SIGTERM only */
 
@@ -575,6 +576,25 @@ static size_t claim_size(const struct sender *x)
 	return want;
 }
 
+static int submit_pending(struct sender *x);
+
+/*
+ * While a batch is being prepared, the transfers in flight must not wait for it:
+ * every few messages, hand what is ready to the idle connections and read the
+ * replies that came in, without waiting. Finished transfers only queue their
+ * settlements (memory); nothing here touches the ledger.
+ */
+static int keep_moving(struct sender *x)
+{
+	int rc;
+
+	if (x->o->dry_run || x->mailer == NULL)
+		return 0;
+	if ((rc = submit_pending(x)) != 0 || mailer_in_flight(x->mailer) == 0)
+		return rc;
+	return mailer_run(x->mailer, 0, on_done, x, x->e);
+}
+
 /* Claims and prepares the next batch; *got = how many were claimed (0: nothing due). */
 static int claim_batch(struct sender *x, size_t *got)
 {
@@ -604,7 +624,8 @@ static int claim_batch(struct sender *x, size_t *got)
 	if (rc == 0 && n > 0 && !x->o->dry_run && (rc = store_begin_read(x->s, x->e)) != 0)
 		return rc;
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = prepare(x, &claims[i]);
+		if ((rc = prepare(x, &claims[i])) == 0 && i % KEEP_MOVING_EVERY == 0)
+			rc = keep_moving(x);
 	if (n > 0 && !x->o->dry_run) {
 		if (rc == 0)
 			rc = store_commit(x->s, x->e);

@@ -102,4 +102,23 @@ expect_err "another cutoff run is already working on" "names the holder"
 expect_err "pid $first" "by pid"
 wait $first
 check "$(wc -l <"$SMTP_OUT")" "20" "the first run sent everything, once"
+
+# Failover: the first relay is down, so the second takes every message, on the same libcurl
+# handles (a handle keeps its relay's options across messages and is set up again for the
+# relay it serves next; one still pointed at the dead relay would end the run with 75).
+kill "$(cat "$T/smtpd.ready")"; sleep 0.3
+start_smtpd
+cat >"$T/failover.conf" <<CONF
+database = "$T/failover.db";
+relays = ( { name = "dead"; url = "smtp://127.0.0.1:$(free_port)"; tls = "none"; connections = 4; timeout = 3; },
+           { name = "live"; url = "smtp://127.0.0.1:$SMTP_PORT"; tls = "none"; connections = 4; timeout = 3; } );
+bounces = { return_path_domain = "bounces.example.test"; secret_file = "$T/verp.key"; };
+CONF
+load_campaign "$T/failover.conf" "$T/ok.csv"
+run --config "$T/failover.conf" --now 2003-08-19T00:00:00Z send $C --workers 1
+expect_rc 0 "one relay down, the other up"
+expect_out "20 sent, 0 deferred, 0 failed" "fails over without failing or deferring anyone"
+check "$(sql "$T/failover.db" "SELECT relay || ' ' || count(*) FROM delivery GROUP BY relay")" "live 20" \
+    "every message went through the live relay"
+check "$(wc -l <"$SMTP_OUT")" "20" "and arrived there once"
 finish
