@@ -277,7 +277,7 @@ grep -q '^# TYPE cutoff_serve_request_duration_seconds histogram$' "$OUT"; check
 commits=$(m cutoff_serve_commits_total)
 [ "$commits" -ge 1 ] && [ "$commits" -le 321 ]; check $? 0 "group commits: $commits transactions for 321 requests"
 
-# The same with a thread per connection (--threads 0) instead of the epoll pool.
+# The same with a thread per connection (--threads 0) instead of the pool.
 kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW" --threads 0
 "$CLIENT" "$URL" "$T/token" 16 20 u00000305 4.6 >"$T/c16t" 2>"$T/c16t.err"
@@ -285,6 +285,14 @@ check "$(cat "$T/c16t")" "requests=320 ok=320 reminders=1 completed=0 http_error
     "--threads 0: 320 logins from 16 connections, one reminder"
 check "$(logins "WHERE user_id = 'u00000305'")" "320" "every login recorded"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "--threads 0: SIGTERM, exit 0"
+
+# The same with the pool waiting on epoll (--epoll) instead of poll.
+start_serve "$NOW" --epoll
+"$CLIENT" "$URL" "$T/token" 16 20 u00000309 4.6 >"$T/c16e" 2>"$T/c16e.err"
+check "$(cat "$T/c16e")" "requests=320 ok=320 reminders=1 completed=0 http_errors=0 transport_errors=0" \
+    "--epoll: 320 logins from 16 connections, one reminder"
+check "$(logins "WHERE user_id = 'u00000309'")" "320" "every login recorded"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "--epoll: SIGTERM, exit 0"
 
 # A group commit waits for the requests in flight, never for those that are not: with a wait
 # of up to 0.9 s allowed, a lone login is still answered at once.
