@@ -92,6 +92,7 @@ struct serve {
 	pthread_cond_t work, done;   /* a job is waiting / the decider started */
 	struct job *head, *tail;
 	long queued;                 /* jobs in the queue */
+	enum { D_BUSY, D_IDLE, D_GATHERING } decider_state; /* whom queue_put must wake */
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
 	struct err start_err;
@@ -281,6 +282,14 @@ static struct job *queue_take(struct serve *sv)
 	return list;
 }
 
+/* True when no more requests are worth waiting for: every one in flight is queued, the
+ * batch is full, or the service is stopping. Locked. */
+static bool queue_gathered(const struct serve *sv)
+{
+	return sv->stop || sv->queued >= atomic_load(&sv->m.in_flight) ||
+	       sv->queued >= TXN_EVENTS_MAX;
+}
+
 /*
  * Before a batch, waits up to group_wait_us for the requests in flight that are not queued yet
  * (being read, or answered by the last commit and coming back on their keep-alive connection)
@@ -294,9 +303,10 @@ static void queue_gather(struct serve *sv)
 	int64_t until = monotonic_ns() + sv->o.group_wait_us * INT64_C(1000);
 	struct timespec ts = {until / 1000000000, until % 1000000000};
 
-	while (!sv->stop && sv->queued < atomic_load(&sv->m.in_flight) &&
-	       sv->queued < TXN_EVENTS_MAX && monotonic_ns() < until)
+	sv->decider_state = D_GATHERING;
+	while (!queue_gathered(sv) && monotonic_ns() < until)
 		pthread_cond_timedwait(&sv->work, &sv->lock, &ts);
+	sv->decider_state = D_BUSY;
 }
 
 /*
@@ -326,8 +336,10 @@ static void decider_loop(struct decider *d)
 
 	pthread_mutex_lock(&sv->lock);
 	for (;;) {
+		sv->decider_state = D_IDLE;
 		while (sv->head == NULL && !sv->stop)
 			pthread_cond_wait(&sv->work, &sv->lock);
+		sv->decider_state = D_BUSY;
 		if (sv->head == NULL)
 			break;
 		t0 = monotonic_ns();
@@ -503,7 +515,11 @@ static bool queue_put(struct serve *sv, struct job *j)
 		sv->head = j;
 	sv->tail = j;
 	sv->queued++;
-	pthread_cond_signal(&sv->work);
+	/* A gathering decider is woken once, when the batch is whole, not at every job: on two
+	 * cores each wake-up is a context switch taken from the threads that feed it. */
+	if (sv->decider_state == D_IDLE ||
+	    (sv->decider_state == D_GATHERING && queue_gathered(sv)))
+		pthread_cond_signal(&sv->work);
 	return true;
 }
 
