@@ -23,6 +23,7 @@ struct serve_args {
 	const char *listen, *socket, *token_file;
 	long connections, per_ip, timeout_s, busy_wait_ms, drain_ms, threads, group_wait_us;
 	long wal_frames;
+	bool epoll;
 };
 
 static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e)
@@ -39,6 +40,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e
 		{"threads", required_argument, NULL, 'n'},
 		{"group-wait-us", required_argument, NULL, 'g'},
 		{"checkpoint-frames", required_argument, NULL, 'w'},
+		{"epoll", no_argument, NULL, 'e'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -51,6 +53,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e
 			a->socket = optarg;
 		else if (ch == 't')
 			a->token_file = optarg;
+		else if (ch == 'e')
+			a->epoll = true;
 		else if (!((ch == 'c' && str_to_long(optarg, 1, 100000, &a->connections)) ||
 			   (ch == 'i' && str_to_long(optarg, 0, 100000, &a->per_ip)) ||
 			   (ch == 'T' && str_to_long(optarg, 1, 3600, &a->timeout_s)) ||
@@ -126,7 +130,8 @@ static void block_signals(sigset_t *set)
 
 static int serve_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
-	struct serve_args a = {NULL, NULL, NULL, 1024, 128, 30, 30000, 30000, 2, 1000, 32768};
+	struct serve_args a = {NULL, NULL, NULL, 1024, 128, 30, 30000, 30000, 2, 1000, 32768,
+			       false};
 	struct serve_options o = {0};
 	unsigned char *token = NULL;
 	struct serve *sv = NULL;
@@ -144,7 +149,7 @@ static int serve_run(struct ctx *x, int argc, char **argv, struct err *e)
 	o = (struct serve_options){x->db_path, fd, token, o.token_len, x->now_fixed, x->now,
 				   (unsigned)a.connections, (unsigned)a.per_ip,
 				   (unsigned)a.timeout_s, a.busy_wait_ms, a.drain_ms,
-				   (unsigned)a.threads, a.group_wait_us, a.wal_frames};
+				   (unsigned)a.threads, a.epoll, a.group_wait_us, a.wal_frames};
 	if ((rc = serve_start(&sv, &o, e)) != 0)
 		goto out;
 	log_info("cutoff serve: answering on %s", where);
@@ -184,6 +189,8 @@ const struct command cmd_serve = {
 	"                      (default 30000)\n"
 	"  --drain-ms T        at SIGTERM, how long requests in flight may take (default 30000)\n"
 	"  --threads N         HTTP threads (default 2); 0: a thread per connection\n"
+	"  --epoll             the HTTP threads wait with epoll, not poll: for many (some\n"
+	"                      hundreds or more) mostly idle keep-alive connections\n"
 	"  --group-wait-us U   how long a group commit may wait for the requests in flight\n"
 	"                      to join it (default 1000; 0: never)\n"
 	"  --checkpoint-frames N  past N frames (4 KiB pages) in the WAL, start it over\n"

@@ -38,7 +38,8 @@ struct serve_options {
 	unsigned timeout_s;         /* an idle or slow connection is closed after this */
 	long busy_wait_ms;          /* how long a batch waits for a busy database before 503 */
 	long drain_ms;              /* at shutdown, how long in-flight requests may take */
-	unsigned threads;           /* HTTP threads (epoll, suspend/resume); 0: one per connection */
+	unsigned threads;           /* HTTP threads (suspend/resume); 0: one per connection */
+	bool epoll;                 /* the HTTP threads wait with epoll rather than poll */
 	long group_wait_us;         /* how long a batch may wait for requests in flight (0: not) */
 	long wal_frames;            /* a WAL this long is started over between commits (0: 32768) */
 };

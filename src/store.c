@@ -404,6 +404,14 @@ int store_wal_autocheckpoint(struct store *s, int pages, struct err *e)
 	return exec(s, sql, e);
 }
 
+int store_cache_size(struct store *s, int kib, struct err *e)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d", kib > 0 ? kib : 0);
+	return exec(s, sql, e);
+}
+
 int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frames, int *copied,
 			 struct err *e)
 {

@@ -44,6 +44,8 @@ int store_set_durable(struct store *s, bool full, struct err *e);
  * checkpoints (0: never; a long-lived writer leaves checkpoints to another connection).
  * Returns 0 or ERR_IO. */
 int store_wal_autocheckpoint(struct store *s, int pages, struct err *e);
+/* PRAGMA cache_size: this connection's page cache, in KiB. Returns 0 or ERR_IO. */
+int store_cache_size(struct store *s, int kib, struct err *e);
 /*
  * Checkpoints the WAL now, never waiting for a lock (sqlite3_wal_checkpoint_v2), in one of
  * the modes below: PASSIVE copies what it can without blocking writers or readers; RESTART

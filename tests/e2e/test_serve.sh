@@ -277,7 +277,7 @@ grep -q '^# TYPE cutoff_serve_request_duration_seconds histogram$' "$OUT"; check
 commits=$(m cutoff_serve_commits_total)
 [ "$commits" -ge 1 ] && [ "$commits" -le 321 ]; check $? 0 "group commits: $commits transactions for 321 requests"
 
-# The same with a thread per connection (--threads 0) instead of the epoll pool.
+# The same with a thread per connection (--threads 0) instead of the pool.
 kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW" --threads 0
 "$CLIENT" "$URL" "$T/token" 16 20 u00000305 4.6 >"$T/c16t" 2>"$T/c16t.err"
@@ -285,6 +285,14 @@ check "$(cat "$T/c16t")" "requests=320 ok=320 reminders=1 completed=0 http_error
     "--threads 0: 320 logins from 16 connections, one reminder"
 check "$(logins "WHERE user_id = 'u00000305'")" "320" "every login recorded"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "--threads 0: SIGTERM, exit 0"
+
+# The same with the pool waiting on epoll (--epoll) instead of poll.
+start_serve "$NOW" --epoll
+"$CLIENT" "$URL" "$T/token" 16 20 u00000309 4.6 >"$T/c16e" 2>"$T/c16e.err"
+check "$(cat "$T/c16e")" "requests=320 ok=320 reminders=1 completed=0 http_errors=0 transport_errors=0" \
+    "--epoll: 320 logins from 16 connections, one reminder"
+check "$(logins "WHERE user_id = 'u00000309'")" "320" "every login recorded"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "--epoll: SIGTERM, exit 0"
 
 # A group commit waits for the requests in flight, never for those that are not: with a wait
 # of up to 0.9 s allowed, a lone login is still answered at once.
@@ -319,10 +327,14 @@ check "$(m 'cutoff_serve_commit_duration_seconds_bucket{le="+Inf"}')" "$(m cutof
 grep -q '^# TYPE cutoff_serve_commit_duration_seconds histogram$' "$OUT"; check $? 0 "typed as a histogram"
 [ "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" -ge 1 ]; check $? 0 "PASSIVE checkpoints while the load ran"
 # Wait for the TRUNCATE to be counted, not for the file: it reaches 0 bytes inside the
-# checkpoint, a moment before the checkpointer updates its metrics.
+# checkpoint, a moment before the checkpointer updates its metrics. And for the WAL it left
+# empty: a pause in the load above (the daily run holding the write lock) may have been
+# counted as idle and truncated the WAL before the last logins wrote it again.
 for i in $(seq 100); do
     get /metrics
-    [ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ] && break; sleep 0.1
+    [ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ] &&
+        [ "$(m cutoff_serve_wal_frames)" = 0 ] && break
+    sleep 0.1
 done
 [ "$(m 'cutoff_serve_checkpoints_total{mode="truncate"}')" -ge 1 ]; check $? 0 "idle: a TRUNCATE checkpoint by the service while it runs"
 check "$(m cutoff_serve_wal_frames)" "0" "the WAL is empty"
