@@ -78,7 +78,12 @@ int store_login_campaigns_signature(struct store *s, char **out, struct err *e);
  * checkpointed every 32768 pages instead of SQLite's 1000, so that a page written by many
  * commits in a row (the login table's last page, hot index pages) is copied back to the
  * database once, not once per checkpoint; and the page cache is 64 MiB, so that a batch's
- * dirty pages are written at its commit rather than spilled before. Durability is unchanged
+ * dirty pages are written at its commit rather than spilled before. Reads go through a
+ * memory map of the database (PRAGMA mmap_size), not a read() and a copy per page missing
+ * from that cache; pages in the WAL are still read from the WAL. And glibc's heap is no longer
+ * trimmed at every free of its top (M_TRIM_THRESHOLD, M_TOP_PAD; process-wide): SQLite's
+ * scratch memory for a B-tree page split (most completions split a page: the row grows) was
+ * given back to the system and faulted in again each time. Durability is unchanged
  * (synchronous=FULL).
  */
 int store_login_stream(struct store *s, struct err *e);

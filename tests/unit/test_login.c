@@ -449,6 +449,57 @@ static void test_concurrent_logins(void **state)
 	}
 }
 
+/* Two connections tuned for a stream of logins (store_login_stream: memory-mapped reads, a
+ * large WAL between checkpoints) see each other's commits: a page one changed is read from
+ * the WAL by the other, not from its stale mapping of the database file. */
+static struct login_answer decide_on(struct login_session *ls, struct store *s, const char *user,
+				     const char *version, const char *when)
+{
+	struct login_event ev = {user, version, NULL, at(when)};
+	struct login_answer a;
+	struct err e = {0};
+
+	assert_int_equal(store_begin(s, &e), 0);
+	if (login_decide(ls, &ev, &a, &e) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(store_commit(s, &e), 0);
+	return a;
+}
+
+static void test_tuned_streams_agree(void **state)
+{
+	struct fx *f = *state;
+	struct store *s[2] = {NULL, NULL};
+	struct login_session *ls[2];
+	struct err e = {0};
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_open(&s[i], f->db, 0, &e), 0);
+		assert_int_equal(store_login_stream(s[i], &e), 0);
+		ls[i] = login_session_new(f->cat, s[i]);
+	}
+	/* Both read alice's and sam's pages before either writes. */
+	assert_false(decide_on(ls[0], s[0], "alice", "4.6", "2003-09-18T06:00:00Z").reminded);
+	assert_false(decide_on(ls[1], s[1], "sam", "4.6", "2003-09-18T06:00:00Z").reminded);
+	for (int d = 0; d < 3; d++) {
+		static const char *const days[] = {"2003-09-20T17:00:00Z", "2003-09-21T17:00:00Z",
+						   "2003-09-22T17:00:00Z"};
+		int a = d % 2, b = 1 - a;
+
+		assert_true(decide_on(ls[a], s[a], "alice", "4.6", days[d]).reminded);
+		assert_false(decide_on(ls[b], s[b], "alice", "4.6", days[d]).reminded);
+		assert_false(decide_on(ls[a], s[a], "alice", "4.6", days[d]).reminded);
+	}
+	assert_int_equal(decide_on(ls[1], s[1], "sam", "5.0", "2003-09-22T18:00:00Z").completed_now,
+			 1);
+	assert_true(decide_on(ls[0], s[0], "sam", "4.6", "2003-09-22T19:00:00Z").completed);
+	assert_false(decide_on(ls[0], s[0], "sam", "4.6", "2003-09-23T19:00:00Z").reminded);
+	for (int i = 0; i < 2; i++) {
+		login_session_free(ls[i]);
+		store_close(s[i]);
+	}
+}
+
 /* Shared texts: recipients of one group share a text for one local day, and only that day. */
 static void test_text_shared_by_day(void **state)
 {
@@ -677,6 +728,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suppressed_agrees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tuned_streams_agree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_shared_by_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_plan, setup, teardown),
