@@ -23,6 +23,7 @@
 #include "schedule.h"
 #include "store.h"
 #include "store_login.h"
+#include "store_report.h"
 #include "util.h"
 
 /* ---- fixture: a scratch folder with templates, a database with two campaigns -------------- */
@@ -316,6 +317,59 @@ static void test_completion(void **state)
 	/* Not a version: recorded, completes nothing. */
 	a = decide(f, "alice", "five", "2003-09-21T18:00:00Z", NULL, 0);
 	assert_false(a.completed);
+}
+
+static int completed_detail(void *ud, const struct store_history_item *h)
+{
+	struct buf *b = ud;
+
+	if (strcmp(h->what, "event") == 0 && strcmp(h->kind, "completed") == 0)
+		buf_printf(b, "%s%s", b->len ? "\n" : "", h->detail ? h->detail : "(null)");
+	return 0;
+}
+
+/* The completion event's detail (what support reads): who completed, and with what. */
+static char *completion_detail(struct fx *f, int64_t campaign_id, const char *user)
+{
+	struct store_recipient_key k;
+	struct buf b;
+	struct err e = {0};
+
+	buf_init(&b);
+	buf_puts(&b, "");
+	assert_int_equal(store_recipient_find_user(f->s, campaign_id, user, &k, &e), 0);
+	assert_int_equal(store_report_history(f->s, k.id, user, completed_detail, &b, &e), 0);
+	return buf_steal(&b);
+}
+
+static void test_completion_detail(void **state)
+{
+	struct fx *f = *state;
+	struct login_event ev = {"alice", "5.0.1", NULL, at("2003-09-20T17:00:00Z")};
+	struct login_answer a;
+	struct err e = {0};
+	char *d;
+
+	a = decide(f, "sam", "5.0", "2003-09-20T18:00:00Z", NULL, 0);
+	assert_int_equal(a.completed_now, 1);
+	d = completion_detail(f, f->t_id, "sam");
+	assert_string_equal(d, "{\"by\":\"login\",\"client_version\":\"5.0\","
+			       "\"platform\":\"windows\"}");
+	free(d);
+	/* No platform reported: null. An odd one is escaped, not lost. */
+	assert_int_equal(store_begin(f->s, &e), 0);
+	assert_int_equal(login_decide(f->ls, &ev, &a, &e), 0);
+	ev.user = "both", ev.platform = "Win \"XP\"\\2 sp1 \xc3\xa9";
+	assert_int_equal(login_decide(f->ls, &ev, &a, &e), 0);
+	assert_int_equal(a.completed_now, 2);
+	assert_int_equal(store_commit(f->s, &e), 0);
+	d = completion_detail(f, f->t_id, "alice");
+	assert_string_equal(d, "{\"by\":\"login\",\"client_version\":\"5.0.1\",\"platform\":null}");
+	free(d);
+	d = completion_detail(f, f->u_id, "both");
+	assert_string_equal(d, "{\"by\":\"login\",\"client_version\":\"5.0.1\","
+			       "\"platform\":\"Win \\\"XP\\\"\\\\2 sp1 \xc3\xa9\"}");
+	free(d);
 }
 
 static void test_unknown_suppressed_late_segment(void **state)
@@ -723,6 +777,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_once_per_period, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_completion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_completion_detail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_suppressed_late_segment, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_suppressed_agrees, setup, teardown),
