@@ -6,11 +6,11 @@
 /*
  * Why: a login stream's writer (cutoff login --batch) commits a batch every ~200 ms, and every
  * 32768 WAL pages its own automatic checkpoint copied them all into the database, in its own
- * thread: a tenth of its time. This thread, with its own connection, copies each commit's
- * pages right after it (a PASSIVE checkpoint: it never blocks the writer nor waits for it),
- * so that the writer's automatic checkpoint finds almost nothing left but the restart of the
- * WAL. Durability is the writer's (its commit syncs the WAL); the copy is only an earlier
- * start of work SQLite would do anyway.
+ * thread: a tenth of its time. This thread, with its own connection, copies the pages of the
+ * latest commits soon after them, at most every 200 ms (a PASSIVE checkpoint: it never blocks
+ * the writer nor waits for it), so that the writer's automatic checkpoint finds almost
+ * nothing left to copy, and starts the WAL over as before. Durability is the writer's (its
+ * commit syncs the WAL); the copy is only an earlier start of work SQLite would do anyway.
  */
 struct login_ckpt;
 
@@ -21,8 +21,8 @@ struct login_ckpt;
  */
 struct login_ckpt *login_ckpt_start(const char *path);
 
-/* Tells the thread a transaction committed: it copies the new pages when it is free. NULL is
- * fine (nothing). */
+/* Tells the thread a transaction committed: it copies the new pages when it is free and its
+ * last copy is 200 ms old. NULL is fine (nothing). */
 void login_ckpt_poke(struct login_ckpt *c);
 
 /* Stops the thread (after the copy under way, if any), closes its connection, frees c (NULL

@@ -208,15 +208,6 @@ int store_login_stream(struct store *s, struct err *e)
 	return 0;
 }
 
-int store_login_checkpoint(struct store *s, struct err *e)
-{
-	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-
-	if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-		return 0;
-	return store_db_error(s, e, "copying the WAL into the database");
-}
-
 static int complete_event(struct store *s, int64_t campaign_id, int64_t recipient_id,
 			  int64_t now, const char *detail, struct err *e)
 {

@@ -88,14 +88,6 @@ int store_login_campaigns_signature(struct store *s, char **out, struct err *e);
  */
 int store_login_stream(struct store *s, struct err *e);
 
-/*
- * Copies the WAL's committed frames into the database without waiting for anyone or making
- * anyone wait (a PASSIVE checkpoint), for a connection that checkpoints beside a login
- * stream's writer (login_ckpt.h). Another checkpoint under way is not an error: 0, nothing
- * done. Returns 0 or a store error.
- */
-int store_login_checkpoint(struct store *s, struct err *e);
-
 /* ---- completion ---- */
 
 /*
