@@ -526,6 +526,8 @@ static void test_tuned_streams_agree(void **state)
 	struct fx *f = *state;
 	struct store *s[2] = {NULL, NULL};
 	struct login_session *ls[2];
+	struct store_delivery_counts dc;
+	int64_t queued = 0;
 	struct err e = {0};
 
 	for (int i = 0; i < 2; i++) {
@@ -545,8 +547,16 @@ static void test_tuned_streams_agree(void **state)
 		assert_false(decide_on(ls[b], s[b], "alice", "4.6", days[d]).reminded);
 		assert_false(decide_on(ls[a], s[a], "alice", "4.6", days[d]).reminded);
 	}
+	/* A completion on a tuned connection (CHECK constraints not evaluated there) writes the
+	 * same states: sam completed, and sam's queued e-mail cancelled, no one else's. */
+	assert_int_equal(store_delivery_queue_segment(f->s, f->t_id, f->t_seg[0], "final", 1, 1, 0,
+						      &queued, &e), 0);
+	assert_int_equal(queued, 3); /* alice, both, sam */
 	assert_int_equal(decide_on(ls[1], s[1], "sam", "5.0", "2003-09-22T18:00:00Z").completed_now,
 			 1);
+	assert_int_equal(store_delivery_counts(f->s, f->t_id, 0, &dc, &e), 0);
+	assert_int_equal(dc.cancelled, 1);
+	assert_int_equal(dc.queued, 2);
 	assert_true(decide_on(ls[0], s[0], "sam", "4.6", "2003-09-22T19:00:00Z").completed);
 	assert_false(decide_on(ls[0], s[0], "sam", "4.6", "2003-09-23T19:00:00Z").reminded);
 	for (int i = 0; i < 2; i++) {
