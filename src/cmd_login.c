@@ -11,7 +11,6 @@
 #include "cli.h"
 #include "log.h"
 #include "login.h"
-#include "login_ckpt.h"
 #include "login_line.h"
 #include "store_login.h"
 #include "util.h"
@@ -153,7 +152,6 @@ struct batch {
 	struct store *s;
 	struct login_catalog *cat;
 	struct login_session *ls;
-	struct login_ckpt *ckpt; /* copies each commit's pages into the database, or NULL */
 	long every, ms;          /* commit after this many events or milliseconds */
 	bool in_txn;
 	long in_batch;           /* events in the open transaction */
@@ -178,7 +176,6 @@ static int batch_commit(struct batch *b)
 			return rc;
 		}
 		b->commits++;
-		login_ckpt_poke(b->ckpt);
 	}
 	b->in_batch = 0;
 	if (b->answers.len > 0 && (fwrite(b->answers.data, 1, b->answers.len, stdout) !=
@@ -341,11 +338,8 @@ static int login_batch(struct ctx *x, long every, long ms, struct err *e)
 	login_line_init(&b.line);
 	r.buf = xmalloc(r.cap);
 	if ((rc = ctx_store(x, 0, &b.s, e)) == 0 &&
-	    (rc = store_login_stream(b.s, e)) == 0 && (rc = batch_refresh(&b)) == 0) {
-		b.ckpt = login_ckpt_start(x->db_path);
+	    (rc = store_login_stream(b.s, e)) == 0 && (rc = batch_refresh(&b)) == 0)
 		rc = batch_loop(&b, &r);
-	}
-	login_ckpt_stop(b.ckpt); /* before the writer's connection closes */
 	batch_report(&b, (double)(monotonic_ms() - t0) / 1000.0);
 	if (rc == 0 && b.bad > 0)
 		rc = err_set(e, ERR_DATA, "%lld input line(s) were not logins (their answers say"

@@ -18,7 +18,6 @@
 
 #include "campaign.h"
 #include "login.h"
-#include "login_ckpt.h"
 #include "login_line.h"
 #include "login_text.h"
 #include "schedule.h"
@@ -565,36 +564,6 @@ static void test_tuned_streams_agree(void **state)
 	}
 }
 
-/* The checkpointing thread beside a login stream copies a commit's pages into the database
- * file while the writer's connection stays open (its own checkpoint would wait for 1000 pages
- * of WAL, or its close); one that cannot start is no thread, and no harm. */
-static void test_checkpoint_thread(void **state)
-{
-	struct fx *f = *state;
-	struct login_ckpt *c;
-	struct stat before, now;
-	struct err e = {0};
-
-	assert_int_equal(store_begin(f->s, &e), 0);
-	for (int i = 0; i < 20000; i++)
-		assert_int_equal(store_login_record(f->s, "nobody", i, "1.0", NULL, "unknown", &e), 0);
-	assert_int_equal(store_commit(f->s, &e), 0);
-	assert_int_equal(stat(f->db, &before), 0);
-	assert_non_null(c = login_ckpt_start(f->db));
-	now = before;
-	for (int i = 0; i < 1000 && now.st_size == before.st_size; i++) {
-		if (i % 100 == 0)
-			login_ckpt_poke(c);
-		usleep(10000);
-		assert_int_equal(stat(f->db, &now), 0);
-	}
-	login_ckpt_stop(c);
-	assert_true(now.st_size > before.st_size);
-	assert_null(login_ckpt_start("/nonexistent/cutoff.db"));
-	login_ckpt_poke(NULL);
-	login_ckpt_stop(NULL);
-}
-
 /* Shared texts: recipients of one group share a text for one local day, and only that day. */
 static void test_text_shared_by_day(void **state)
 {
@@ -825,7 +794,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tuned_streams_agree, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_checkpoint_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_shared_by_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_plan, setup, teardown),
