@@ -2,7 +2,6 @@
  * completion, queue marks. */
 #include "store_login.h"
 
-#include <malloc.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,14 +194,10 @@ int store_login_stream(struct store *s, struct err *e)
 	/* 32768 pages (128 MiB of WAL) between checkpoints; 64 MiB of page cache, so that a
 	 * batch's dirty pages stay in memory until its commit instead of spilling early; clean
 	 * pages read through the map (up to 4 GiB of database, SQLite caps it at its maximum).
-	 * The heap keeps 64 MiB free at its top before trimming: the scratch memory of a B-tree
-	 * page split was returned and re-faulted at every split (a tenth of a balanced batch's
-	 * CPU in brk and page faults). CHECK constraints are not evaluated: see the header. */
+	 * CHECK constraints are not evaluated: see the header. */
 	static const char sql[] = "PRAGMA wal_autocheckpoint = 32768; PRAGMA cache_size = -65536;"
 				  " PRAGMA mmap_size = 4294967296; PRAGMA ignore_check_constraints = ON";
 
-	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	mallopt(M_TOP_PAD, 4 << 20);
 	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return store_db_error(s, e, "tuning the connection for logins");
 	return 0;
