@@ -23,6 +23,7 @@
 #include "schedule.h"
 #include "store.h"
 #include "store_login.h"
+#include "store_report.h"
 #include "util.h"
 
 /* ---- fixture: a scratch folder with templates, a database with two campaigns -------------- */
@@ -318,6 +319,59 @@ static void test_completion(void **state)
 	assert_false(a.completed);
 }
 
+static int completed_detail(void *ud, const struct store_history_item *h)
+{
+	struct buf *b = ud;
+
+	if (strcmp(h->what, "event") == 0 && strcmp(h->kind, "completed") == 0)
+		buf_printf(b, "%s%s", b->len ? "\n" : "", h->detail ? h->detail : "(null)");
+	return 0;
+}
+
+/* The completion event's detail (what support reads): who completed, and with what. */
+static char *completion_detail(struct fx *f, int64_t campaign_id, const char *user)
+{
+	struct store_recipient_key k;
+	struct buf b;
+	struct err e = {0};
+
+	buf_init(&b);
+	buf_puts(&b, "");
+	assert_int_equal(store_recipient_find_user(f->s, campaign_id, user, &k, &e), 0);
+	assert_int_equal(store_report_history(f->s, k.id, user, completed_detail, &b, &e), 0);
+	return buf_steal(&b);
+}
+
+static void test_completion_detail(void **state)
+{
+	struct fx *f = *state;
+	struct login_event ev = {"alice", "5.0.1", NULL, at("2003-09-20T17:00:00Z")};
+	struct login_answer a;
+	struct err e = {0};
+	char *d;
+
+	a = decide(f, "sam", "5.0", "2003-09-20T18:00:00Z", NULL, 0);
+	assert_int_equal(a.completed_now, 1);
+	d = completion_detail(f, f->t_id, "sam");
+	assert_string_equal(d, "{\"by\":\"login\",\"client_version\":\"5.0\","
+			       "\"platform\":\"windows\"}");
+	free(d);
+	/* No platform reported: null. An odd one is escaped, not lost. */
+	assert_int_equal(store_begin(f->s, &e), 0);
+	assert_int_equal(login_decide(f->ls, &ev, &a, &e), 0);
+	ev.user = "both", ev.platform = "Win \"XP\"\\2 sp1 \xc3\xa9";
+	assert_int_equal(login_decide(f->ls, &ev, &a, &e), 0);
+	assert_int_equal(a.completed_now, 2);
+	assert_int_equal(store_commit(f->s, &e), 0);
+	d = completion_detail(f, f->t_id, "alice");
+	assert_string_equal(d, "{\"by\":\"login\",\"client_version\":\"5.0.1\",\"platform\":null}");
+	free(d);
+	d = completion_detail(f, f->u_id, "both");
+	assert_string_equal(d, "{\"by\":\"login\",\"client_version\":\"5.0.1\","
+			       "\"platform\":\"Win \\\"XP\\\"\\\\2 sp1 \xc3\xa9\"}");
+	free(d);
+}
+
 static void test_unknown_suppressed_late_segment(void **state)
 {
 	struct fx *f = *state;
@@ -446,6 +500,67 @@ static void test_concurrent_logins(void **state)
 		}
 		pthread_barrier_destroy(&go);
 		assert_int_equal(total, 1); /* exactly one of the eight showed it */
+	}
+}
+
+/* Two connections tuned for a stream of logins (store_login_stream: memory-mapped reads, a
+ * large WAL between checkpoints) see each other's commits: a page one changed is read from
+ * the WAL by the other, not from its stale mapping of the database file. */
+static struct login_answer decide_on(struct login_session *ls, struct store *s, const char *user,
+				     const char *version, const char *when)
+{
+	struct login_event ev = {user, version, NULL, at(when)};
+	struct login_answer a;
+	struct err e = {0};
+
+	assert_int_equal(store_begin(s, &e), 0);
+	if (login_decide(ls, &ev, &a, &e) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(store_commit(s, &e), 0);
+	return a;
+}
+
+static void test_tuned_streams_agree(void **state)
+{
+	struct fx *f = *state;
+	struct store *s[2] = {NULL, NULL};
+	struct login_session *ls[2];
+	struct store_delivery_counts dc;
+	int64_t queued = 0;
+	struct err e = {0};
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_open(&s[i], f->db, 0, &e), 0);
+		assert_int_equal(store_login_stream(s[i], &e), 0);
+		ls[i] = login_session_new(f->cat, s[i]);
+	}
+	/* Both read alice's and sam's pages before either writes. */
+	assert_false(decide_on(ls[0], s[0], "alice", "4.6", "2003-09-18T06:00:00Z").reminded);
+	assert_false(decide_on(ls[1], s[1], "sam", "4.6", "2003-09-18T06:00:00Z").reminded);
+	for (int d = 0; d < 3; d++) {
+		static const char *const days[] = {"2003-09-20T17:00:00Z", "2003-09-21T17:00:00Z",
+						   "2003-09-22T17:00:00Z"};
+		int a = d % 2, b = 1 - a;
+
+		assert_true(decide_on(ls[a], s[a], "alice", "4.6", days[d]).reminded);
+		assert_false(decide_on(ls[b], s[b], "alice", "4.6", days[d]).reminded);
+		assert_false(decide_on(ls[a], s[a], "alice", "4.6", days[d]).reminded);
+	}
+	/* A completion on a tuned connection (CHECK constraints not evaluated there) writes the
+	 * same states: sam completed, and sam's queued e-mail cancelled, no one else's. */
+	assert_int_equal(store_delivery_queue_segment(f->s, f->t_id, f->t_seg[0], "final", 1, 1, 0,
+						      &queued, &e), 0);
+	assert_int_equal(queued, 3); /* alice, both, sam */
+	assert_int_equal(decide_on(ls[1], s[1], "sam", "5.0", "2003-09-22T18:00:00Z").completed_now,
+			 1);
+	assert_int_equal(store_delivery_counts(f->s, f->t_id, 0, &dc, &e), 0);
+	assert_int_equal(dc.cancelled, 1);
+	assert_int_equal(dc.queued, 2);
+	assert_true(decide_on(ls[0], s[0], "sam", "4.6", "2003-09-22T19:00:00Z").completed);
+	assert_false(decide_on(ls[0], s[0], "sam", "4.6", "2003-09-23T19:00:00Z").reminded);
+	for (int i = 0; i < 2; i++) {
+		login_session_free(ls[i]);
+		store_close(s[i]);
 	}
 }
 
@@ -672,11 +787,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_once_per_period, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_completion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_completion_detail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_suppressed_late_segment, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_suppressed_agrees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tuned_streams_agree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_shared_by_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_plan, setup, teardown),
