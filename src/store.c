@@ -440,11 +440,6 @@ int store_import_mode(struct store *s, bool on, struct err *e)
 {
 	int rc;
 
-	/* recipient's CHECK (state IN (4 names)) builds a temporary b-tree at every INSERT or
-	 * UPDATE; the importer writes only the constants 'pending' and 'unaffected'. */
-	if ((rc = exec(s, on ? "PRAGMA ignore_check_constraints = ON"
-			     : "PRAGMA ignore_check_constraints = OFF", e)) != 0)
-		return rc;
 	/* A checkpoint after each batch copied that batch's index pages into the database, and
 	 * the next batch dirtied most of them again: 32768 pages (128 MiB of WAL, as a login
 	 * batch allows) between checkpoints write each page fewer times (1M rows: 710k page

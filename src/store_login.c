@@ -193,10 +193,9 @@ int store_login_stream(struct store *s, struct err *e)
 {
 	/* 32768 pages (128 MiB of WAL) between checkpoints; 64 MiB of page cache, so that a
 	 * batch's dirty pages stay in memory until its commit instead of spilling early; clean
-	 * pages read through the map (up to 4 GiB of database, SQLite caps it at its maximum).
-	 * CHECK constraints are not evaluated: see the header. */
+	 * pages read through the map (up to 4 GiB of database, SQLite caps it at its maximum). */
 	static const char sql[] = "PRAGMA wal_autocheckpoint = 32768; PRAGMA cache_size = -65536;"
-				  " PRAGMA mmap_size = 4294967296; PRAGMA ignore_check_constraints = ON";
+				  " PRAGMA mmap_size = 4294967296";
 
 	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return store_db_error(s, e, "tuning the connection for logins");

@@ -129,7 +129,7 @@ static void test_counts_and_the_connection_after(void **state)
 	assert_int_equal(r.counts.not_affected, 1);
 	assert_null(r.rejects_path);
 	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
-	/* The import's tuning is undone: recipient's CHECK holds again, commits are FULL, the WAL
+	/* The import's tuning is undone: recipient's CHECK holds, commits are FULL, the WAL
 	 * is checkpointed at SQLite's default size. */
 	assert_int_equal(query_int(f, "PRAGMA synchronous"), 2);
 	assert_int_equal(query_int(f, "PRAGMA ignore_check_constraints"), 0);
@@ -143,7 +143,7 @@ static void test_counts_and_the_connection_after(void **state)
 					  "UPDATE recipient SET state = 'bogus' WHERE user_id = 'a1'",
 					  NULL, NULL, NULL),
 			     SQLITE_OK);
-	/* Every stored state is one the CHECK allows, though the import did not evaluate it. */
+	/* Every stored state is one the CHECK allows. */
 	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE state NOT IN"
 				      " ('pending', 'completed', 'unaffected', 'forgotten')"),
 			 0);

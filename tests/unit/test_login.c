@@ -546,7 +546,7 @@ static void test_tuned_streams_agree(void **state)
 		assert_false(decide_on(ls[b], s[b], "alice", "4.6", days[d]).reminded);
 		assert_false(decide_on(ls[a], s[a], "alice", "4.6", days[d]).reminded);
 	}
-	/* A completion on a tuned connection (CHECK constraints not evaluated there) writes the
+	/* A completion on a tuned connection (CHECK constraints on, as everywhere) writes the
 	 * same states: sam completed, and sam's queued e-mail cancelled, no one else's. */
 	assert_int_equal(store_delivery_queue_segment(f->s, f->t_id, f->t_seg[0], "final", 1, 1, 0,
 						      &queued, &e), 0);

@@ -1,5 +1,6 @@
 /* test_store_tuning.c — the per-connection tuning calls of the store (store_cache_size,
- * store_wal_autocheckpoint) set what they say on that connection and on no other. */
+ * store_wal_autocheckpoint, store_import_mode, store_login_stream) set what they say on that
+ * connection and on no other, and none of them turns the schema's CHECK constraints off. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_login.h"
 #include "store_internal.h" /* the connection itself: its pragmas are what is checked */
 #include "util.h"
 
@@ -53,10 +55,92 @@ static void test_cache_size_is_per_connection(void **state)
 	free(db);
 }
 
+/* Runs sql on s; returns SQLite's result code. */
+static int run(struct store *s, const char *sql)
+{
+	return sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+}
+
+/* One row in each table with a CHECK, each valid; then every CHECK refuses a value outside
+ * its list, on a connection tuned as given. */
+static void checks_hold(struct store *s)
+{
+	static const char *const bad[] = {
+		"UPDATE campaign SET state = 'bogus'",
+		"UPDATE recipient SET state = 'bogus'",
+		"UPDATE import_run SET state = 'bogus'",
+		"UPDATE delivery SET state = 'bogus'",
+		"UPDATE delivery SET kind = 'bogus'",
+	};
+	static const char *const good[] = {
+		"UPDATE campaign SET state = 'ended'",
+		"UPDATE recipient SET state = 'forgotten'",
+		"UPDATE import_run SET state = 'failed'",
+		"UPDATE delivery SET state = 'cancelled'",
+		"UPDATE delivery SET kind = 'final'",
+	};
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		assert_int_equal(run(s, bad[i]), SQLITE_CONSTRAINT);
+		assert_int_equal(run(s, good[i]), SQLITE_OK);
+		assert_int_equal(sqlite3_changes(s->db), 1);
+	}
+	assert_int_equal(run(s, "UPDATE campaign SET state = 'active';"
+				"UPDATE recipient SET state = 'pending';"
+				"UPDATE import_run SET state = 'running';"
+				"UPDATE delivery SET state = 'queued', kind = 'initial'"),
+			 SQLITE_OK);
+}
+
+/* db/009 wrote every CHECK (x IN (...)) as comparisons (an IN list built a temporary b-tree at
+ * every write); the constraints still refuse what they refused, on every tuned connection. */
+static void test_checks_are_comparisons_and_hold(void **state)
+{
+	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	struct store *a = NULL, *b = NULL;
+	struct err e = {0};
+	char *db;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	db = xasprintf("%s/t.db", dir);
+	assert_int_equal(store_open(&a, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	assert_int_equal(pragma_int(a, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
+				       " AND sql LIKE '%CHECK (%'"),
+			 4);
+	assert_int_equal(pragma_int(a, "SELECT count(*) FROM sqlite_schema"
+				       " WHERE sql LIKE '%CHECK%' AND sql LIKE '% IN (%'"),
+			 0);
+	assert_int_equal(run(a, "INSERT INTO campaign (id, name, title, timezone, announce_at,"
+				" reminder_start_at, cutoff_at, definition, source_path, templates_dir,"
+				" digest, created_at, updated_at) VALUES (1, 'c', 't', 'UTC', 1, 2, 3,"
+				" '', '', '', '', 0, 0);"
+				"INSERT INTO recipient (id, campaign_id, user_id, email, digest,"
+				" created_at, updated_at) VALUES (1, 1, 'u', 'u@example.test', 0, 0, 0);"
+				"INSERT INTO import_run (campaign_id, file, started_at)"
+				" VALUES (1, 'f', 0);"
+				"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, due_at,"
+				" created_at, updated_at) VALUES (1, 1, 'initial', 0, 0, 0, 0)"),
+			 SQLITE_OK);
+	checks_hold(a);
+	assert_int_equal(store_import_mode(a, true, &e), 0);
+	checks_hold(a);
+	assert_int_equal(store_import_mode(a, false, &e), 0);
+	assert_int_equal(store_open(&b, db, 0, &e), 0);
+	assert_int_equal(store_login_stream(b, &e), 0);
+	checks_hold(b);
+	store_close(a);
+	store_close(b);
+	unlink(db);
+	rmdir(dir);
+	free(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cache_size_is_per_connection),
+		cmocka_unit_test(test_checks_are_comparisons_and_hold),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
