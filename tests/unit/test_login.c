@@ -222,17 +222,27 @@ static int count_period(void *ud, int64_t index, int64_t shown_at)
 	return 0;
 }
 
+/* The id of user's recipient row in the campaign (which must exist). */
+static int64_t recipient_id(struct fx *f, int64_t campaign_id, const char *user)
+{
+	struct store_recipient_key k;
+	struct err e = {0};
+
+	assert_int_equal(store_recipient_find_user(f->s, campaign_id, user, &k, &e), 0);
+	return k.id;
+}
+
 /* The periods recipient id was reminded in, "0,2,3". */
 static char *periods(struct fx *f, int64_t campaign_id, const char *user)
 {
-	struct store_recipient_key k;
 	struct buf b;
 	struct err e = {0};
 
 	buf_init(&b);
 	buf_puts(&b, "");
-	assert_int_equal(store_recipient_find_user(f->s, campaign_id, user, &k, &e), 0);
-	assert_int_equal(store_login_reminder_each(f->s, k.id, count_period, &b, &e), 0);
+	assert_int_equal(store_login_reminder_each(f->s, recipient_id(f, campaign_id, user),
+						   count_period, &b, &e),
+			 0);
 	return buf_steal(&b);
 }
 
@@ -331,14 +341,14 @@ static int completed_detail(void *ud, const struct store_history_item *h)
 /* The completion event's detail (what support reads): who completed, and with what. */
 static char *completion_detail(struct fx *f, int64_t campaign_id, const char *user)
 {
-	struct store_recipient_key k;
 	struct buf b;
 	struct err e = {0};
 
 	buf_init(&b);
 	buf_puts(&b, "");
-	assert_int_equal(store_recipient_find_user(f->s, campaign_id, user, &k, &e), 0);
-	assert_int_equal(store_report_history(f->s, k.id, user, completed_detail, &b, &e), 0);
+	assert_int_equal(store_report_history(f->s, recipient_id(f, campaign_id, user), user,
+					      completed_detail, &b, &e),
+			 0);
 	return buf_steal(&b);
 }
 
