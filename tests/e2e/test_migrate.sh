@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Upgrading a database that holds data: one made by the migrations up to 008 (as a cutoff of
+# that schema left it, with a campaign, recipients, a delivery and an import run) is brought
+# to the latest schema by `cutoff init`; its rows are intact, the database passes SQLite's
+# integrity check, and migration 009's CHECK constraints (comparisons, not IN lists) refuse
+# what the old ones refused, on a fresh connection that reads the rewritten schema.
+. "$(dirname "$0")/lib.sh"
+command -v sqlite3 >/dev/null || { echo "SKIP: the sqlite3 shell is missing (apt-get install sqlite3)"; exit 77; }
+DB=$T/old.db
+
+# The database as schema version 8 left it: each migration in its own transaction, as
+# store.c applies them.
+sql "$DB" "PRAGMA journal_mode = WAL" >/dev/null
+for f in "$SRC"/db/00[1-8]_*.sql; do
+    v=$(basename "$f" | cut -c1-3)
+    { echo "PRAGMA foreign_keys = ON; BEGIN;"; cat "$f"; echo "PRAGMA user_version = $((10#$v)); COMMIT;"; } |
+        sqlite3 -batch "$DB" >"$OUT" 2>"$ERR"
+    check "$(cat "$ERR")" "" "migration $(basename "$f") applies by hand"
+done
+check "$(sql "$DB" 'PRAGMA user_version')" "8" "the database is at schema version 8"
+check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK (state IN (%'")" "4" \
+    "with the IN-list CHECKs of 001 and 002"
+sql "$DB" "PRAGMA foreign_keys = ON;
+  INSERT INTO campaign (id, name, title, state, timezone, announce_at, reminder_start_at, cutoff_at,
+    definition, source_path, templates_dir, digest, created_at, updated_at)
+    VALUES (1, 'old', 'Old', 'paused', 'UTC', 1, 2, 3, 'x', 'x', 'x', 'd', 0, 0);
+  INSERT INTO recipient (id, campaign_id, user_id, email, digest, state, created_at, updated_at)
+    VALUES (1, 1, 'u1', 'u1@example.test', 7, 'pending', 0, 0),
+           (2, 1, 'u2', 'U2@example.test', 8, 'completed', 0, 0);
+  INSERT INTO import_run (campaign_id, file, started_at, state) VALUES (1, 'users.csv', 0, 'done');
+  INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, due_at, created_at,
+    updated_at) VALUES (1, 1, 'reminder', 5, 'deferred', 9, 0, 0);" >"$OUT" 2>"$ERR"
+check "$(cat "$ERR")" "" "rows go into the old schema"
+before=$(sql "$DB" "SELECT group_concat(x, ';') FROM (
+  SELECT name || ',' || state AS x FROM campaign UNION ALL
+  SELECT user_id || ',' || email || ',' || state || ',' || digest FROM recipient UNION ALL
+  SELECT file || ',' || state FROM import_run UNION ALL
+  SELECT kind || ',' || occurrence || ',' || state || ',' || due_at FROM delivery)")
+
+run --db "$DB" init
+expect_rc 0 "init migrates the old database"
+expect_out "migrated from schema version 8 to" "it says from which version"
+check "$(sql "$DB" 'PRAGMA integrity_check')" "ok" "the migrated database passes the integrity check"
+after=$(sql "$DB" "SELECT group_concat(x, ';') FROM (
+  SELECT name || ',' || state AS x FROM campaign UNION ALL
+  SELECT user_id || ',' || email || ',' || state || ',' || digest FROM recipient UNION ALL
+  SELECT file || ',' || state FROM import_run UNION ALL
+  SELECT kind || ',' || occurrence || ',' || state || ',' || due_at FROM delivery)")
+check "$after" "$before" "every row is as it was"
+check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK%' AND sql LIKE '% IN (%'")" \
+    "0" "no CHECK is an IN list any more"
+check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK (state = ''%'")" "4" \
+    "the four state CHECKs are comparisons"
+
+# The rewritten constraints hold on a new connection (which parses the new schema text).
+for stmt in "UPDATE campaign SET state = 'bogus'" "UPDATE recipient SET state = 'bogus'" \
+    "UPDATE import_run SET state = 'bogus'" "UPDATE delivery SET state = 'bogus'" \
+    "UPDATE delivery SET kind = 'bogus'"; do
+    sql "$DB" "$stmt" >"$OUT" 2>"$ERR"
+    expect_err "CHECK constraint failed" "refused: $stmt"
+done
+sql "$DB" "UPDATE delivery SET state = 'cancelled', kind = 'final'; UPDATE recipient SET state = 'forgotten'
+           WHERE id = 1; UPDATE campaign SET state = 'ended'" >"$OUT" 2>"$ERR"
+check "$(cat "$ERR")" "" "allowed values are still allowed"
+check "$(sql "$DB" "SELECT state FROM delivery")" "cancelled" "and written"
+run --db "$DB" init
+expect_out "up to date" "a second init changes nothing"
+finish
