@@ -1,7 +1,6 @@
 /* store_bounces.c — the SQL of returned-mail processing (part of the store module). */
 #include "store_bounces.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,16 +99,6 @@ static sqlite3_stmt *bst(struct store_bounces *b, enum bst_id id, struct err *e)
 {
 	return store_cached(b->s, &b->st[id], bst_sql[id],
 			    "preparing a bounce statement (run: cutoff init)", e);
-}
-
-/* Hex SHA-256 of an address as stored: the soft-bounce count outlives `forget`. */
-static void address_key(const char *address, char out[65])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
-
-	SHA256((const unsigned char *)address, strlen(address), md);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 static void copy_col(sqlite3_stmt *st, int i, char *out, size_t n)
@@ -269,7 +258,7 @@ int store_bounces_soft_add(struct store_bounces *b, const char *address, int64_t
 
 	if (st == NULL)
 		return e->code;
-	address_key(address, key);
+	store_address_key(address, key);
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, delivery_id);
 	sqlite3_bind_int64(st, 3, sent_at > 0 ? sent_at : now);
@@ -288,7 +277,7 @@ int store_bounces_soft_days(struct store_bounces *b, const char *address, int64_
 
 	if (st == NULL)
 		return e->code;
-	address_key(address, key);
+	store_address_key(address, key);
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, address, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, before);

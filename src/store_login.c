@@ -2,7 +2,6 @@
  * completion, queue marks. */
 #include "store_login.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -57,7 +57,6 @@ int store_login_reminder_claim(struct store *s, const struct store_login_reminde
 int store_login_reminder_release(struct store *s, int64_t recipient_id, int64_t period_start,
 				 struct err *e);
 
-
 /*
  * Calls fn with the 0-based period index of every login reminder shown to recipient_id, in
  * period order (for `cutoff user`, tests and reports). fn returning non-zero stops.

@@ -1,7 +1,6 @@
 /* store_report.c — the SQL of cutoff user, who, report and forget (part of the store module). */
 #include "store_report.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

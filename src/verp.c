@@ -3,7 +3,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,23 +55,8 @@ static size_t mac_input(const char *ids_text, unsigned char msg[128])
 	return n + 5;
 }
 
-/* The MAC of the ids' text, as MAC_CHARS base-32 characters. */
-static int mac_of(const unsigned char *secret, size_t secret_len, const char *ids_text,
-		  char out[MAC_CHARS + 1], struct err *e)
-{
-	unsigned char msg[128], md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-	size_t n = mac_input(ids_text, msg);
-
-	if (n == 0)
-		return err_set(e, ERR_SOFTWARE, "VERP ids too long");
-	if (HMAC(EVP_sha256(), secret, (int)secret_len, msg, n, md, &md_len) == NULL)
-		return err_set(e, ERR_SOFTWARE, "HMAC-SHA256 failed in OpenSSL");
-	mac_chars(md, out);
-	return 0;
-}
-
-/* The same MAC with the signer's keyed context (re-initialised with its key). */
+/* The MAC of the ids' text with the signer's keyed context (re-initialised with its key), as
+ * MAC_CHARS base-32 characters. */
 static int signer_mac(struct verp_signer *v, const char *ids_text, char out[MAC_CHARS + 1],
 		      struct err *e)
 {
@@ -97,19 +81,6 @@ static void ids_text_make(const struct verp_ids *ids, char text[64])
 	base36(ids->recipient_id, r, sizeof r);
 	base36(ids->campaign_id, c, sizeof c);
 	snprintf(text, 64, "%s.%s.%s", d, r, c);
-}
-
-int verp_address(const unsigned char *secret, size_t secret_len, const struct verp_ids *ids,
-		 const char *domain, char *out, size_t n, struct err *e)
-{
-	char text[64], mac[MAC_CHARS + 1];
-	int rc;
-
-	ids_text_make(ids, text);
-	if ((rc = mac_of(secret, secret_len, text, mac, e)) != 0)
-		return rc;
-	snprintf(out, n, "bounces+%s.%s@%s", text, mac, domain);
-	return 0;
 }
 
 struct verp_signer *verp_signer_new(const unsigned char *secret, size_t secret_len)
@@ -143,6 +114,38 @@ int verp_signer_address(struct verp_signer *v, const struct verp_ids *ids, const
 		return rc;
 	snprintf(out, n, "bounces+%s.%s@%s", text, mac, domain);
 	return 0;
+}
+
+/* A signer for one use; NULL with e filled when OpenSSL cannot key one. */
+static struct verp_signer *signer_once(const unsigned char *secret, size_t secret_len,
+				       struct err *e)
+{
+	struct verp_signer *v = verp_signer_new(secret, secret_len);
+
+	if (v == NULL)
+		err_set(e, ERR_SOFTWARE, "HMAC-SHA256 failed in OpenSSL");
+	return v;
+}
+
+int verp_address(const unsigned char *secret, size_t secret_len, const struct verp_ids *ids,
+		 const char *domain, char *out, size_t n, struct err *e)
+{
+	struct verp_signer *v = signer_once(secret, secret_len, e);
+	int rc = v != NULL ? verp_signer_address(v, ids, domain, out, n, e) : ERR_SOFTWARE;
+
+	verp_signer_free(v);
+	return rc;
+}
+
+/* The MAC of the ids' text under secret, as MAC_CHARS base-32 characters. */
+static int mac_of(const unsigned char *secret, size_t secret_len, const char *ids_text,
+		  char out[MAC_CHARS + 1], struct err *e)
+{
+	struct verp_signer *v = signer_once(secret, secret_len, e);
+	int rc = v != NULL ? signer_mac(v, ids_text, out, e) : ERR_SOFTWARE;
+
+	verp_signer_free(v);
+	return rc;
 }
 
 static int parse_base36(const char *s, size_t len, int64_t *out)

@@ -7,6 +7,14 @@
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || { echo "SKIP: the sqlite3 shell is missing (apt-get install sqlite3)"; exit 77; }
 DB=$T/old.db
+# rows: every row of the tables with a CHECK, as one line of text.
+rows() {
+    sql "$DB" "SELECT group_concat(x, ';') FROM (
+      SELECT name || ',' || state AS x FROM campaign UNION ALL
+      SELECT user_id || ',' || email || ',' || state || ',' || digest FROM recipient UNION ALL
+      SELECT file || ',' || state FROM import_run UNION ALL
+      SELECT kind || ',' || occurrence || ',' || state || ',' || due_at FROM delivery)"
+}
 
 # The database as schema version 8 left it: each migration in its own transaction, as
 # store.c applies them.
@@ -31,21 +39,13 @@ sql "$DB" "PRAGMA foreign_keys = ON;
   INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, due_at, created_at,
     updated_at) VALUES (1, 1, 'reminder', 5, 'deferred', 9, 0, 0);" >"$OUT" 2>"$ERR"
 check "$(cat "$ERR")" "" "rows go into the old schema"
-before=$(sql "$DB" "SELECT group_concat(x, ';') FROM (
-  SELECT name || ',' || state AS x FROM campaign UNION ALL
-  SELECT user_id || ',' || email || ',' || state || ',' || digest FROM recipient UNION ALL
-  SELECT file || ',' || state FROM import_run UNION ALL
-  SELECT kind || ',' || occurrence || ',' || state || ',' || due_at FROM delivery)")
+before=$(rows)
 
 run --db "$DB" init
 expect_rc 0 "init migrates the old database"
 expect_out "migrated from schema version 8 to" "it says from which version"
 check "$(sql "$DB" 'PRAGMA integrity_check')" "ok" "the migrated database passes the integrity check"
-after=$(sql "$DB" "SELECT group_concat(x, ';') FROM (
-  SELECT name || ',' || state AS x FROM campaign UNION ALL
-  SELECT user_id || ',' || email || ',' || state || ',' || digest FROM recipient UNION ALL
-  SELECT file || ',' || state FROM import_run UNION ALL
-  SELECT kind || ',' || occurrence || ',' || state || ',' || due_at FROM delivery)")
+after=$(rows)
 check "$after" "$before" "every row is as it was"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK%' AND sql LIKE '% IN (%'")" \
     "0" "no CHECK is an IN list any more"
