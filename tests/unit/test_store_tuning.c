@@ -1,6 +1,7 @@
 /* test_store_tuning.c — the per-connection tuning calls of the store (store_cache_size,
  * store_wal_autocheckpoint, store_import_mode, store_login_stream) set what they say on that
- * connection and on no other, and none of them turns the schema's CHECK constraints off. */
+ * connection and on no other, and none of them turns the schema's CHECK constraints off; and
+ * SQLite runs without its global memory statistics (a mutex per allocation). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,6 +51,28 @@ static void test_cache_size_is_per_connection(void **state)
 	assert_int_equal(pragma_int(a, "PRAGMA wal_autocheckpoint"), 0);
 	store_close(a);
 	store_close(b);
+	unlink(db);
+	rmdir(dir);
+	free(db);
+}
+
+/* A store keeps no SQLite memory statistics: sqlite3_memory_used() stays 0 through opening,
+ * migrating and querying, where with statistics on it counts every byte SQLite holds. */
+static void test_no_memory_statistics(void **state)
+{
+	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	struct store *s = NULL;
+	struct err e = {0};
+	char *db;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	db = xasprintf("%s/t.db", dir);
+	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	assert_true(pragma_int(s, "SELECT count(*) FROM sqlite_schema") > 10);
+	assert_int_equal(sqlite3_memory_used(), 0);
+	assert_int_equal(sqlite3_memory_highwater(0), 0);
+	store_close(s);
 	unlink(db);
 	rmdir(dir);
 	free(db);
@@ -139,6 +162,7 @@ static void test_checks_are_comparisons_and_hold(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_memory_statistics),
 		cmocka_unit_test(test_cache_size_is_per_connection),
 		cmocka_unit_test(test_checks_are_comparisons_and_hold),
 	};
