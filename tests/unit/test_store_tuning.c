@@ -1,7 +1,8 @@
 /* test_store_tuning.c — the per-connection tuning calls of the store (store_cache_size,
  * store_wal_autocheckpoint, store_import_mode, store_login_stream) set what they say on that
  * connection and on no other, and none of them turns the schema's CHECK constraints off; and
- * SQLite runs without its global memory statistics (a mutex per allocation). */
+ * SQLite runs without its global memory statistics (a mutex per allocation); and a completion
+ * runs no trigger. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -159,12 +161,67 @@ static void test_checks_are_comparisons_and_hold(void **state)
 	free(db);
 }
 
+/* sqlite3_trace_v2 callback: counts the trigger programs started (their "-- TRIGGER" text). */
+static int count_triggers(unsigned type, void *ud, void *p, void *x)
+{
+	(void)p;
+	if (type == SQLITE_TRACE_STMT && strncmp(x, "-- TRIGGER ", 11) == 0)
+		++*(int *)ud;
+	return 0;
+}
+
+/* db/010: completing a recipient runs no trigger program (the queue-mark trigger fired on
+ * every completion), while a move into a segment still drops the marks, also from unaffected
+ * (no segment) to pending. */
+static void test_completion_runs_no_trigger(void **state)
+{
+	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	struct store *s = NULL;
+	struct err e = {0};
+	bool changed = false;
+	int fired = 0;
+	char *db;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	db = xasprintf("%s/t.db", dir);
+	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	assert_int_equal(run(s, "INSERT INTO campaign (id, name, title, timezone, announce_at,"
+				" reminder_start_at, cutoff_at, definition, source_path, templates_dir,"
+				" digest, created_at, updated_at) VALUES (1, 'c', 't', 'UTC', 1, 2, 3,"
+				" '', '', '', '', 0, 0);"
+				"INSERT INTO segment (id, campaign_id, name, position, template, send_at)"
+				" VALUES (1, 1, 'g', 0, 't', 0);"
+				"INSERT INTO recipient (id, campaign_id, user_id, email, segment_id, digest,"
+				" created_at, updated_at) VALUES (1, 1, 'u', 'u@example.test', 1, 0, 0, 0);"
+				"INSERT INTO recipient (id, campaign_id, user_id, email, state, digest,"
+				" created_at, updated_at) VALUES (2, 1, 'v', 'v@example.test',"
+				" 'unaffected', 0, 0, 0);"
+				"INSERT INTO queue_mark VALUES (1, 'initial', 0, 2, 0)"),
+			 SQLITE_OK);
+	sqlite3_trace_v2(s->db, SQLITE_TRACE_STMT, count_triggers, &fired);
+	assert_int_equal(store_recipient_complete(s, 1, 1, 5, "{}", &changed, NULL, &e), 0);
+	assert_true(changed);
+	assert_int_equal(fired, 0);
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM queue_mark"), 1);
+	assert_int_equal(store_recipient_set_segment(s, 2, 1, 6, &e), 0);
+	assert_int_equal(pragma_int(s, "SELECT state = 'pending' FROM recipient WHERE id = 2"), 1);
+	assert_true(fired > 0);
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM queue_mark"), 0);
+	sqlite3_trace_v2(s->db, 0, NULL, NULL);
+	store_close(s);
+	unlink(db);
+	rmdir(dir);
+	free(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_no_memory_statistics),
 		cmocka_unit_test(test_cache_size_is_per_connection),
 		cmocka_unit_test(test_checks_are_comparisons_and_hold),
+		cmocka_unit_test(test_completion_runs_no_trigger),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
