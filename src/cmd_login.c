@@ -338,7 +338,7 @@ static int login_batch(struct ctx *x, long every, long ms, struct err *e)
 	login_line_init(&b.line);
 	r.buf = xmalloc(r.cap);
 	if ((rc = ctx_store(x, 0, &b.s, e)) == 0 &&
-	    (rc = store_login_stream(b.s, e)) == 0 && (rc = batch_refresh(&b)) == 0)
+	    (rc = store_login_stream(b.s, STORE_LOGIN_CACHED, e)) == 0 && (rc = batch_refresh(&b)) == 0)
 		rc = batch_loop(&b, &r);
 	batch_report(&b, (double)(monotonic_ms() - t0) / 1000.0);
 	if (rc == 0 && b.bad > 0)

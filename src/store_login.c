@@ -188,15 +188,15 @@ int store_login_campaigns_signature(struct store *s, char **out, struct err *e)
 	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the campaigns");
 }
 
-int store_login_stream(struct store *s, struct err *e)
+int store_login_stream(struct store *s, enum store_login_reads reads, struct err *e)
 {
-	/* 32768 pages (128 MiB of WAL) between checkpoints; 64 MiB of page cache, so that a
-	 * batch's dirty pages stay in memory until its commit instead of spilling early; clean
-	 * pages read through the map (up to 4 GiB of database, SQLite caps it at its maximum). */
-	static const char sql[] = "PRAGMA wal_autocheckpoint = 32768; PRAGMA cache_size = -65536;"
-				  " PRAGMA mmap_size = 4294967296";
+	static const char cached[] = "PRAGMA wal_autocheckpoint = 32768;"
+				     " PRAGMA cache_size = -1048576; PRAGMA mmap_size = 0";
+	static const char mapped[] = "PRAGMA wal_autocheckpoint = 32768;"
+				     " PRAGMA cache_size = -65536; PRAGMA mmap_size = 4294967296";
 
-	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(s->db, reads == STORE_LOGIN_CACHED ? cached : mapped, NULL, NULL,
+			 NULL) != SQLITE_OK)
 		return store_db_error(s, e, "tuning the connection for logins");
 	return 0;
 }

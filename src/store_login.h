@@ -72,19 +72,30 @@ int store_login_reminder_each(struct store *s, int64_t recipient_id,
  */
 int store_login_campaigns_signature(struct store *s, char **out, struct err *e);
 
+/* How a login stream reads pages that are not in the WAL (store_login_stream). */
+enum store_login_reads {
+	/* A page cache of up to 1 GiB, no map: each page is read once and stays decoded in the
+	 * cache. With a map, every page access also searched the WAL index first (SQLite does
+	 * that before looking in its cache when a map is on) and decoded the page header again:
+	 * 7% of a batch's instructions. For `cutoff login --batch`, whose commits are few. */
+	STORE_LOGIN_CACHED,
+	/* Reads through a memory map of the database (PRAGMA mmap_size) and a 64 MiB cache, for
+	 * a connection whose cache must stay small (cutoff serve's decider: see serve.c). */
+	STORE_LOGIN_MAPPED,
+};
+
 /*
  * Tunes s for a stream of login transactions (cutoff login --batch, cutoff serve): the WAL is
  * checkpointed every 32768 pages instead of SQLite's 1000, so that a page written by many
  * commits in a row (the login table's last page, hot index pages) is copied back to the
- * database once, not once per checkpoint; and the page cache is 64 MiB, so that a batch's
- * dirty pages are written at its commit rather than spilled before. Reads go through a
- * memory map of the database (PRAGMA mmap_size), not a read() and a copy per page missing
- * from that cache; pages in the WAL are still read from the WAL. CHECK constraints stay on:
- * written as IN lists they built and dropped a temporary b-tree at every completion (a fifth
- * of its instructions), which db/009 removed by writing them as comparisons. Durability is
- * unchanged (synchronous=FULL).
+ * database once, not once per checkpoint; the page cache is large enough that a batch's dirty
+ * pages are written at its commit rather than spilled before; reads as `reads` says (pages in
+ * the WAL are always read from the WAL). CHECK constraints stay on: written as IN lists they
+ * built and dropped a temporary b-tree at every completion (a fifth of its instructions),
+ * which db/009 removed by writing them as comparisons. Durability is unchanged
+ * (synchronous=FULL).
  */
-int store_login_stream(struct store *s, struct err *e);
+int store_login_stream(struct store *s, enum store_login_reads reads, struct err *e);
 
 /* ---- completion ---- */
 
