@@ -221,10 +221,24 @@ static void test_completion_runs_no_trigger(void **state)
 	free(db);
 }
 
+/* The suppression key of an address is its SHA-256 in lower-case hex, as stored in every
+ * database so far: a changed key would unsuppress everyone already suppressed. */
+static void test_address_key_is_sha256(void **state)
+{
+	char key[65];
+
+	(void)state;
+	store_address_key("Someone@Example.test", key);
+	assert_string_equal(key, "e70e1d90760b1b880c586ecc923c5a89749a8588c726537cbc4c29f141bfa250");
+	store_address_key("", key);
+	assert_string_equal(key, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_no_memory_statistics),
+		cmocka_unit_test(test_address_key_is_sha256),
 		cmocka_unit_test(test_cache_size_is_per_connection),
 		cmocka_unit_test(test_checks_are_comparisons_and_hold),
 		cmocka_unit_test(test_completion_runs_no_trigger),
