@@ -361,6 +361,8 @@ void store_close(struct store *s)
 		sqlite3_finalize(s->report_stmts[i]);
 	for (size_t i = 0; i < sizeof s->ledger_stmts / sizeof *s->ledger_stmts; i++)
 		sqlite3_finalize(s->ledger_stmts[i]);
+	store_login_drop(s);
+	buf_free(&s->logins.text);
 	sqlite3_close(s->db);
 	free(s->path);
 	free(s);
@@ -385,6 +387,7 @@ int store_schema_version_at_open(const struct store *s)
 
 int store_begin(struct store *s, struct err *e)
 {
+	store_login_drop(s); /* of a transaction SQLite itself rolled back, if any */
 	return exec(s, "BEGIN IMMEDIATE", e);
 }
 
@@ -395,11 +398,14 @@ int store_begin_read(struct store *s, struct err *e)
 
 int store_commit(struct store *s, struct err *e)
 {
-	return exec(s, "COMMIT", e);
+	int rc = store_login_flush(s, e);
+
+	return rc != 0 ? rc : exec(s, "COMMIT", e);
 }
 
 void store_rollback(struct store *s)
 {
+	store_login_drop(s);
 	if (!sqlite3_get_autocommit(s->db))
 		exec(s, "ROLLBACK", NULL);
 }

@@ -8,9 +8,25 @@
 
 #include "err.h"
 #include "store.h"
+#include "util.h"
 
 /* Room for store.c's cache of prepared statements (store.c asserts it is enough). */
 #define STORE_MAX_STATEMENTS 128
+
+/* Logins a connection recorded inside its open transaction and has not inserted yet
+ * (store_login.c): a full set goes in with one multi-row INSERT, the rest when the transaction
+ * commits (store_login_flush). */
+#define STORE_LOGIN_CHUNK 64
+
+struct store_login_rows {
+	struct buf text; /* their strings, each NUL-terminated */
+	struct {
+		size_t user, version, platform; /* offsets in text; SIZE_MAX: NULL */
+		int64_t at;
+		const char *outcome; /* a static string */
+	} v[STORE_LOGIN_CHUNK];
+	size_t n;
+};
 
 struct store {
 	sqlite3 *db;
@@ -20,6 +36,7 @@ struct store {
 	sqlite3_stmt *login_stmts[32];             /* store_login.c's, indexed by its enum */
 	sqlite3_stmt *report_stmts[32];            /* store_report.c's, indexed by its enum */
 	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
+	struct store_login_rows logins;            /* recorded, not yet inserted */
 };
 
 /*
@@ -48,6 +65,14 @@ void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r);
  */
 sqlite3_stmt *store_cached(struct store *s, sqlite3_stmt **slot, const char *sql,
 			   const char *what, struct err *e);
+
+/* Inserts the logins recorded in the open transaction and not inserted yet (store_commit does
+ * it first; a reader of the login table on this connection too). They are dropped either way:
+ * after a failure the transaction is to be rolled back. 0 or store_db_error's code. */
+int store_login_flush(struct store *s, struct err *e);
+
+/* Drops the recorded logins not inserted yet (store_rollback, store_close). */
+void store_login_drop(struct store *s);
 
 /* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated
  * (the key survives forgetting the address). */

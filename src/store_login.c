@@ -12,6 +12,7 @@
 enum login_stmt {
 	LS_RECIPIENT,
 	LS_LOGIN_ADD,
+	LS_LOGIN_ADD_CHUNK,
 	LS_REMINDER_CLAIM,
 	LS_REMINDER_RELEASE,
 	LS_REMINDER_EACH,
@@ -25,6 +26,13 @@ enum login_stmt {
 	LS_COUNT
 };
 
+/* STORE_LOGIN_CHUNK rows of the login table's five values. */
+#define LOGIN_ROW "(?, ?, ?, ?, ?)"
+#define LOGIN_ROWS_4 LOGIN_ROW ", " LOGIN_ROW ", " LOGIN_ROW ", " LOGIN_ROW
+#define LOGIN_ROWS_16 LOGIN_ROWS_4 ", " LOGIN_ROWS_4 ", " LOGIN_ROWS_4 ", " LOGIN_ROWS_4
+#define LOGIN_ROWS_64 LOGIN_ROWS_16 ", " LOGIN_ROWS_16 ", " LOGIN_ROWS_16 ", " LOGIN_ROWS_16
+_Static_assert(STORE_LOGIN_CHUNK == 64, "LOGIN_ROWS_64 holds STORE_LOGIN_CHUNK rows");
+
 static const char *const login_sql[LS_COUNT] = {
 	[LS_RECIPIENT] =
 		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
@@ -33,6 +41,9 @@ static const char *const login_sql[LS_COUNT] = {
 	[LS_LOGIN_ADD] =
 		"INSERT INTO login (user_id, at, client_version, platform, outcome)"
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[LS_LOGIN_ADD_CHUNK] =
+		"INSERT INTO login (user_id, at, client_version, platform, outcome) VALUES "
+		LOGIN_ROWS_64,
 	[LS_REMINDER_CLAIM] =
 		"INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index,"
 		" shown_at, client_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -105,20 +116,90 @@ int store_login_recipient(struct store *s, int64_t campaign_id, const char *user
 	return rc;
 }
 
-int store_login_record(struct store *s, const char *user_id, int64_t at,
-		       const char *client_version, const char *platform, const char *outcome,
-		       struct err *e)
+/* Binds one login's five values from parameter first on. */
+static void bind_login(sqlite3_stmt *st, int first, const char *user_id, int64_t at,
+		       const char *client_version, const char *platform, const char *outcome)
+{
+	sqlite3_bind_text(st, first, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, first + 1, at);
+	store_bind_text(st, first + 2, client_version);
+	store_bind_text(st, first + 3, platform);
+	sqlite3_bind_text(st, first + 4, outcome, -1, SQLITE_STATIC);
+}
+
+static int login_insert(struct store *s, const char *user_id, int64_t at,
+			const char *client_version, const char *platform, const char *outcome,
+			struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, LS_LOGIN_ADD, e);
 
 	if (st == NULL)
 		return e->code;
-	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, at);
-	store_bind_text(st, 3, client_version);
-	store_bind_text(st, 4, platform);
-	sqlite3_bind_text(st, 5, outcome, -1, SQLITE_STATIC);
+	bind_login(st, 1, user_id, at, client_version, platform, outcome);
 	return store_step_done(s, st, "recording a login", e);
+}
+
+/* A recorded string's offset in the rows' text, SIZE_MAX for NULL. */
+static size_t keep(struct buf *text, const char *v)
+{
+	size_t at = text->len;
+
+	if (v == NULL)
+		return SIZE_MAX;
+	buf_append(text, v, strlen(v) + 1);
+	return at;
+}
+
+static const char *kept(const struct buf *text, size_t at)
+{
+	return at == SIZE_MAX ? NULL : text->data + at;
+}
+
+void store_login_drop(struct store *s)
+{
+	s->logins.n = 0;
+	buf_reset(&s->logins.text);
+}
+
+int store_login_flush(struct store *s, struct err *e)
+{
+	struct store_login_rows *l = &s->logins;
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (l->n == STORE_LOGIN_CHUNK && (st = stmt(s, LS_LOGIN_ADD_CHUNK, e)) == NULL)
+		rc = e->code;
+	for (size_t i = 0; rc == 0 && st != NULL && i < l->n; i++)
+		bind_login(st, (int)(5 * i + 1), kept(&l->text, l->v[i].user), l->v[i].at,
+			   kept(&l->text, l->v[i].version), kept(&l->text, l->v[i].platform),
+			   l->v[i].outcome);
+	if (rc == 0 && st != NULL)
+		rc = store_step_done(s, st, "recording logins", e);
+	for (size_t i = 0; rc == 0 && st == NULL && i < l->n; i++)
+		rc = login_insert(s, kept(&l->text, l->v[i].user), l->v[i].at,
+				  kept(&l->text, l->v[i].version),
+				  kept(&l->text, l->v[i].platform), l->v[i].outcome, e);
+	store_login_drop(s);
+	return rc;
+}
+
+/* Inside a transaction the row waits for STORE_LOGIN_CHUNK others or the commit, to go in
+ * with them in one statement (a statement's own cost, bindings to reset, was most of a
+ * login's); outside one it is inserted at once. */
+int store_login_record(struct store *s, const char *user_id, int64_t at,
+		       const char *client_version, const char *platform, const char *outcome,
+		       struct err *e)
+{
+	struct store_login_rows *l = &s->logins;
+
+	if (sqlite3_get_autocommit(s->db))
+		return login_insert(s, user_id, at, client_version, platform, outcome, e);
+	l->v[l->n].user = keep(&l->text, user_id);
+	l->v[l->n].at = at;
+	l->v[l->n].version = keep(&l->text, client_version);
+	l->v[l->n].platform = keep(&l->text, platform);
+	l->v[l->n].outcome = outcome;
+	return ++l->n == STORE_LOGIN_CHUNK ? store_login_flush(s, e) : 0;
 }
 
 int store_login_reminder_claim(struct store *s, const struct store_login_reminder *r,

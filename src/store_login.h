@@ -29,7 +29,10 @@ int store_login_recipient(struct store *s, int64_t campaign_id, const char *user
 
 /*
  * Appends a login: user_id as given, at (UTC), the client version and platform reported
- * (NULL when not), and outcome (reminder, completed, none, unknown; see db/004_login.sql).
+ * (NULL when not), and outcome (reminder, completed, none, unknown; see db/004_login.sql: a
+ * string constant, kept by address). Inside a transaction the row is inserted with others,
+ * 64 at a time or at store_commit (the transaction's readers of the login table on this
+ * connection see it: store_report_history flushes first); store_rollback drops it.
  */
 int store_login_record(struct store *s, const char *user_id, int64_t at,
 		       const char *client_version, const char *platform, const char *outcome,

@@ -277,9 +277,12 @@ int store_report_history(struct store *s, int64_t recipient_id, const char *user
 {
 	sqlite3_stmt *st = rst(s, RS_HISTORY, e);
 	struct history_walk w = {fn, ud};
+	int rc;
 
 	if (st == NULL)
 		return e->code;
+	if ((rc = store_login_flush(s, e)) != 0) /* this connection's own, still held back */
+		return rc;
 	sqlite3_bind_int64(st, 1, recipient_id);
 	sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
 	return each_row(s, st, history_row, &w, "reading a person's history", e);

@@ -531,6 +531,80 @@ static struct login_answer decide_on(struct login_session *ls, struct store *s, 
 	return a;
 }
 
+/* Collects the logins of a person's history. */
+struct login_rows {
+	int n;
+	int64_t at[256];
+	char version[256][8], platform[256][8]; /* "-" for NULL */
+};
+
+static int collect_login(void *ud, const struct store_history_item *h)
+{
+	struct login_rows *r = ud;
+
+	if (strcmp(h->what, "login") != 0 || r->n >= 256)
+		return 0;
+	r->at[r->n] = h->at;
+	snprintf(r->version[r->n], sizeof r->version[0], "%s", h->text ? h->text : "-");
+	snprintf(r->platform[r->n], sizeof r->platform[0], "%s", h->note ? h->note : "-");
+	r->n++;
+	return 0;
+}
+
+static struct login_rows *logins_of(struct store *s, int64_t id, const char *user)
+{
+	static struct login_rows r;
+	struct err e = {0};
+
+	memset(&r, 0, sizeof r);
+	if (store_report_history(s, id, user, collect_login, &r, &e) != 0)
+		fail_msg("%s", e.msg);
+	return &r;
+}
+
+/* Logins recorded in a transaction go in 64 rows to a statement or at the commit: all of
+ * them, in order, with their NULLs; none after a rollback; at once outside a transaction;
+ * and a history read on the recording connection sees those still held back. */
+static void test_logins_batched(void **state)
+{
+	struct fx *f = *state;
+	struct store_recipient_key k;
+	struct store *other = NULL;
+	struct login_rows *r;
+	struct err e = {0};
+
+	assert_int_equal(store_recipient_find_user(f->s, f->t_id, "alice", &k, &e), 0);
+	assert_int_equal(store_open(&other, f->db, 0, &e), 0);
+	assert_int_equal(store_begin(f->s, &e), 0);
+	for (int i = 0; i < 150; i++)
+		assert_int_equal(store_login_record(f->s, "alice", 1000 + i, i % 3 ? "4.6" : NULL,
+						    i % 2 ? "mac" : "", "none", &e),
+				 0);
+	assert_int_equal(logins_of(other, k.id, "alice")->n, 0); /* not committed */
+	assert_int_equal(store_commit(f->s, &e), 0);
+	r = logins_of(other, k.id, "alice");
+	assert_int_equal(r->n, 150);
+	for (int i = 0; i < 150; i++) {
+		assert_int_equal(r->at[i], 1000 + i);
+		assert_string_equal(r->version[i], i % 3 ? "4.6" : "-");
+		assert_string_equal(r->platform[i], i % 2 ? "mac" : "-");
+	}
+	assert_int_equal(store_begin(f->s, &e), 0);
+	for (int i = 0; i < 70; i++) /* a full statement's worth and some */
+		assert_int_equal(store_login_record(f->s, "alice", 2000 + i, "4.6", NULL, "none",
+						    &e),
+				 0);
+	assert_int_equal(logins_of(f->s, k.id, "alice")->n, 220); /* its own, held back too */
+	store_rollback(f->s);
+	assert_int_equal(logins_of(other, k.id, "alice")->n, 150);
+	assert_int_equal(logins_of(f->s, k.id, "alice")->n, 150);
+	assert_int_equal(store_login_record(f->s, "alice", 3000, "4.7", NULL, "none", &e), 0);
+	r = logins_of(other, k.id, "alice");
+	assert_int_equal(r->n, 151);
+	assert_int_equal(r->at[150], 3000);
+	store_close(other);
+}
+
 static void test_tuned_streams_agree(void **state)
 {
 	struct fx *f = *state;
@@ -806,6 +880,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suppressed_agrees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_logins_batched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tuned_streams_agree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_shared_by_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
