@@ -1,7 +1,6 @@
 /* cmd_login.c — `cutoff login`: the login hook, one login or a stream of them (JSON lines). */
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +10,12 @@
 #include "cli.h"
 #include "log.h"
 #include "login.h"
-#include "login_line.h"
+#include "login_feed.h"
 #include "store_login.h"
 #include "util.h"
 
 #define BATCH_EVERY 20000    /* events per commit, by default */
 #define BATCH_MS 200         /* ... or at most this long, by default */
-#define LINE_MAX_BYTES 65536 /* a longer input line is refused */
-#define READ_CHUNK (1 << 20)
 #define STALE_CHECK_MS 1000  /* how often a stream looks for changed campaigns */
 #define BUSY_WAIT_MS 120000  /* how long a stream waits for another writer */
 
@@ -65,86 +62,6 @@ out:
 	return rc;
 }
 
-/* ---- reading JSON lines ------------------------------------------------------------------ */
-
-/* Reads a descriptor in large chunks and hands out lines. */
-struct reader {
-	int fd;
-	char *buf;
-	size_t off, len, cap; /* unread data is buf[off, len); cap keeps room for a NUL */
-	bool eof;
-	bool skipping;        /* dropping the rest of an over-long line */
-};
-
-/*
- * The next complete line in the buffer, newline (and a CR before it) removed and
- * NUL-terminated, or NULL when none is buffered. *too_long is set instead for a line longer
- * than LINE_MAX_BYTES, whose bytes are dropped up to its newline.
- */
-static char *reader_line(struct reader *r, size_t *len, bool *too_long)
-{
-	char *start, *nl;
-
-	*too_long = false;
-	for (;;) {
-		start = r->buf + r->off;
-		nl = memchr(start, '\n', r->len - r->off);
-		if (!r->skipping)
-			break;
-		r->off = nl ? (size_t)(nl - r->buf) + 1 : r->len;
-		if (nl == NULL)
-			return NULL;
-		r->skipping = false;
-	}
-	if (nl != NULL && (size_t)(nl - start) > LINE_MAX_BYTES) {
-		/* read whole, and refused all the same */
-		r->off = (size_t)(nl - r->buf) + 1, *too_long = true;
-		return NULL;
-	}
-	if (nl == NULL && r->len - r->off >= LINE_MAX_BYTES) {
-		r->off = r->len, r->skipping = true, *too_long = true;
-		return NULL;
-	}
-	if (nl == NULL && !(r->eof && r->off < r->len))
-		return NULL;
-	if (nl == NULL)
-		nl = r->buf + r->len; /* the last line, without a newline: room for a NUL */
-	*len = (size_t)(nl - start);
-	r->off = nl < r->buf + r->len ? (size_t)(nl - r->buf) + 1 : r->len;
-	*nl = '\0';
-	if (*len > 0 && start[*len - 1] == '\r')
-		start[--*len] = '\0';
-	return start;
-}
-
-/* Reads more (blocking). Returns 0, or ERR_IO. */
-static int reader_fill(struct reader *r, struct err *e)
-{
-	ssize_t n;
-
-	if (r->off > 0) {
-		memmove(r->buf, r->buf + r->off, r->len - r->off);
-		r->len -= r->off, r->off = 0;
-	}
-	do
-		n = read(r->fd, r->buf + r->len, r->cap - 1 - r->len);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return err_sys(e, ERR_IO, errno, "reading login events from standard input");
-	if (n == 0)
-		r->eof = true;
-	r->len += (size_t)n;
-	return 0;
-}
-
-/* True when reading would not block: more input is already waiting. */
-static bool reader_ready(const struct reader *r)
-{
-	struct pollfd p = {r->fd, POLLIN, 0};
-
-	return poll(&p, 1, 0) > 0;
-}
-
 /* ---- a stream of logins ------------------------------------------------------------------ */
 
 struct batch {
@@ -158,7 +75,6 @@ struct batch {
 	int64_t batch_started_ms;
 	int64_t stale_checked_ms;
 	struct buf answers;      /* the open transaction's answers, printed once it commits */
-	struct login_line line;  /* what the event being decided points into */
 	int64_t lineno;
 	int64_t events, reminded, completed, unknown, bad, commits;
 	struct err *e;
@@ -258,17 +174,19 @@ static int batch_decide(struct batch *b, const struct login_event *ev)
 	return 0;
 }
 
-/* Decides one input line; a line that is not a login gets an error answer. */
-static int batch_line(struct batch *b, const char *line, size_t len)
+/* Decides one parsed input line; a line that is not a login gets an error answer. */
+static int batch_item(struct batch *b, const struct login_item *it)
 {
-	struct login_event ev;
-	char why[400];
-
-	if (login_line_parse(&b->line, line, len, ctx_now(b->x), &ev, why, sizeof why) != 0) {
-		answer_bad(b, ev.user, why);
+	b->lineno = it->lineno;
+	if (it->kind == LOGIN_ITEM_TOO_LONG) {
+		answer_bad(b, NULL, "longer than 65536 bytes");
 		return 0;
 	}
-	return batch_decide(b, &ev);
+	if (it->kind == LOGIN_ITEM_BAD) {
+		answer_bad(b, it->ev.user, it->why);
+		return 0;
+	}
+	return batch_decide(b, &it->ev);
 }
 
 /* Commits when the batch is full or old enough. */
@@ -283,31 +201,24 @@ static int batch_maybe_commit(struct batch *b)
 	return batch_refresh(b); /* between transactions: campaigns added, paused, ended */
 }
 
-static int batch_loop(struct batch *b, struct reader *r)
+/* Decides the lines the feed parses, committing as batch_maybe_commit says and whenever no
+ * parsed line is waiting: what is decided is answered before waiting for more input. */
+static int batch_loop(struct batch *b, struct login_feed *f)
 {
-	bool too_long;
-	size_t len;
-	char *line;
+	const struct login_item *items;
+	bool eof = false, wait = false;
+	size_t n;
 	int rc = 0;
 
-	while (rc == 0) {
-		if ((line = reader_line(r, &len, &too_long)) != NULL || too_long) {
-			b->lineno++;
-			if (too_long)
-				answer_bad(b, NULL, "longer than 65536 bytes");
-			else if (len > 0) /* a blank line is skipped, and gets no answer */
-				rc = batch_line(b, line, len);
-			if (rc == 0)
-				rc = batch_maybe_commit(b);
-			continue;
-		}
-		if (r->eof)
+	while (rc == 0 && !eof) {
+		if ((rc = login_feed_next(f, wait, &items, &n, &eof, b->e)) != 0)
 			break;
-		/* Nothing buffered: answer what is decided before waiting for more input. */
-		if (!reader_ready(r) && (rc = batch_commit(b)) == 0)
+		wait = n == 0 && !eof;
+		if (wait && (rc = batch_commit(b)) == 0)
 			rc = batch_refresh(b);
-		if (rc == 0)
-			rc = reader_fill(r, b->e);
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			if ((rc = batch_item(b, &items[i])) == 0)
+				rc = batch_maybe_commit(b);
 	}
 	if (rc == 0)
 		rc = batch_commit(b);
@@ -327,26 +238,31 @@ static void batch_report(const struct batch *b, double seconds)
 		seconds > 0 ? (double)b->events / seconds : 0.0);
 }
 
+/* The time of an event without one: the clock, or --now. */
+static int64_t feed_now(const void *ud)
+{
+	return ctx_now(ud);
+}
+
 static int login_batch(struct ctx *x, long every, long ms, struct err *e)
 {
 	struct batch b = {.x = x, .every = every, .ms = ms, .e = e};
-	struct reader r = {.fd = STDIN_FILENO, .cap = READ_CHUNK + LINE_MAX_BYTES + 1};
+	struct login_feed *f = NULL;
 	int64_t t0 = monotonic_ms();
 	int rc;
 
 	buf_init(&b.answers);
-	login_line_init(&b.line);
-	r.buf = xmalloc(r.cap);
 	if ((rc = ctx_store(x, 0, &b.s, e)) == 0 &&
-	    (rc = store_login_stream(b.s, STORE_LOGIN_CACHED, e)) == 0 && (rc = batch_refresh(&b)) == 0)
-		rc = batch_loop(&b, &r);
+	    (rc = store_login_stream(b.s, STORE_LOGIN_CACHED, e)) == 0 &&
+	    (rc = batch_refresh(&b)) == 0 &&
+	    (rc = login_feed_start(&f, STDIN_FILENO, feed_now, x, e)) == 0)
+		rc = batch_loop(&b, f);
+	login_feed_stop(f);
 	batch_report(&b, (double)(monotonic_ms() - t0) / 1000.0);
 	if (rc == 0 && b.bad > 0)
 		rc = err_set(e, ERR_DATA, "%lld input line(s) were not logins (their answers say"
 			     " why); the others were answered", (long long)b.bad);
-	free(r.buf);
 	buf_free(&b.answers);
-	login_line_free(&b.line);
 	login_session_free(b.ls);
 	login_catalog_free(b.cat);
 	return rc;

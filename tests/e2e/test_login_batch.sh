@@ -89,6 +89,35 @@ printf '%s\n' '{"user":"bob","note":"\ud83d\ude00 \"q\" \\ \/","client_version":
 check "$(sed -n 1p "$T/esc.jsonl")" '{"user":"bob","reminder":null,"completed":true}' "escapes decoded"
 check "$(sed -n 2p "$T/esc.jsonl" | grep -c '"error":"line 2: invalid Unicode')" "1" "a lone surrogate refused"
 
+# A long stream goes through the input thread in blocks of 2,048 parsed lines, four at a
+# time: 9,000 lines (blank ones and errors among them, one over-long) all answered, in order,
+# with the right line numbers past every block boundary.
+/usr/bin/python3 - "$T/long.jsonl" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for i in range(1, 9001):
+        if i % 1000 == 0:
+            f.write('{"user":"u%d","time":"soon"}\n' % i)
+        elif i % 777 == 0:
+            f.write("\n")
+        elif i == 4100:
+            f.write('{"user":"%s"}\n' % ("x" * 70000))
+        else:
+            f.write('{"user":"u%d","client_version":"4.6","time":1064077260}\n' % i)
+PY
+batch <"$T/long.jsonl" >"$T/long.out" 2>"$ERR"
+RC=$?
+expect_rc 65 "the long stream: exit 65 for its bad lines"
+check "$(wc -l <"$T/long.out")" "8989" "one answer per non-blank line (9,000 less 11 blank)"
+check "$(grep -o '"error":"line [0-9]*' "$T/long.out" | cut -d' ' -f2 | tr '\n' ' ')" \
+    "1000 2000 3000 4000 4100 5000 6000 7000 8000 9000 " "errors carry their line numbers"
+check "$(grep -o '"user":"u[0-9]*' "$T/long.out" | cut -d'u' -f3 | sort -n | uniq | wc -l)" \
+    "$(grep -o '"user":"u[0-9]*' "$T/long.out" | wc -l)" "no line answered twice"
+check "$(grep -o '"user":"u[0-9]*' "$T/long.out" | cut -d'u' -f3 | sort -n -c && echo sorted)" \
+    "sorted" "answers in input order"
+check "$(sql "$DB" "SELECT count(*) FROM login WHERE user_id GLOB 'u[0-9]*'")" \
+    "8979" "every login of the stream recorded (8,989 answers less 10 errors)"
+
 # A login server writes one line and waits: the answer comes without closing the input.
 coproc LOGIN { batch 2>/dev/null; }
 echo '{"user":"ana","client_version":"4.6","time":"2003-09-21T17:00:00Z"}' >&"${LOGIN[1]}"
