@@ -41,8 +41,12 @@ static const char *const login_sql[LS_COUNT] = {
 	[LS_LOGIN_ADD] =
 		"INSERT INTO login (user_id, at, client_version, platform, outcome)"
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	/* OR FAIL: a statement that writes many rows and may abort keeps a statement journal
+	 * (the prior content of every page it changes, spilled to a temporary file past 64 KiB:
+	 * two writes per page, as many as the WAL's own); with FAIL it keeps none. A failure
+	 * still ends the batch, whose whole transaction is rolled back. */
 	[LS_LOGIN_ADD_CHUNK] =
-		"INSERT INTO login (user_id, at, client_version, platform, outcome) VALUES "
+		"INSERT OR FAIL INTO login (user_id, at, client_version, platform, outcome) VALUES "
 		LOGIN_ROWS_64,
 	[LS_REMINDER_CLAIM] =
 		"INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index,"

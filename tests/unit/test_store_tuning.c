@@ -234,6 +234,58 @@ static void test_address_key_is_sha256(void **state)
 	assert_string_equal(key, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+/* A VFS that is the default one but counts the statement journals opened as files. */
+static sqlite3_vfs counting_vfs;
+static sqlite3_vfs *real_vfs;
+static int subjournals;
+
+static int counting_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f, int flags,
+			 int *out)
+{
+	(void)v;
+	if (flags & SQLITE_OPEN_SUBJOURNAL)
+		subjournals++;
+	return real_vfs->xOpen(real_vfs, name, f, flags, out);
+}
+
+/* Logins recorded in a transaction go in by chunks of 64 rows without a statement journal (a
+ * multi-row statement that may abort copies every page it changes to one, spilled to a file
+ * past 64 KiB: as many writes as the WAL's). 20,000 logins first, so that a chunk of users
+ * spread over the index changes far more than 64 KiB of pages. */
+static void test_login_chunks_keep_no_statement_journal(void **state)
+{
+	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	struct store *s = NULL;
+	struct err e = {0};
+	char user[32], *db;
+
+	(void)state;
+	real_vfs = sqlite3_vfs_find(NULL);
+	counting_vfs = *real_vfs;
+	counting_vfs.zName = "counting";
+	counting_vfs.xOpen = counting_open;
+	assert_int_equal(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+	assert_non_null(mkdtemp(dir));
+	db = xasprintf("%s/t.db", dir);
+	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(store_begin(s, &e), 0);
+		for (int i = 0; i < (round ? 640 : 20000); i++) {
+			snprintf(user, sizeof user, "u%08d", (i * 7919 + round * 13) % 20011);
+			assert_int_equal(store_login_record(s, user, i, "4.6", NULL, "none", &e), 0);
+		}
+		assert_int_equal(store_commit(s, &e), 0);
+	}
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM login"), 20640);
+	assert_int_equal(subjournals, 0);
+	store_close(s);
+	sqlite3_vfs_unregister(&counting_vfs);
+	sqlite3_vfs_register(real_vfs, 1);
+	unlink(db);
+	rmdir(dir);
+	free(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_cache_size_is_per_connection),
 		cmocka_unit_test(test_checks_are_comparisons_and_hold),
 		cmocka_unit_test(test_completion_runs_no_trigger),
+		cmocka_unit_test(test_login_chunks_keep_no_statement_journal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
