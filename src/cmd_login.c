@@ -14,8 +14,8 @@
 #include "store_login.h"
 #include "util.h"
 
-#define BATCH_EVERY 20000    /* events per commit, by default */
-#define BATCH_MS 200         /* ... or at most this long, by default */
+#define BATCH_EVERY 50000    /* events per commit, by default */
+#define BATCH_MS 500         /* ... or at most this long, by default */
 #define STALE_CHECK_MS 1000  /* how often a stream looks for changed campaigns */
 #define BUSY_WAIT_MS 120000  /* how long a stream waits for another writer */
 
@@ -348,8 +348,8 @@ const struct command cmd_login = {
 	"                      \"platform\":\"windows\",\"time\":\"2003-09-20T17:00:00Z\"}\n"
 	"                      (time: RFC 3339 or Unix seconds; default the clock), and\n"
 	"                      write one answer a line, in order\n"
-	"  --commit-every N    --batch: commit after N events (default 20000)\n"
-	"  --commit-ms T       --batch: ... or once the oldest is T ms old (default 200)\n\n"
+	"  --commit-every N    --batch: commit after N events (default 50000)\n"
+	"  --commit-ms T       --batch: ... or once the oldest is T ms old (default 500)\n\n"
 	"Durability: an answer is written only after the transaction recording its login and\n"
 	"reminder has committed (synchronous=FULL), and at once whenever no more input is\n"
 	"waiting; if a commit fails, no answer of that batch is written. A line that is not a\n"
