@@ -501,14 +501,13 @@ void render_free(struct render *r)
 /* The local wall-clock date and time of t in tzid. */
 static int local_civil(int64_t t, const char *tzid, struct locale_civil *out, struct err *e)
 {
-	char iso[SCHEDULE_FORMAT_SIZE];
-	int sec;
+	struct schedule_civil c;
 
-	if (schedule_format_local_iso(t, tzid, iso, sizeof iso) != 0 ||
-	    sscanf(iso, "%d-%d-%dT%d:%d:%d", &out->year, &out->month, &out->day, &out->hour,
-		   &out->minute, &sec) != 6)
+	if (schedule_local_civil(t, tzid, &c) != 0)
 		return err_set(e, ERR_DATA, "time zone '%s' is unknown, or the date is outside"
 			       " years 1-9999", tzid ? tzid : "(none)");
+	out->year = c.year, out->month = c.month, out->day = c.day;
+	out->hour = c.hour, out->minute = c.minute;
 	out->weekday = locale_weekday(out->year, out->month, out->day);
 	return 0;
 }

@@ -521,6 +521,14 @@ int schedule_format_local(int64_t t, const char *tzid, char *buf, size_t n)
 	                   buf, n);
 }
 
+int schedule_local_civil(int64_t t, const char *tzid, struct schedule_civil *out)
+{
+	int off;
+
+	memset(out, 0, sizeof *out);
+	return local_fields(t, tzid, out, &off) != NULL ? 0 : ERR_DATA;
+}
+
 int schedule_format_local_iso(int64_t t, const char *tzid, char *buf, size_t n)
 {
 	struct schedule_civil c;

@@ -169,6 +169,13 @@ struct schedule_civil {
 };
 
 /*
+ * The wall-clock date and time at t in tzid, as schedule_format_local_iso writes them, in
+ * fields (is_date and is_utc false). Returns 0, or ERR_DATA (unknown zone, t outside years
+ * 0001-9999). Safe from several threads, as schedule_format_local_iso.
+ */
+int schedule_local_civil(int64_t t, const char *tzid, struct schedule_civil *out);
+
+/*
  * Parses "19970902" (DATE), "19970902T090000" (floating) or "19970902T090000Z".
  * Returns ERR_DATA for anything else or an impossible date or time.
  */

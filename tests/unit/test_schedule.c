@@ -291,6 +291,31 @@ static void test_format(void **state)
 	assert_int_equal(schedule_format_utc(0, NULL, 0), ERR_DATA);
 }
 
+/* schedule_local_civil gives in fields what schedule_format_local_iso writes, across zones,
+ * offsets and DST changes, and fails where it fails. */
+static void test_local_civil(void **state)
+{
+	static const char *const zones[] = {LA, BERLIN, "UTC", "Asia/Kolkata", "Europe/Moscow",
+					    "Australia/Lord_Howe"};
+	char iso[SCHEDULE_FORMAT_SIZE], mine[SCHEDULE_FORMAT_SIZE];
+	struct schedule_civil c;
+
+	(void)state;
+	for (size_t z = 0; z < sizeof zones / sizeof *zones; z++)
+		for (int64_t t = utc("2003-01-01T00:00:00Z"); t < utc("2004-01-01T00:00:00Z");
+		     t += 3 * 3600 + 17 * 60 + 11) {
+			assert_int_equal(schedule_local_civil(t, zones[z], &c), 0);
+			assert_int_equal(schedule_format_local_iso(t, zones[z], iso, sizeof iso), 0);
+			snprintf(mine, sizeof mine, "%04d-%02d-%02dT%02d:%02d:%02d", c.year, c.month,
+				 c.day, c.hour, c.minute, c.second);
+			assert_memory_equal(mine, iso, 19);
+			assert_false(c.is_date || c.is_utc);
+		}
+	assert_int_equal(schedule_local_civil(0, "Mars/Base", &c), ERR_DATA);
+	assert_int_equal(schedule_local_civil(0, NULL, &c), ERR_DATA);
+	assert_int_equal(schedule_local_civil(INT64_C(253402300800), "UTC", &c), ERR_DATA);
+}
+
 /* A wall-clock time and offset as the C library reads the same zoneinfo. */
 static void libc_local_iso(time_t t, char *buf, size_t n)
 {
@@ -960,6 +985,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_tz_check),
 	    cmocka_unit_test(test_parse_instant),
+	    cmocka_unit_test(test_local_civil),
 	    cmocka_unit_test(test_parse_local),
 	    cmocka_unit_test(test_parse_local_impossible),
 	    cmocka_unit_test(test_parse_local_spring_forward),
