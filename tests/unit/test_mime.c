@@ -277,6 +277,39 @@ static bool is_hex(const char *s, size_t n)
 	return true;
 }
 
+/*
+ * A numeric delivery id goes into the Message-ID zero-padded to 18 digits, so that
+ * one run's ids sort in delivery order; any other id is left out of it.
+ */
+static void test_message_id_forms(void **state)
+{
+	const struct {
+		const char *delivery, *head;
+	} cases[] = {
+		{"42", "20030818160000.000000000000000042."},
+		{"123456789012345678", "20030818160000.123456789012345678."},
+		{"1234567890123456789", "20030818160000."}, /* 19 digits: not numbered */
+		{"d-000042", "20030818160000."},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mime_message_spec s = spec_base();
+		size_t head = strlen(cases[i].head);
+		struct buf b;
+		char *id;
+
+		s.delivery_id = cases[i].delivery;
+		buf_init(&b);
+		id = compose_ok(&s, &b);
+		assert_true(str_starts_with(id, cases[i].head));
+		assert_true(is_hex(id + head, 24));
+		assert_string_equal(id + head + 24, "@msn.example.test");
+		free(id);
+		buf_free(&b);
+	}
+}
+
 static void test_ascii_text_only(void **state)
 {
 	struct mime_message_spec s = spec_base();
@@ -661,6 +694,20 @@ static void test_hostile_values_refused(void **state)
 		 "recipient u123: the Message-ID domain contains a line break"},
 		{F_DOMAIN, "msn example", "recipient u123: the Message-ID domain is not a host name"},
 		{F_TEXT, "caf\xe9\n",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		/* the bad octet after ASCII runs of every length modulo 8 (body_check skips
+		 * ASCII 8 octets at a time), and a sequence cut short at the very end */
+		{F_TEXT, "Hello, this is plain ASCII for a while: caf\xe9\n",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		{F_TEXT, "Hello, this is plain ASCII for a while, then: caf\xe9\n",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		{F_TEXT, "0123456789abcdef\xc3\xa9 then an overlong slash \xc0\xaf here\n",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		{F_TEXT, "0123456789abcdef0123456\xe2\x82",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		{F_TEXT, "caf\xc3\xa9, caf\xc3\xa9, and a lone continuation octet \x80 here\n",
+		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
+		{F_TEXT, "a sequence cut by ASCII: \xe2\x82 and on\n",
 		 "recipient u123: the text body is not valid UTF-8; refusing to compose the message"},
 		{F_TEXT, NULL, "recipient u123: the text body is missing"},
 		{F_ICS, "not a calendar",
@@ -1152,6 +1199,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ascii_text_only),
+		cmocka_unit_test(test_message_id_forms),
 		cmocka_unit_test(test_international_names_and_subjects),
 		cmocka_unit_test(test_html_alternative_and_long_lines),
 		cmocka_unit_test(test_ics_and_unsubscribe),

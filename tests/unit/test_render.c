@@ -800,6 +800,66 @@ static void test_zone_cache(void **state)
 	campaign_free(c);
 }
 
+/*
+ * One render serves a whole run: what one recipient set in the context must never
+ * show in the next one's message, whether the next value differs, is equal or is
+ * missing. A long-lived render gives each recipient what a fresh one gives.
+ */
+static void test_context_reused_across_recipients(void **state)
+{
+	static const char every[] =
+		"{{recipient.user_id}}|{{recipient.email}}|{{recipient.name}}|{{recipient.locale}}|"
+		"{{recipient.timezone}}|{{recipient.client}}|{{recipient.version}}|"
+		"{{recipient.platform}}|{{recipient.os}}|{{client_name}}|{{upgrade_url}}|"
+		"{{target_version}}|{{unsubscribe_url}}|{{locale}}|{{timezone}}|{{kind}}|"
+		"{{attributes.country}}|{{days_left}}\n";
+	struct campaign *c;
+	struct render_templates *t;
+	struct render *rr;
+	struct render_options o = {(const unsigned char *)"k", 1, false};
+	struct store_recipient rs[6];
+	struct render_result res, fresh_res;
+	struct err e = {0};
+
+	(void)state;
+	write_file("upgrade/login.mustache", every);
+	c = campaign_new();
+	t = templates_ok(c);
+	rr = render_new(t, &o);
+	render_result_init(&res);
+	render_result_init(&fresh_res);
+	for (size_t i = 0; i < 6; i++)
+		rs[i] = recipient_base();
+	rs[1].id = 43, rs[1].user_id = "u43", rs[1].email = "bob@users.example.test";
+	rs[1].name = NULL, rs[1].version = NULL, rs[1].platform = NULL, rs[1].os = NULL;
+	rs[1].client = "c2", rs[1].attrs = NULL, rs[1].timezone = NULL;
+	rs[2].id = 44, rs[2].user_id = "u44", rs[2].email = "carol@users.example.test";
+	rs[2].name = "Carol", rs[2].locale = "fr", rs[2].timezone = "Europe/Paris";
+	rs[2].attrs = "{\"country\":\"DE\"}";
+	rs[3] = rs[2]; /* the same values again */
+	rs[4].id = 45, rs[4].user_id = "u45", rs[4].email = "dan@users.example.test";
+	rs[4].locale = NULL, rs[4].client = NULL, rs[4].version = "4.5";
+	rs[5] = rs[1];
+	for (size_t i = 0; i < 6; i++) {
+		struct render_request q = {&rs[i], &c->segments[0], ANNOUNCE + (int64_t)i * 86400,
+					   NULL, NULL, NULL, i % 2 ? "reminder" : NULL};
+		struct render *fresh = render_new(t, &o);
+
+		if (render_login(rr, &q, &res, &e) != 0 || render_login(fresh, &q, &fresh_res, &e) != 0)
+			fail_msg("recipient %zu: %s", i, e.msg);
+		assert_string_equal(res.part[RENDER_LOGIN].data, fresh_res.part[RENDER_LOGIN].data);
+		assert_has(res.part[RENDER_LOGIN].data, rs[i].email);
+		render_free(fresh);
+	}
+	assert_has(res.part[RENDER_LOGIN].data, "u43|bob@users.example.test||en|");
+	render_free(rr);
+	render_templates_free(t);
+	render_result_free(&res);
+	render_result_free(&fresh_res);
+	campaign_free(c);
+	write_file("upgrade/login.mustache", "Login {{days_left}} {{target_version}}\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -817,6 +877,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_values),
 		cmocka_unit_test(test_text_only_and_calendar),
 		cmocka_unit_test(test_zone_cache),
+		cmocka_unit_test(test_context_reused_across_recipients),
 	};
 	int rc;
 
