@@ -398,12 +398,13 @@ static json_t *json_str_or_null(const char *s)
  */
 static void set_str(json_t *o, const char *key, const char *s)
 {
-	json_t *old = json_object_get(o, key);
+	json_t *old = json_object_get(o, key), *v;
 
 	if (s == NULL ? json_is_null(old)
 		      : json_is_string(old) && strcmp(json_string_value(old), s) == 0)
 		return;
-	json_object_set_new_nocheck(o, key, json_str_or_null(s));
+	v = json_str_or_null(s); /* NULL for a value that is not UTF-8: render it empty */
+	json_object_set_new_nocheck(o, key, v != NULL ? v : json_null());
 }
 
 static json_t *campaign_object(const struct campaign *c)

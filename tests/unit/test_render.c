@@ -817,7 +817,7 @@ static void test_context_reused_across_recipients(void **state)
 	struct render_templates *t;
 	struct render *rr;
 	struct render_options o = {(const unsigned char *)"k", 1, false};
-	struct store_recipient rs[6];
+	struct store_recipient rs[8];
 	struct render_result res, fresh_res;
 	struct err e = {0};
 
@@ -828,7 +828,7 @@ static void test_context_reused_across_recipients(void **state)
 	rr = render_new(t, &o);
 	render_result_init(&res);
 	render_result_init(&fresh_res);
-	for (size_t i = 0; i < 6; i++)
+	for (size_t i = 0; i < 8; i++)
 		rs[i] = recipient_base();
 	rs[1].id = 43, rs[1].user_id = "u43", rs[1].email = "bob@users.example.test";
 	rs[1].name = NULL, rs[1].version = NULL, rs[1].platform = NULL, rs[1].os = NULL;
@@ -840,7 +840,10 @@ static void test_context_reused_across_recipients(void **state)
 	rs[4].id = 45, rs[4].user_id = "u45", rs[4].email = "dan@users.example.test";
 	rs[4].locale = NULL, rs[4].client = NULL, rs[4].version = "4.5";
 	rs[5] = rs[1];
-	for (size_t i = 0; i < 6; i++) {
+	rs[6] = rs[2];
+	/* A value that is not UTF-8 renders empty, never as the previous recipient's value. */
+	rs[7] = rs[2], rs[7].id = 46, rs[7].user_id = "u46", rs[7].name = "Eve \xff";
+	for (size_t i = 0; i < 8; i++) {
 		struct render_request q = {&rs[i], &c->segments[0], ANNOUNCE + (int64_t)i * 86400,
 					   NULL, NULL, NULL, i % 2 ? "reminder" : NULL};
 		struct render *fresh = render_new(t, &o);
@@ -851,7 +854,7 @@ static void test_context_reused_across_recipients(void **state)
 		assert_has(res.part[RENDER_LOGIN].data, rs[i].email);
 		render_free(fresh);
 	}
-	assert_has(res.part[RENDER_LOGIN].data, "u43|bob@users.example.test||en|");
+	assert_has(res.part[RENDER_LOGIN].data, "u46|carol@users.example.test||fr|");
 	render_free(rr);
 	render_templates_free(t);
 	render_result_free(&res);
