@@ -14,7 +14,7 @@ enum store_open_flags {
 	STORE_CREATE = 1,   /* create the file if missing */
 	STORE_MIGRATE = 2,  /* apply pending migrations (cutoff init) */
 	STORE_READONLY = 4, /* for read-only commands */
-	STORE_WAL_BUFFERED = 8 /* a commit's WAL frames in one write (store_walbuf.h); FULL sync */
+	STORE_WAL_BUFFERED = 8 /* a commit's WAL frames in few large writes (store_walbuf.h) */
 };
 
 /*

@@ -1,5 +1,5 @@
-/* store_walbuf.h — a SQLite VFS that writes a transaction's WAL frames with one write call
- * instead of two per frame (a frame header, then its page). */
+/* store_walbuf.h — a SQLite VFS that writes a transaction's WAL frames in a few large write
+ * calls (pieces of up to 124 KiB) instead of two per frame (a frame header, then its page). */
 #ifndef CUTOFF_STORE_WALBUF_H
 #define CUTOFF_STORE_WALBUF_H
 
@@ -9,11 +9,11 @@
  * refused to register it (the caller opens with the default VFS: slower, the same data).
  *
  * What it does: writes to a -wal file that follow each other are kept in memory (up to 1 MiB)
- * and handed to the file in one write when SQLite syncs the WAL, reads it, truncates it,
- * asks its size, closes it, or before the shared-memory barrier and lock calls by which a
- * commit becomes visible to other connections. The database file and everything else go
- * straight through. A commit of N frames costs one pwrite instead of 2N, and the frames
- * reach the file before any reader can see their commit.
+ * and handed to the file when SQLite syncs the WAL, reads it, truncates it, asks its size,
+ * closes it, or before the shared-memory barrier and lock calls by which a commit becomes
+ * visible to other connections. The database file and everything else go straight through.
+ * A commit of N frames of 4 KiB costs about N / 30 pwrites (at least one) instead of 2N, and
+ * the frames reach the file before any reader can see their commit.
  *
  * Meant for a connection that commits with synchronous=FULL, whose commit syncs (so flushes)
  * its frames before publishing them: with NORMAL the flush at the barrier cannot report a
