@@ -88,11 +88,12 @@ static int wb_read(sqlite3_file *f, void *data, int amt, sqlite3_int64 off)
 static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off)
 {
 	struct wb_file *p = (struct wb_file *)f;
+	bool follows = p->len > 0 && off == p->off + (sqlite3_int64)p->len;
 	int rc;
 
 	if (!p->is_wal || amt <= 0)
 		return p->real->pMethods->xWrite(p->real, data, amt, off);
-	if (p->len > 0 && (off != p->off + (sqlite3_int64)p->len || p->len + (size_t)amt > WALBUF_CAP) &&
+	if (p->len > 0 && (!follows || p->len + (size_t)amt > WALBUF_CAP) &&
 	    (rc = wb_flush(p)) != SQLITE_OK)
 		return rc;
 	if ((size_t)amt > WALBUF_CAP)

@@ -1,6 +1,7 @@
 /* test_store_walbuf.c — STORE_WAL_BUFFERED (store_walbuf.h): a commit's WAL frames reach the
  * file in one write, and another connection reads exactly what was committed (spilled pages
- * rewritten in a transaction, rollbacks, transactions over the 1 MiB buffer, a WAL started over). */
+ * rewritten in a transaction, rollbacks, transactions over the 1 MiB buffer, a WAL started
+ * over). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
