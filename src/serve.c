@@ -49,13 +49,23 @@ static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 				 0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
 #define B_COUNT (sizeof buckets / sizeof buckets[0])
 
+/* Durations counted into the buckets above. */
+struct histogram {
+	atomic_uint_fast64_t counts[B_COUNT + 1]; /* per bucket (not cumulative); last: +Inf */
+	atomic_uint_fast64_t sum_ns;
+};
+
+/* The decider's steps, each timed once per batch (docs/api.md, Performance). */
+enum step { STEP_GATHER, STEP_DECIDE, STEP_COMMIT, STEP_CHECKPOINT, STEP_COUNT };
+static const char *const step_names[STEP_COUNT] = {"gather", "decide", "commit", "checkpoint"};
+
 struct metrics {
 	atomic_uint_fast64_t requests[R_COUNT][S_COUNT];
-	atomic_uint_fast64_t latency[B_COUNT + 1]; /* per bucket (not cumulative); last: +Inf */
-	atomic_uint_fast64_t latency_ns;
+	struct histogram latency;
 	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
 	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
-	atomic_uint_fast64_t commit_hist[B_COUNT + 1], commit_hist_ns; /* commits that succeeded */
+	struct histogram commit_hist; /* commits that succeeded */
+	struct histogram steps[STEP_COUNT]; /* one duration per batch (a restart: checkpoint) */
 	atomic_uint_fast64_t ckpt_passive, ckpt_truncate, ckpt_ns; /* the checkpointer's */
 	atomic_uint_fast64_t ckpt_restart, restart_ns; /* the decider's, between batches */
 	atomic_uint_fast64_t gather_ns, resume_ns; /* the decider's: waiting for a batch, answering */
@@ -111,15 +121,15 @@ static int64_t monotonic_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Counts a duration of ns into a histogram of the buckets above (the last counts: +Inf). */
-static void histogram_add(atomic_uint_fast64_t *counts, atomic_uint_fast64_t *sum_ns, int64_t ns)
+/* Counts a duration of ns into h (the last bucket counts: +Inf). */
+static void histogram_add(struct histogram *h, int64_t ns)
 {
 	size_t i;
 
 	for (i = 0; i < B_COUNT && (double)ns / 1e9 > buckets[i]; i++)
 		;
-	atomic_fetch_add(&counts[i], 1);
-	atomic_fetch_add(sum_ns, (uint64_t)ns);
+	atomic_fetch_add(&h->counts[i], 1);
+	atomic_fetch_add(&h->sum_ns, (uint64_t)ns);
 }
 
 /* ---- the decider -------------------------------------------------------------------------- */
@@ -242,7 +252,9 @@ static void decider_batch(struct decider *d, struct job *list)
 		atomic_fetch_add(&m->decide_ns, (uint64_t)(t1 - t0));
 		atomic_fetch_add(&m->commit_ns, (uint64_t)(t2 - t1));
 		if (rc == 0) {
-			histogram_add(m->commit_hist, &m->commit_hist_ns, t2 - t1);
+			histogram_add(&m->commit_hist, t2 - t1);
+			histogram_add(&m->steps[STEP_DECIDE], t1 - t0);
+			histogram_add(&m->steps[STEP_COMMIT], t2 - t1);
 			break;
 		}
 		decider_reset(d, list);
@@ -320,8 +332,10 @@ static void decider_restart_wal(struct decider *d)
 	int64_t t0 = monotonic_ns();
 	struct err e = {0};
 	int rc = store_wal_checkpoint(d->s, STORE_CKPT_RESTART, NULL, NULL, &e);
+	int64_t ns = monotonic_ns() - t0;
 
-	atomic_fetch_add(&m->restart_ns, (uint64_t)(monotonic_ns() - t0));
+	atomic_fetch_add(&m->restart_ns, (uint64_t)ns);
+	histogram_add(&m->steps[STEP_CHECKPOINT], ns);
 	if (rc == 0)
 		atomic_fetch_add(&m->ckpt_restart, 1);
 	else if (rc != ERR_TEMPFAIL)
@@ -344,7 +358,9 @@ static void decider_loop(struct decider *d)
 			break;
 		t0 = monotonic_ns();
 		queue_gather(sv);
-		atomic_fetch_add(&sv->m.gather_ns, (uint64_t)(monotonic_ns() - t0));
+		t0 = monotonic_ns() - t0;
+		atomic_fetch_add(&sv->m.gather_ns, (uint64_t)t0);
+		histogram_add(&sv->m.steps[STEP_GATHER], t0);
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
@@ -393,7 +409,7 @@ static void *decider_main(void *arg)
 	 * recipients, so a larger cache saves few reads (measured, 4 s runs: 36 us of decider
 	 * CPU a login with 4 MiB, 40 with 16 MiB, 48 with 64 MiB).
 	 */
-	if ((rc = store_open(&d.s, d.sv->o.db_path, 0, &d.e)) == 0 &&
+	if ((rc = store_open(&d.s, d.sv->o.db_path, STORE_WAL_BUFFERED, &d.e)) == 0 &&
 	    (rc = store_login_stream(d.s, STORE_LOGIN_MAPPED, &d.e)) == 0 &&
 	    (rc = store_cache_size(d.s, DECIDER_CACHE_KIB, &d.e)) == 0 &&
 	    (rc = store_wal_autocheckpoint(d.s, 0, &d.e)) == 0) /* the checkpointer's job */
@@ -841,23 +857,48 @@ static void metrics_counter(struct buf *b, const char *name, const char *help, u
 		   (unsigned long long)v);
 }
 
-static void metrics_histogram(struct buf *b, const char *name, const char *help,
-			      atomic_uint_fast64_t *counts, atomic_uint_fast64_t *sum_ns)
+/* The rows of one histogram; label is "" or one label, e.g. step="decide". */
+static void metrics_histogram_rows(struct buf *b, const char *name, const char *label,
+				   struct histogram *h)
 {
+	const char *comma = label[0] != '\0' ? "," : "";
+	char braced[64] = "";
 	uint64_t sum = 0;
 
-	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	if (label[0] != '\0')
+		snprintf(braced, sizeof braced, "{%s}", label);
 	for (size_t i = 0; i <= B_COUNT; i++) {
-		sum += atomic_load(&counts[i]);
+		sum += atomic_load(&h->counts[i]);
 		if (i < B_COUNT)
-			buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, buckets[i],
-				   (unsigned long long)sum);
+			buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, comma,
+				   buckets[i], (unsigned long long)sum);
 		else
-			buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+			buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, comma,
 				   (unsigned long long)sum);
 	}
-	buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name,
-		   (double)atomic_load(sum_ns) / 1e9, name, (unsigned long long)sum);
+	buf_printf(b, "%s_sum%s %.6f\n%s_count%s %llu\n", name, braced,
+		   (double)atomic_load(&h->sum_ns) / 1e9, name, braced, (unsigned long long)sum);
+}
+
+static void metrics_histogram(struct buf *b, const char *name, const char *help,
+			      struct histogram *h)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	metrics_histogram_rows(b, name, "", h);
+}
+
+/* One histogram per step of the decider, labelled step="...". */
+static void metrics_steps(struct buf *b, struct metrics *m)
+{
+	static const char name[] = "cutoff_serve_decider_step_duration_seconds";
+	char label[32];
+
+	buf_printf(b, "# HELP %s Each batch's time in each step of the decider (checkpoint:"
+		   " starting the WAL over).\n# TYPE %s histogram\n", name, name);
+	for (int i = 0; i < STEP_COUNT; i++) {
+		snprintf(label, sizeof label, "step=\"%s\"", step_names[i]);
+		metrics_histogram_rows(b, name, label, &m->steps[i]);
+	}
 }
 
 /* GET /metrics: Prometheus text format 0.0.4. */
@@ -901,11 +942,11 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 		   (double)atomic_load(&m->restart_ns) / 1e9, (double)atomic_load(&m->gather_ns) / 1e9,
 		   (double)atomic_load(&m->resume_ns) / 1e9);
 	metrics_histogram(&b, "cutoff_serve_request_duration_seconds",
-			  "Time from a request's headers to its answer sent.", m->latency,
-			  &m->latency_ns);
+			  "Time from a request's headers to its answer sent.", &m->latency);
 	metrics_histogram(&b, "cutoff_serve_commit_duration_seconds",
 			  "Time of each group commit that succeeded (its WAL fsync).",
-			  m->commit_hist, &m->commit_hist_ns);
+			  &m->commit_hist);
+	metrics_steps(&b, m);
 	buf_printf(&b, "# HELP cutoff_serve_checkpoints_total WAL checkpoints, by mode.\n"
 		       "# TYPE cutoff_serve_checkpoints_total counter\n"
 		       "cutoff_serve_checkpoints_total{mode=\"passive\"} %llu\n"
@@ -1034,7 +1075,7 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 		return;
 	ns = monotonic_ns() - r->t0;
 	if (r->status != 0) {
-		histogram_add(m->latency, &m->latency_ns, ns);
+		histogram_add(&m->latency, ns);
 		for (size_t k = 0; k < S_COUNT; k++)
 			if (statuses[k] == r->status)
 				atomic_fetch_add(&m->requests[r->route][k], 1);

@@ -13,6 +13,7 @@
 
 #include "migrations.h"
 #include "store_login.h" /* the queue marks */
+#include "store_walbuf.h"
 #include "util.h"
 
 /* Every statement, prepared once per connection on first use. */
@@ -335,7 +336,8 @@ int store_open(struct store **out, const char *path, int flags, struct err *e)
 	}
 	if (flags & STORE_CREATE)
 		oflags |= SQLITE_OPEN_CREATE;
-	if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX,
+			    (flags & STORE_WAL_BUFFERED) ? store_walbuf_vfs() : NULL) != SQLITE_OK) {
 		rc = err_set(e, ERR_IO, "database %s: %s", path,
 			     s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		goto fail;

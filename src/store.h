@@ -13,7 +13,8 @@ struct store;
 enum store_open_flags {
 	STORE_CREATE = 1,   /* create the file if missing */
 	STORE_MIGRATE = 2,  /* apply pending migrations (cutoff init) */
-	STORE_READONLY = 4  /* for read-only commands */
+	STORE_READONLY = 4, /* for read-only commands */
+	STORE_WAL_BUFFERED = 8 /* a commit's WAL frames in few large writes (store_walbuf.h) */
 };
 
 /*

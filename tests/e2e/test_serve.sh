@@ -325,6 +325,17 @@ check "$(m cutoff_serve_commit_duration_seconds_count)" "$(m cutoff_serve_commit
     "every group commit timed in the commit histogram"
 check "$(m 'cutoff_serve_commit_duration_seconds_bucket{le="+Inf"}')" "$(m cutoff_serve_commits_total)" "its +Inf bucket counts all"
 grep -q '^# TYPE cutoff_serve_commit_duration_seconds histogram$' "$OUT"; check $? 0 "typed as a histogram"
+# The decider's steps, one histogram each, one count per batch: what a slow batch spent its time
+# on (a p99 made of stalls shows here as a few batches in the 10 ms+ buckets).
+grep -q '^# TYPE cutoff_serve_decider_step_duration_seconds histogram$' "$OUT"; check $? 0 "the decider's steps: one histogram family"
+for step in decide commit; do
+    check "$(m "cutoff_serve_decider_step_duration_seconds_count{step=\"$step\"}")" "$(m cutoff_serve_commits_total)" \
+        "every committed batch timed in step=\"$step\""
+    check "$(m "cutoff_serve_decider_step_duration_seconds_bucket{step=\"$step\",le=\"+Inf\"}")" \
+        "$(m cutoff_serve_commits_total)" "and its +Inf bucket counts them all"
+done
+[ "$(m 'cutoff_serve_decider_step_duration_seconds_count{step="gather"}')" -ge "$(m cutoff_serve_commits_total)" ]
+check $? 0 "every batch's gathering timed (retried batches gather once)"
 [ "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" -ge 1 ]; check $? 0 "PASSIVE checkpoints while the load ran"
 # Wait for the TRUNCATE to be counted, not for the file: it reaches 0 bytes inside the
 # checkpoint, a moment before the checkpointer updates its metrics. And for the WAL it left
@@ -356,6 +367,8 @@ check "$(( $(logins "") - n0 ))" "12800" "all recorded"
 get /metrics
 restarts=$(m 'cutoff_serve_checkpoints_total{mode="restart"}')
 [ "$restarts" -ge 1 ]; check $? 0 "the WAL started over $restarts time(s)"
+[ "$(m 'cutoff_serve_decider_step_duration_seconds_count{step="checkpoint"}')" -ge "$restarts" ]
+check $? 0 "each restart timed in step=\"checkpoint\" (and those a reader kept from restarting)"
 commits=$(m cutoff_serve_commits_total)
 echo "note: WAL high-water mark $walmax bytes, $restarts restart(s), $commits commits"
 # Without restarts the file grows with every commit (~70 MiB for these 12,800 logins); with
