@@ -26,6 +26,7 @@
 #define QUEUE_SLOTS 1024
 #define QUEUE_BYTES (4 * 1024 * 1024)
 #define SLOT_KEEP_BYTES (64 * 1024) /* a slot's buffers beyond this are given back */
+#define STORE_CHUNK 64              /* rows the store thread takes per lock */
 
 /* Columns with a meaning of their own; everything else is a template attribute. */
 enum known_col { COL_EMAIL, COL_USER_ID, COL_NAME, COL_LOCALE, COL_TIMEZONE, COL_CLIENT,
@@ -305,10 +306,11 @@ static void queue_finish(struct row_queue *q)
 	pthread_mutex_unlock(&q->mu);
 }
 
-/* (store) The oldest queued row, waiting for one; NULL once the reader is done. */
-static struct slot *queue_next(struct row_queue *q)
+/* (store) Waits for queued rows; how many there are, at most STORE_CHUNK, from slots[q->head]
+ * on (which only this thread moves); 0 once the reader is done and all were stored. */
+static size_t queue_take(struct row_queue *q)
 {
-	struct slot *sl = NULL;
+	size_t n;
 
 	pthread_mutex_lock(&q->mu);
 	while (q->count == 0 && !q->done) {
@@ -316,24 +318,29 @@ static struct slot *queue_next(struct row_queue *q)
 		pthread_cond_wait(&q->filled, &q->mu);
 	}
 	q->store_waits = false;
-	if (q->count > 0)
-		sl = &q->slots[q->head];
+	n = q->count < STORE_CHUNK ? q->count : STORE_CHUNK;
 	pthread_mutex_unlock(&q->mu);
-	return sl;
+	return n;
 }
 
-/* (store) Hands the oldest row's slot back to the reader (its big buffers freed). */
-static void queue_release(struct row_queue *q, struct slot *sl)
+/* (store) Hands the n oldest slots back to the reader (their big buffers freed). */
+static void queue_release(struct row_queue *q, size_t n)
 {
-	if (sl->fields.cap > SLOT_KEEP_BYTES || sl->vals.cap > SLOT_KEEP_BYTES ||
-	    sl->attrs.cap > SLOT_KEEP_BYTES) {
-		buf_free(&sl->fields), buf_free(&sl->vals), buf_free(&sl->attrs);
-		buf_init(&sl->fields), buf_init(&sl->vals), buf_init(&sl->attrs);
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct slot *sl = &q->slots[(q->head + i) % QUEUE_SLOTS];
+		bytes += sl->queued_bytes;
+		if (sl->fields.cap > SLOT_KEEP_BYTES || sl->vals.cap > SLOT_KEEP_BYTES ||
+		    sl->attrs.cap > SLOT_KEEP_BYTES) {
+			buf_free(&sl->fields), buf_free(&sl->vals), buf_free(&sl->attrs);
+			buf_init(&sl->fields), buf_init(&sl->vals), buf_init(&sl->attrs);
+		}
 	}
 	pthread_mutex_lock(&q->mu);
-	q->head = (q->head + 1) % QUEUE_SLOTS;
-	q->count--;
-	q->bytes -= sl->queued_bytes;
+	q->head = (q->head + n) % QUEUE_SLOTS;
+	q->count -= n;
+	q->bytes -= bytes;
 	if (q->reader_waits && q->count <= QUEUE_SLOTS / 2 && q->bytes <= QUEUE_BYTES / 2)
 		pthread_cond_signal(&q->drained);
 	pthread_mutex_unlock(&q->mu);
@@ -986,13 +993,16 @@ static void *reader_main(void *arg)
  * reader is done or a store error; then stops the reader. 0 or the store's error. */
 static int store_rows(struct importer *im)
 {
-	struct slot *sl;
+	size_t n;
 
-	while (!im->fatal && (sl = queue_next(&im->q)) != NULL) {
-		slot_store(im, sl);
-		queue_release(&im->q, sl);
-		progress(im, false);
-		batch_boundary(im);
+	/* A chunk of rows per lock: the mutex's cache line does not cross cores for each row. */
+	while (!im->fatal && (n = queue_take(&im->q)) > 0) {
+		for (size_t i = 0; i < n && !im->fatal; i++) {
+			slot_store(im, &im->q.slots[(im->q.head + i) % QUEUE_SLOTS]);
+			progress(im, false);
+			batch_boundary(im);
+		}
+		queue_release(&im->q, n);
 	}
 	queue_stop(&im->q);
 	return im->fatal;
