@@ -1,8 +1,10 @@
-/* import.c — RFC 4180 CSV import with libcsv: streaming, per-row validation, rejects file, idempotent. */
+/* import.c — RFC 4180 CSV import with libcsv: streaming, per-row validation, rejects file,
+ * idempotent; a reader thread parses and checks rows while the calling thread stores them. */
 #include "import.h"
 
 #include <csv.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,10 @@
 #define MAX_ROW_BYTES (1024 * 1024)
 #define READ_CHUNK (256 * 1024)
 #define TZ_CACHE 64
+#define QUEUE_SLOTS 1024
+#define QUEUE_BYTES (4 * 1024 * 1024)
+#define SLOT_KEEP_BYTES (64 * 1024) /* a slot's buffers beyond this are given back */
+#define STORE_CHUNK 64              /* rows the store thread takes per lock */
 
 /* Columns with a meaning of their own; everything else is a template attribute. */
 enum known_col { COL_EMAIL, COL_USER_ID, COL_NAME, COL_LOCALE, COL_TIMEZONE, COL_CLIENT,
@@ -28,69 +34,137 @@ enum known_col { COL_EMAIL, COL_USER_ID, COL_NAME, COL_LOCALE, COL_TIMEZONE, COL
 static const char *const known_names[COL_KNOWN] = {
 	"email", "user_id", "name", "locale", "timezone", "client", "version", "platform", "os"};
 
-/* Everything one import run carries between libcsv callbacks. */
+/* One row, checked and normalised, ready for the store. */
+struct row {
+	const char *v[COL_KNOWN]; /* known columns, NULL when absent or empty */
+	char *email;              /* normalised, owned */
+	const char *attrs;        /* JSON, the slot's, or NULL */
+	char locale[36];
+};
+
+/* One row as the reader thread read and checked it, queued for the store (main) thread.
+ * The reader fills a free slot; once queued, only the store thread reads it until it is
+ * handed back. A slot owns w.email until it is reused or the queue is freed. */
+struct slot {
+	struct buf fields;        /* field bytes as read, each NUL-terminated */
+	size_t *offs, *lens;      /* room for room_fields fields, grown as rows need */
+	int room_fields;
+	int nfields;
+	bool too_many_fields;
+	long row_line;            /* physical line where the row began */
+	bool rejected;            /* reason says why; w is not filled */
+	char reason[512];
+	struct row w;
+	int64_t segment_id;       /* 0: matches no segment */
+	uint64_t digest;
+	struct buf vals;          /* the known fields, trimmed (w.v points here) */
+	struct buf attrs;         /* the extra columns as JSON (w.attrs points here) */
+	size_t queued_bytes;      /* what it counts against QUEUE_BYTES while queued */
+};
+
+/* The bounded queue between the reader thread and the store thread: at most QUEUE_SLOTS
+ * rows and about QUEUE_BYTES of their text wait, so memory does not grow with the file. */
+struct row_queue {
+	pthread_mutex_t mu;
+	pthread_cond_t filled;    /* a row was queued, or the reader is done */
+	pthread_cond_t drained;   /* a row was handed back, or the store stopped */
+	struct slot *slots;       /* QUEUE_SLOTS, a ring */
+	size_t head, count;       /* slots[head] is the oldest queued row */
+	size_t bytes;             /* field bytes queued */
+	bool done;                /* the reader queued its last row */
+	bool stop;                /* the store failed: the reader stops reading */
+	bool reader_waits;        /* for room: woken when the queue is half empty */
+	bool store_waits;         /* for rows: woken when a quarter of the queue is full */
+};
+
+/* Everything one import run carries. The reader thread alone touches the fields marked
+ * (reader) until it is joined; the store thread alone touches those marked (store). The
+ * header fields are written by the reader before its first row is queued. */
 struct importer {
 	struct store *s;
 	const struct campaign *c;
 	int64_t campaign_id;
 	const struct import_options *o;
 	struct import_result *r;
-	struct err *e;
-	int64_t *segment_ids;     /* parallel to c->segments */
+	struct err *e;            /* (store) */
+	int64_t *segment_ids;     /* parallel to c->segments; read by the reader */
+	FILE *f;                  /* (reader) the input */
+	const char *path;
 	/* the header */
 	int ncols;
 	char **col_names;
 	int known[COL_KNOWN];     /* column index of each known column, or -1 */
 	bool have_header;
-	/* the row being parsed */
-	struct buf fields;        /* field bytes, each NUL-terminated */
-	size_t offs[MAX_FIELDS];
-	size_t lens[MAX_FIELDS];
-	int nfields;
-	bool too_many_fields;
-	long row_line;            /* physical line where the row began */
+	int extra[MAX_FIELDS];    /* the columns kept as template attributes, in header order */
+	int n_extra;
+	/* (reader) the row being parsed */
+	struct slot *cur;
 	long line;                /* physical line being fed */
 	size_t row_bytes;
-	/* output */
+	struct err re;            /* the reader's error: the file cannot be read, a bad header */
+	int rfatal;               /* re.code once the reader failed */
+	bool stopped;             /* the store thread failed: read no further */
+	char *tz_ok[TZ_CACHE];
+	int n_tz_ok;
+	struct row_queue q;
+	/* (store) output */
 	FILE *rejects;
 	const char *rejects_path;
 	int fatal;                /* a store error stopped the import */
 	int64_t in_batch;
 	struct timespec started, last_progress;
-	char *tz_ok[TZ_CACHE];
-	int n_tz_ok;
-	int extra[MAX_FIELDS];    /* the columns kept as template attributes, in header order */
-	int n_extra;
-	struct buf attrs;         /* the current row's attributes as JSON */
-	struct buf vals;          /* the current row's known fields, trimmed */
 	bool any_forgotten;       /* some address was forgotten: check each row's */
 };
 
+static void row_free(struct row *w)
+{
+	free(w->email);
+}
+
+static const char *slot_field(const struct slot *sl, int i)
+{
+	return sl->fields.data + sl->offs[i];
+}
+
 static const char *field(const struct importer *im, int i)
 {
-	return im->fields.data + im->offs[i];
+	return slot_field(im->cur, i);
 }
 
 static void on_field(void *data, size_t len, void *ud)
 {
 	struct importer *im = ud;
+	struct slot *sl = im->cur;
 
-	if (im->nfields >= MAX_FIELDS) {
-		im->too_many_fields = true;
+	if (sl->nfields >= MAX_FIELDS) {
+		sl->too_many_fields = true;
 		return;
 	}
-	im->offs[im->nfields] = im->fields.len;
-	im->lens[im->nfields] = len;
-	buf_append(&im->fields, data ? data : "", data ? len : 0);
-	buf_putc(&im->fields, '\0');
-	im->nfields++;
+	if (sl->nfields == sl->room_fields) {
+		sl->room_fields = sl->room_fields ? 2 * sl->room_fields : 16;
+		sl->offs = xrealloc(sl->offs, (size_t)sl->room_fields * sizeof *sl->offs);
+		sl->lens = xrealloc(sl->lens, (size_t)sl->room_fields * sizeof *sl->lens);
+	}
+	sl->offs[sl->nfields] = sl->fields.len;
+	sl->lens[sl->nfields] = len;
+	buf_append(&sl->fields, data ? data : "", data ? len : 0);
+	buf_putc(&sl->fields, '\0');
+	sl->nfields++;
 }
 
+/* Makes the reader's current slot empty, for the next row. */
 static void row_reset(struct importer *im)
 {
-	buf_reset(&im->fields);
-	im->nfields = 0;
-	im->too_many_fields = false;
+	struct slot *sl = im->cur;
+
+	buf_reset(&sl->fields);
+	sl->nfields = 0;
+	sl->too_many_fields = false;
+	sl->rejected = false;
+	row_free(&sl->w);
+	memset(&sl->w, 0, sizeof sl->w);
+	sl->segment_id = 0;
+	sl->digest = 0;
 	im->row_bytes = 0;
 }
 
@@ -117,27 +191,168 @@ static int rejects_open(struct importer *im)
 	return 0;
 }
 
-/* Records a rejected row: its line, the reason, and its fields as read. */
-static void reject(struct importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reject(struct importer *im, const char *fmt, ...)
+/* (store) Records a rejected row: its line, the reason, and its fields as read. */
+static void rejects_write(struct importer *im, const struct slot *sl, const char *reason)
 {
-	char reason[512], line[32];
-	va_list ap;
+	char line[32];
 
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
-	va_end(ap);
 	im->r->counts.rejected++;
 	if (rejects_open(im) != 0) {
 		im->fatal = im->e->code;
 		return;
 	}
-	snprintf(line, sizeof line, "%ld", im->row_line);
+	snprintf(line, sizeof line, "%ld", sl->row_line);
 	fputs(line, im->rejects);
 	csv_put(im->rejects, reason, strlen(reason), false);
-	for (int i = 0; i < im->nfields; i++)
-		csv_put(im->rejects, field(im, i), im->lens[i], false);
+	for (int i = 0; i < sl->nfields; i++)
+		csv_put(im->rejects, slot_field(sl, i), sl->lens[i], false);
 	fputs("\r\n", im->rejects);
+}
+
+/* (reader) Marks the current row rejected, for the store thread to write in its turn. */
+static void reject(struct importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reject(struct importer *im, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(im->cur->reason, sizeof im->cur->reason, fmt, ap);
+	va_end(ap);
+	im->cur->rejected = true;
+}
+
+/* ---- the queue between the reader and the store thread ---- */
+
+static void queue_init(struct row_queue *q)
+{
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->filled, NULL);
+	pthread_cond_init(&q->drained, NULL);
+	q->slots = xcalloc(QUEUE_SLOTS, sizeof *q->slots);
+	for (size_t i = 0; i < QUEUE_SLOTS; i++) {
+		buf_init(&q->slots[i].fields);
+		buf_init(&q->slots[i].vals);
+		buf_init(&q->slots[i].attrs);
+	}
+}
+
+static void queue_free(struct row_queue *q)
+{
+	if (q->slots == NULL)
+		return;
+	for (size_t i = 0; i < QUEUE_SLOTS; i++) {
+		row_free(&q->slots[i].w);
+		free(q->slots[i].offs);
+		free(q->slots[i].lens);
+		buf_free(&q->slots[i].fields);
+		buf_free(&q->slots[i].vals);
+		buf_free(&q->slots[i].attrs);
+	}
+	free(q->slots);
+	pthread_cond_destroy(&q->drained);
+	pthread_cond_destroy(&q->filled);
+	pthread_mutex_destroy(&q->mu);
+}
+
+/* (reader, lock held) Waits for a free slot and makes it current; false if the store stopped
+ * (the slot is then the reader's scratch space: nothing reads it). */
+static bool queue_claim(struct importer *im)
+{
+	struct row_queue *q = &im->q;
+
+	while (!q->stop && (q->count == QUEUE_SLOTS || (q->count > 0 && q->bytes > QUEUE_BYTES))) {
+		q->reader_waits = true;
+		if (q->store_waits) /* for a batch that big rows keep from filling up */
+			pthread_cond_signal(&q->filled);
+		pthread_cond_wait(&q->drained, &q->mu);
+	}
+	q->reader_waits = false;
+	if (!q->stop)
+		im->cur = &q->slots[(q->head + q->count) % QUEUE_SLOTS];
+	return !q->stop;
+}
+
+/* (reader) Queues the current row (one row of the file, to be stored or rejected) and makes
+ * a fresh slot current. Once the store has stopped, stops the reader instead. */
+static void row_push(struct importer *im)
+{
+	struct row_queue *q = &im->q;
+	bool going = false;
+
+	pthread_mutex_lock(&q->mu);
+	if (!q->stop) {
+		im->cur->queued_bytes = im->cur->fields.len;
+		q->bytes += im->cur->queued_bytes;
+		q->count++;
+		/* Woken for a batch, not for each row: the threads do not take turns row by row. */
+		if (q->store_waits && q->count >= QUEUE_SLOTS / 4)
+			pthread_cond_signal(&q->filled);
+		going = queue_claim(im);
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (!going) {
+		im->stopped = true; /* the store reads no slot any more */
+		return;
+	}
+	row_reset(im);
+}
+
+/* (reader) Tells the store thread that no more rows come. */
+static void queue_finish(struct row_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->done = true;
+	pthread_cond_signal(&q->filled);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* (store) Waits for queued rows; how many there are, at most STORE_CHUNK, from slots[q->head]
+ * on (which only this thread moves); 0 once the reader is done and all were stored. */
+static size_t queue_take(struct row_queue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->mu);
+	while (q->count == 0 && !q->done) {
+		q->store_waits = true;
+		pthread_cond_wait(&q->filled, &q->mu);
+	}
+	q->store_waits = false;
+	n = q->count < STORE_CHUNK ? q->count : STORE_CHUNK;
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+/* (store) Hands the n oldest slots back to the reader (their big buffers freed). */
+static void queue_release(struct row_queue *q, size_t n)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct slot *sl = &q->slots[(q->head + i) % QUEUE_SLOTS];
+		bytes += sl->queued_bytes;
+		if (sl->fields.cap > SLOT_KEEP_BYTES || sl->vals.cap > SLOT_KEEP_BYTES ||
+		    sl->attrs.cap > SLOT_KEEP_BYTES) {
+			buf_free(&sl->fields), buf_free(&sl->vals), buf_free(&sl->attrs);
+			buf_init(&sl->fields), buf_init(&sl->vals), buf_init(&sl->attrs);
+		}
+	}
+	pthread_mutex_lock(&q->mu);
+	q->head = (q->head + n) % QUEUE_SLOTS;
+	q->count -= n;
+	q->bytes -= bytes;
+	if (q->reader_waits && q->count <= QUEUE_SLOTS / 2 && q->bytes <= QUEUE_BYTES / 2)
+		pthread_cond_signal(&q->drained);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* (store) Stops the reader: it reads no further and queues nothing more. */
+static void queue_stop(struct row_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->stop = true;
+	pthread_cond_signal(&q->drained);
+	pthread_mutex_unlock(&q->mu);
 }
 
 static char *trim(char *s)
@@ -155,20 +370,20 @@ static char *trim(char *s)
 /* Reads the header row: column names, the known ones located, duplicates refused. */
 static int header_read(struct importer *im)
 {
-	im->ncols = im->nfields;
+	im->ncols = im->cur->nfields;
 	im->col_names = xcalloc((size_t)im->ncols, sizeof *im->col_names);
 	for (int k = 0; k < COL_KNOWN; k++)
 		im->known[k] = -1;
 	for (int i = 0; i < im->ncols; i++) {
 		char *name = trim((char *)field(im, i));
 		if (!str_utf8_valid(name, strlen(name)) || str_has_control(name) || *name == '\0')
-			return err_set(im->e, ERR_DATA, "line %ld: column %d of the header is empty"
-				       " or not a printable UTF-8 name", im->row_line, i + 1);
+			return err_set(&im->re, ERR_DATA, "line %ld: column %d of the header is empty"
+				       " or not a printable UTF-8 name", im->cur->row_line, i + 1);
 		im->col_names[i] = xstrdup(name);
 		for (int j = 0; j < i; j++)
 			if (strcasecmp(im->col_names[j], name) == 0)
-				return err_set(im->e, ERR_DATA, "line %ld: the header names column"
-					       " '%s' twice", im->row_line, name);
+				return err_set(&im->re, ERR_DATA, "line %ld: the header names column"
+					       " '%s' twice", im->cur->row_line, name);
 		for (int k = 0; k < COL_KNOWN; k++)
 			if (strcasecmp(known_names[k], name) == 0)
 				im->known[k] = i;
@@ -185,31 +400,18 @@ static int header_read(struct importer *im)
 		for (int i = 0; i < im->ncols && !found; i++)
 			found = strcasecmp(im->col_names[i], im->c->attributes.values[a]) == 0;
 		if (!found)
-			return err_set(im->e, ERR_DATA,
+			return err_set(&im->re, ERR_DATA,
 				       "line %ld: the header has no '%s' column, which campaign %s's"
 				       " templates use (its 'attributes' setting)",
-				       im->row_line, im->c->attributes.values[a], im->c->name);
+				       im->cur->row_line, im->c->attributes.values[a], im->c->name);
 	}
 	if (im->known[COL_EMAIL] < 0)
-		return err_set(im->e, ERR_DATA,
+		return err_set(&im->re, ERR_DATA,
 			       "line %ld: the header has no 'email' column (it has: %s%s); the first"
 			       " row must name the columns, one of them email",
-			       im->row_line, im->col_names[0], im->ncols > 1 ? ", ..." : "");
+			       im->cur->row_line, im->col_names[0], im->ncols > 1 ? ", ..." : "");
 	im->have_header = true;
 	return 0;
-}
-
-/* One row, checked and normalised, ready for the store. */
-struct row {
-	const char *v[COL_KNOWN]; /* known columns, NULL when absent or empty */
-	char *email;              /* normalised, owned */
-	const char *attrs;        /* JSON, the importer's, or NULL */
-	char locale[36];
-};
-
-static void row_free(struct row *w)
-{
-	free(w->email);
 }
 
 static bool tz_known(struct importer *im, const char *tz)
@@ -267,22 +469,22 @@ static bool printable_ascii(const char *v, size_t len)
 /* Checks every field's encoding, and the known ones for control characters. */
 static bool row_check_text(struct importer *im)
 {
-	for (int i = 0; i < im->nfields; i++) {
+	for (int i = 0; i < im->cur->nfields; i++) {
 		const char *v = field(im, i);
-		if (printable_ascii(v, im->lens[i]))
+		if (printable_ascii(v, im->cur->lens[i]))
 			continue;
-		if (memchr(v, '\0', im->lens[i]) != NULL) {
+		if (memchr(v, '\0', im->cur->lens[i]) != NULL) {
 			reject(im, "column '%s' contains a NUL byte", im->col_names[i]);
 			return false;
 		}
-		if (!str_utf8_valid(v, im->lens[i])) {
+		if (!str_utf8_valid(v, im->cur->lens[i])) {
 			reject(im, "column '%s' is not valid UTF-8", im->col_names[i]);
 			return false;
 		}
 	}
 	for (int k = 0; k < COL_KNOWN; k++) {
 		int i = im->known[k];
-		if (i >= 0 && !printable_ascii(field(im, i), im->lens[i]) &&
+		if (i >= 0 && !printable_ascii(field(im, i), im->cur->lens[i]) &&
 		    str_has_control(field(im, i))) {
 			reject(im, "column '%s' contains a line break or control character",
 			       known_names[k]);
@@ -339,7 +541,7 @@ void import_attrs_json(struct buf *out, const char *const *names, const char *co
 	buf_putc(out, '}');
 }
 
-/* The extra columns of the current row as a JSON object in im->attrs; NULL if none. */
+/* The extra columns of the current row as a JSON object in the slot's attrs; NULL if none. */
 static const char *row_attrs(struct importer *im)
 {
 	const char *names[MAX_FIELDS], *values[MAX_FIELDS];
@@ -348,13 +550,13 @@ static const char *row_attrs(struct importer *im)
 	for (int j = 0; j < im->n_extra; j++) {
 		names[j] = im->col_names[im->extra[j]];
 		values[j] = field(im, im->extra[j]);
-		lens[j] = im->lens[im->extra[j]];
+		lens[j] = im->cur->lens[im->extra[j]];
 	}
-	import_attrs_json(&im->attrs, names, values, lens, (size_t)im->n_extra);
-	return im->n_extra > 0 ? im->attrs.data : NULL;
+	import_attrs_json(&im->cur->attrs, names, values, lens, (size_t)im->n_extra);
+	return im->n_extra > 0 ? im->cur->attrs.data : NULL;
 }
 
-/* Field i of the current row without surrounding blanks, copied into im->vals (whose room
+/* Field i of the current row without surrounding blanks, copied into the slot's vals (whose room
  * the caller reserved); NULL if i < 0 or the field is blank. */
 static const char *known_trimmed(struct importer *im, int i)
 {
@@ -363,17 +565,17 @@ static const char *known_trimmed(struct importer *im, int i)
 
 	if (i < 0)
 		return NULL;
-	v = field(im, i), end = v + im->lens[i];
+	v = field(im, i), end = v + im->cur->lens[i];
 	while (v < end && (*v == ' ' || *v == '\t'))
 		v++;
 	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	if (v == end)
 		return NULL;
-	out = im->vals.data + im->vals.len;
+	out = im->cur->vals.data + im->cur->vals.len;
 	memcpy(out, v, (size_t)(end - v));
 	out[end - v] = '\0';
-	im->vals.len += (size_t)(end - v) + 1;
+	im->cur->vals.len += (size_t)(end - v) + 1;
 	return out;
 }
 
@@ -385,8 +587,8 @@ static bool row_build(struct importer *im, struct row *w)
 	if (!row_check_text(im))
 		return false;
 	/* Trimmed copies: the fields as read stay whole for the rejects file. */
-	buf_reset(&im->vals);
-	buf_grow(&im->vals, im->fields.len); /* no reallocation below: the pointers hold */
+	buf_reset(&im->cur->vals);
+	buf_grow(&im->cur->vals, im->cur->fields.len); /* no reallocation below: the pointers hold */
 	for (int k = 0; k < COL_KNOWN; k++)
 		w->v[k] = known_trimmed(im, im->known[k]);
 	if (w->v[COL_EMAIL] == NULL) {
@@ -443,9 +645,11 @@ static uint64_t row_digest(const struct row *w, int64_t segment_id)
 	return hash_fnv1a(h, &segment_id, sizeof segment_id) & INT64_MAX;
 }
 
-static void row_to_recipient(const struct importer *im, const struct row *w, int64_t segment_id,
+static void row_to_recipient(const struct importer *im, const struct slot *sl,
 			     struct store_recipient *r)
 {
+	const struct row *w = &sl->w;
+
 	memset(r, 0, sizeof *r);
 	r->campaign_id = im->campaign_id;
 	r->user_id = w->v[COL_USER_ID];
@@ -458,8 +662,8 @@ static void row_to_recipient(const struct importer *im, const struct row *w, int
 	r->platform = w->v[COL_PLATFORM];
 	r->os = w->v[COL_OS];
 	r->attrs = w->attrs;
-	r->segment_id = segment_id;
-	r->digest = row_digest(w, segment_id);
+	r->segment_id = sl->segment_id;
+	r->digest = sl->digest;
 	r->import_run = im->r->run_id;
 }
 
@@ -467,10 +671,11 @@ static void row_to_recipient(const struct importer *im, const struct row *w, int
 enum outcome { OUT_ADDED, OUT_UPDATED, OUT_UNCHANGED, OUT_MERGED, OUT_CONFLICT, OUT_SKIPPED };
 
 /* An existing recipient: unchanged, updated, or (seen earlier in this file) merged. */
-static int row_update(struct importer *im, struct store_recipient *r,
+static int row_update(struct importer *im, const struct slot *sl, struct store_recipient *r,
 		      const struct store_recipient_key *k, bool by_email, enum outcome *out)
 {
 	struct store_recipient_key other;
+	char reason[sizeof sl->reason];
 	int rc;
 
 	if (k->import_run == im->r->run_id || by_email)
@@ -485,7 +690,9 @@ static int row_update(struct importer *im, struct store_recipient *r,
 			return rc;
 		if (rc == 0 && other.id != k->id) {
 			*out = OUT_CONFLICT;
-			reject(im, "email %s already belongs to user %s", r->email, other.user_id);
+			snprintf(reason, sizeof reason, "email %s already belongs to user %s",
+				 r->email, other.user_id);
+			rejects_write(im, sl, reason);
 			return 0;
 		}
 	}
@@ -493,17 +700,16 @@ static int row_update(struct importer *im, struct store_recipient *r,
 	return store_recipient_update(im->s, r, im->o->now, im->e);
 }
 
-static int row_store(struct importer *im, const struct row *w, int64_t segment_id,
-		     enum outcome *out)
+static int row_store(struct importer *im, const struct slot *sl, enum outcome *out)
 {
 	struct store_recipient r;
 	struct store_recipient_key k;
 	int64_t id;
 	int rc;
 
-	row_to_recipient(im, w, segment_id, &r);
+	row_to_recipient(im, sl, &r);
 	/* Most rows are new: one INSERT that turns out a no-op on a duplicate is the fast path. */
-	if (segment_id != 0) {
+	if (sl->segment_id != 0) {
 		if ((rc = store_recipient_insert(im->s, &r, im->o->now, &id, im->e)) <= 0) {
 			*out = OUT_ADDED;
 			return rc;
@@ -511,13 +717,13 @@ static int row_store(struct importer *im, const struct row *w, int64_t segment_i
 	}
 	rc = store_recipient_find_user(im->s, im->campaign_id, r.user_id, &k, im->e);
 	if (rc <= 0)
-		return rc < 0 ? rc : row_update(im, &r, &k, false, out);
+		return rc < 0 ? rc : row_update(im, sl, &r, &k, false, out);
 	*out = OUT_SKIPPED;
-	if (segment_id == 0) /* not affected, and not known: nothing to keep */
+	if (sl->segment_id == 0) /* not affected, and not known: nothing to keep */
 		return 0;
 	rc = store_recipient_find_email(im->s, im->campaign_id, r.email, &k, im->e);
 	if (rc <= 0)
-		return rc < 0 ? rc : row_update(im, &r, &k, true, out);
+		return rc < 0 ? rc : row_update(im, sl, &r, &k, true, out);
 	/* Neither the user id nor the address is known: the insert above would have worked. */
 	return err_set(im->e, ERR_SOFTWARE, "recipient %s conflicts but cannot be found", r.user_id);
 }
@@ -525,7 +731,7 @@ static int row_store(struct importer *im, const struct row *w, int64_t segment_i
 static void count_outcome(struct store_import_counts *c, enum outcome o, bool affected)
 {
 	if (o == OUT_CONFLICT)
-		return; /* counted as rejected by reject() */
+		return; /* counted as rejected by rejects_write() */
 	if (!affected) {
 		c->not_affected++;
 		return;
@@ -548,44 +754,51 @@ static int64_t row_segment(const struct importer *im, const struct row *w)
 	return g ? im->segment_ids[g - im->c->segments] : 0;
 }
 
-/* A complete data row: check, match, store. */
+/* (reader) A complete data row: checked, normalised and matched into the current slot, then
+ * queued (rejected or not) for the store thread. */
 static void row_process(struct importer *im)
 {
-	struct row w;
-	int64_t segment_id;
+	struct slot *sl = im->cur;
+
+	if (sl->too_many_fields || sl->nfields != im->ncols)
+		reject(im, "expected %d fields as in the header, found %s%d", im->ncols,
+		       sl->too_many_fields ? "more than " : "", sl->nfields);
+	else if (row_build(im, &sl->w)) {
+		sl->segment_id = row_segment(im, &sl->w);
+		sl->digest = row_digest(&sl->w, sl->segment_id);
+	}
+	row_push(im);
+}
+
+/* (store) One queued row, in file order: rejected, or stored as the import did inline. */
+static void slot_store(struct importer *im, const struct slot *sl)
+{
 	enum outcome o = OUT_SKIPPED;
 	bool forgotten = false;
 	int rc;
 
-	memset(&w, 0, sizeof w);
 	im->r->counts.rows++;
-	if (im->too_many_fields || im->nfields != im->ncols) {
-		reject(im, "expected %d fields as in the header, found %s%d", im->ncols,
-		       im->too_many_fields ? "more than " : "", im->nfields);
+	if (sl->rejected) {
+		rejects_write(im, sl, sl->reason);
 		return;
 	}
-	if (!row_build(im, &w))
-		goto out;
 	/* A forgotten person stays forgotten: their data is not taken in again (and not
 	 * written to the rejects file either); they count as not affected. */
 	if (im->any_forgotten &&
-	    (rc = store_report_address_forgotten(im->s, w.email, &forgotten, im->e)) != 0) {
+	    (rc = store_report_address_forgotten(im->s, sl->w.email, &forgotten, im->e)) != 0) {
 		im->fatal = rc;
-		goto out;
+		return;
 	}
 	if (forgotten) {
 		im->r->counts.not_affected++;
-		goto out;
+		return;
 	}
-	segment_id = row_segment(im, &w);
-	if ((rc = row_store(im, &w, segment_id, &o)) != 0) {
+	if ((rc = row_store(im, sl, &o)) != 0) {
 		im->fatal = rc;
-		goto out;
+		return;
 	}
-	count_outcome(&im->r->counts, o, segment_id != 0);
+	count_outcome(&im->r->counts, o, sl->segment_id != 0);
 	im->in_batch++;
-out:
-	row_free(&w);
 }
 
 static double elapsed(const struct timespec *a, const struct timespec *b)
@@ -622,22 +835,20 @@ static void batch_boundary(struct importer *im)
 	im->in_batch = 0;
 }
 
+/* (reader) libcsv's end of a row: the header, or a data row to queue. */
 static void on_row(int term, void *ud)
 {
 	struct importer *im = ud;
 
 	(void)term;
-	if (im->fatal)
-		goto out;
-	if (!im->have_header) {
-		if (header_read(im) != 0)
-			im->fatal = im->e->code;
-		goto out;
+	if (im->rfatal || im->stopped)
+		return;
+	if (im->have_header) {
+		row_process(im); /* queued: the slot current now is fresh */
+		return;
 	}
-	row_process(im);
-	progress(im, false);
-	batch_boundary(im);
-out:
+	if (header_read(im) != 0)
+		im->rfatal = im->re.code;
 	row_reset(im);
 }
 
@@ -662,22 +873,20 @@ static void feed(struct importer *im, struct csv_parser *p, const char *data, si
 
 	if (*skipping)
 		return;
-	if (p->pstate == 0 && im->nfields == 0 && im->row_bytes == 0)
-		im->row_line = im->line;
+	if (p->pstate == 0 && im->cur->nfields == 0 && im->row_bytes == 0)
+		im->cur->row_line = im->line;
 	im->row_bytes += len;
 	if (im->row_bytes > MAX_ROW_BYTES) {
-		im->r->counts.rows++;
 		reject(im, "the row is longer than %d bytes", MAX_ROW_BYTES);
-		*skipping = true;
 	} else {
 		done = csv_parse(p, data, len, on_field, on_row, im);
-		if (done == len)
+		if (done == len || im->stopped || im->rfatal)
 			return;
-		im->r->counts.rows++;
 		reject(im, "malformed CSV: %s (a quote inside an unquoted field, or text after"
 		       " a closing quote)", csv_strerror(csv_error(p)));
-		*skipping = true;
 	}
+	row_push(im);
+	*skipping = true;
 	/* Start afresh after the bad row: the rest of its line is skipped. */
 	csv_free(p);
 	parser_init(p);
@@ -730,7 +939,7 @@ static void feed_chunk(struct importer *im, struct csv_parser *p, const char *ch
 		pos = 1;
 	}
 	*after_cr = false;
-	while (pos < n && !im->fatal) {
+	while (pos < n && !im->rfatal && !im->stopped) {
 		bool complete;
 		size_t len = line_end(&ls, pos, &complete);
 
@@ -744,7 +953,8 @@ static void feed_chunk(struct importer *im, struct csv_parser *p, const char *ch
 	}
 }
 
-static int read_all(struct importer *im, FILE *f, const char *path)
+/* (reader) Reads and parses the whole file, queueing every row; the thread's body. */
+static void read_all(struct importer *im)
 {
 	struct csv_parser p;
 	char *chunk = xmalloc(READ_CHUNK);
@@ -753,21 +963,66 @@ static int read_all(struct importer *im, FILE *f, const char *path)
 
 	parser_init(&p);
 	im->line = 1;
-	while (!im->fatal && (n = fread(chunk, 1, READ_CHUNK, f)) > 0) {
+	while (!im->rfatal && !im->stopped && (n = fread(chunk, 1, READ_CHUNK, im->f)) > 0) {
 		size_t skip = (first && n >= 3 && memcmp(chunk, "\xef\xbb\xbf", 3) == 0) ? 3 : 0;
 		first = false;
 		feed_chunk(im, &p, chunk + skip, n - skip, &skipping, &after_cr);
 	}
-	if (!im->fatal && ferror(f))
-		im->fatal = err_sys(im->e, ERR_IO, errno, "reading %s", path);
-	if (!im->fatal && !skipping && csv_fini(&p, on_field, on_row, im) != 0) {
-		im->r->counts.rows++;
+	if (!im->rfatal && !im->stopped && ferror(im->f))
+		im->rfatal = err_sys(&im->re, ERR_IO, errno, "reading %s", im->path);
+	if (!im->rfatal && !im->stopped && !skipping &&
+	    csv_fini(&p, on_field, on_row, im) != 0 && !im->rfatal && !im->stopped) {
 		reject(im, "the file ends inside a quoted field that began on this line (is it"
 		       " truncated?)");
+		row_push(im);
 	}
 	csv_free(&p);
 	free(chunk);
+}
+
+static void *reader_main(void *arg)
+{
+	struct importer *im = arg;
+
+	read_all(im);
+	queue_finish(&im->q);
+	return NULL;
+}
+
+/* (store) Stores the queued rows as they come, committing every commit_every rows, until the
+ * reader is done or a store error; then stops the reader. 0 or the store's error. */
+static int store_rows(struct importer *im)
+{
+	size_t n;
+
+	/* A chunk of rows per lock: the mutex's cache line does not cross cores for each row. */
+	while (!im->fatal && (n = queue_take(&im->q)) > 0) {
+		for (size_t i = 0; i < n && !im->fatal; i++) {
+			slot_store(im, &im->q.slots[(im->q.head + i) % QUEUE_SLOTS]);
+			progress(im, false);
+			batch_boundary(im);
+		}
+		queue_release(&im->q, n);
+	}
+	queue_stop(&im->q);
 	return im->fatal;
+}
+
+/* Runs the reader thread beside the store thread (this one) and joins it. 0, the store's
+ * error, or else the reader's (copied into im->e). */
+static int read_and_store(struct importer *im)
+{
+	pthread_t reader;
+	int rc;
+
+	im->cur = &im->q.slots[0];
+	if ((rc = pthread_create(&reader, NULL, reader_main, im)) != 0)
+		return err_sys(im->e, ERR_IO, rc, "cannot start the import's reader thread");
+	rc = store_rows(im);
+	pthread_join(reader, NULL);
+	if (rc == 0 && im->rfatal != 0)
+		rc = err_set(im->e, im->re.code, "%s", im->re.msg);
+	return rc;
 }
 
 static int load_segment_ids(struct importer *im)
@@ -790,9 +1045,7 @@ static void importer_free(struct importer *im)
 	for (int i = 0; i < im->n_tz_ok; i++)
 		free(im->tz_ok[i]);
 	free(im->segment_ids);
-	buf_free(&im->fields);
-	buf_free(&im->attrs);
-	buf_free(&im->vals);
+	queue_free(&im->q);
 	if (im->rejects != NULL)
 		fclose(im->rejects);
 }
@@ -814,15 +1067,15 @@ static int finish_run(struct importer *im, const char *state)
 	return rc;
 }
 
-static int import_body(struct importer *im, FILE *f, const char *path)
+static int import_body(struct importer *im)
 {
 	int rc;
 
 	if ((rc = store_begin(im->s, im->e)) != 0)
 		return rc;
-	if ((rc = read_all(im, f, path)) == 0 && !im->have_header)
+	if ((rc = read_and_store(im)) == 0 && !im->have_header)
 		rc = err_set(im->e, ERR_DATA, "%s is empty: the first row must name the columns,"
-			     " one of them email", path);
+			     " one of them email", im->path);
 	if (rc == 0)
 		rc = store_commit(im->s, im->e);
 	if (rc != 0)
@@ -833,14 +1086,15 @@ static int import_body(struct importer *im, FILE *f, const char *path)
 int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, const char *path,
 	       const struct import_options *o, struct import_result *r, struct err *e)
 {
-	struct importer im = {.s = s, .c = c, .campaign_id = campaign_id, .o = o, .r = r, .e = e};
+	struct importer im = {.s = s, .c = c, .campaign_id = campaign_id, .o = o, .r = r, .e = e,
+			      .path = path};
 	char *default_rejects = NULL;
 	FILE *f = NULL;
 	int rc;
 
 	memset(r, 0, sizeof *r);
-	buf_init(&im.fields), buf_init(&im.attrs), buf_init(&im.vals);
-	if ((f = fopen(path, "rb")) == NULL) {
+	queue_init(&im.q);
+	if ((f = im.f = fopen(path, "rb")) == NULL) {
 		rc = err_sys(e, errno == ENOENT ? ERR_NOTFOUND : ERR_IO, errno, "cannot read %s", path);
 		goto out;
 	}
@@ -860,7 +1114,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 		store_rollback(s);
 		goto out;
 	}
-	rc = import_body(&im, f, path);
+	rc = import_body(&im);
 	progress(&im, true);
 	if (store_set_durable(s, true, rc == 0 ? e : NULL) != 0 && rc == 0)
 		rc = e->code;

@@ -37,7 +37,10 @@ struct import_result {
  * ERR_DATA before anything is written. A database failure is ERR_IO or
  * ERR_TEMPFAIL; rows committed before it stay (a re-run is idempotent).
  * Batches are committed without fsync and the run's last commit with it, so
- * once this returns 0 the whole import is durable.
+ * once this returns 0 the whole import is durable. A second thread reads,
+ * checks and matches rows ahead of the store through a bounded queue (memory
+ * does not grow with the file); rows are stored and rejected in file order,
+ * and only the calling thread uses s.
  */
 int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, const char *path,
 	       const struct import_options *o, struct import_result *r, struct err *e);

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -292,6 +293,129 @@ static void test_one_address_index(void **state)
 	assert_true(address_lookups_use_the_index(f) >= 3);
 }
 
+
+/* Row i of write_many's file is rejected (a bad version) when this holds. */
+static bool many_rejected(int i)
+{
+	return i % 7 == 0;
+}
+
+/* Row i of write_many's file carries a big country value when this holds: 20 rows in a row. */
+static bool many_big(int i)
+{
+	return i >= 2500 && i < 2520;
+}
+
+/* Writes n rows: row i (line i + 2) is user q<i> at address q<i % 1000>@..., so rows 1000
+ * apart are one person; many_rejected rows have a bad version, many_big ones big_len bytes of
+ * country. */
+static void write_many(const struct fx *f, int n, size_t big_len)
+{
+	FILE *out = fopen(f->csv, "w");
+	char *big = xmalloc(big_len + 1);
+
+	assert_non_null(out);
+	memset(big, 'x', big_len);
+	big[big_len] = '\0';
+	fputs(HEADER, out);
+	for (int i = 0; i < n; i++)
+		fprintf(out, "q%d,q%d@users.example.test,N%d,en,,msn-messenger,%s,windows,XP,%s\n", i,
+			i % 1000, i, many_rejected(i) ? "v4" : "4.6", many_big(i) ? big : "FR");
+	fclose(out);
+	free(big);
+}
+
+/* Checks that the rejects file lists exactly the rows many_rejected picks, in file order. */
+static void check_many_rejects(const char *path, int n)
+{
+	char chunk[256];
+	bool line_start = true;
+	FILE *in = fopen(path, "r");
+	int i = 0;
+	long line;
+
+	assert_non_null(in);
+	assert_non_null(fgets(chunk, sizeof chunk, in)); /* the header */
+	while (fgets(chunk, sizeof chunk, in) != NULL) {
+		bool at = line_start;
+
+		line_start = strchr(chunk, '\n') != NULL; /* long lines come in several chunks */
+		if (!at)
+			continue;
+		while (i < n && !many_rejected(i))
+			i++;
+		assert_int_equal(sscanf(chunk, "%ld,", &line), 1);
+		assert_int_equal(line, i + 2);
+		i++;
+	}
+	fclose(in);
+	while (i < n && !many_rejected(i))
+		i++;
+	assert_int_equal(i, n); /* none missing at the end */
+}
+
+/* The reader thread parses ahead of the store through a bounded queue: rows far bigger than
+ * its byte budget, and many more rows than it has slots, are stored and rejected in file
+ * order exactly as by one thread (the later duplicate's data wins, rejects keep their line
+ * numbers and order). */
+static void test_rows_stored_in_file_order_through_the_queue(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+	char *rejects;
+	int64_t rejected = 0, big_kept = 0;
+
+	write_many(f, 2600, 600 * 1024); /* 20 rows of 600 KiB in a row: 12 MiB */
+	for (int a = 0; a < 1000; a++) {
+		int last = -1;
+		for (int i = a; i < 2600; i += 1000)
+			last = many_rejected(i) ? last : i;
+		big_kept += last >= 0 && many_big(last);
+	}
+	for (int i = 0; i < 2600; i++)
+		rejected += many_rejected(i);
+	import(f, &r);
+	assert_int_equal(r.counts.rows, 2600);
+	assert_int_equal(r.counts.rejected, rejected);
+	assert_int_equal(r.counts.added, 1000); /* every address has a good row */
+	assert_int_equal(r.counts.merged, 2600 - rejected - 1000);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 1000);
+	/* q1's rows: line 3 (kept), q1001 (rejected), q2001 (merged into q1, its data won). */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'q1'"
+				      " AND name = 'N2001'"),
+			 1);
+	assert_true(big_kept > 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"
+				      " WHERE length(attrs) > 600 * 1024"),
+			 big_kept);
+	rejects = xasprintf("%s.rejects.csv", f->csv);
+	assert_string_equal(r.rejects_path, rejects);
+	check_many_rejects(rejects, 2600);
+	free(rejects);
+	free(r.rejects_path);
+}
+
+/* A store-side failure (here: the rejects file cannot be written) stops the reader thread,
+ * which may be far ahead or waiting for room: the import returns that error, and the batch
+ * in progress is rolled back. */
+static void test_store_failure_stops_the_reader(void **state)
+{
+	struct fx *f = *state;
+	char *bad = xasprintf("%s/no/such/dir/rejects.csv", f->dir);
+	struct import_options o = {bad, false, 1000, 0};
+	struct import_result r;
+	struct err e = {0};
+
+	write_many(f, 20000, 16);
+	assert_int_equal(import_csv(f->s, f->c, f->campaign_id, f->csv, &o, &r, &e), ERR_IO);
+	assert_non_null(strstr(e.msg, "cannot write the rejects file"));
+	assert_null(r.rejects_path);
+	assert_int_equal(r.counts.rows, 1); /* the first row is rejected, and nothing after */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM import_run WHERE state = 'failed'"), 1);
+	free(bad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +424,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forgotten_address_not_taken_again, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_one_address_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rows_stored_in_file_order_through_the_queue,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_failure_stops_the_reader, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
