@@ -39,3 +39,7 @@ UPDATE sqlite_schema
 PRAGMA writable_schema = OFF;
 CREATE TABLE migration_009 (x);
 DROP TABLE migration_009;
+-- This connection still holds the tables as it parsed them before the edit: reload them, or a
+-- later ALTER TABLE ... ADD COLUMN on it (a fresh init running every migration) would splice
+-- the column in at an offset into the old text.
+PRAGMA writable_schema = RESET;

@@ -167,6 +167,40 @@ static void test_checks_are_comparisons_and_hold(void **state)
 	free(db);
 }
 
+/* A migration after 009 that adds a column, on the connection that ran 009 (a fresh init):
+ * 009 rewrote the table's text in sqlite_schema behind the connection's back, and ADD COLUMN
+ * splices the column in at an offset taken from the text the connection had loaded, unless
+ * 009 makes it reload the schema. The column must land at the end, on every connection. */
+static void test_column_added_after_009(void **state)
+{
+	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	struct store *s = NULL, *t = NULL;
+	struct err e = {0};
+	char *db;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	db = xasprintf("%s/t.db", dir);
+	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	assert_int_equal(run(s, "ALTER TABLE recipient ADD COLUMN probe TEXT"), SQLITE_OK);
+	assert_int_equal(pragma_int(s, "SELECT sql LIKE '%updated_at   INTEGER NOT NULL, probe TEXT,"
+				       "%UNIQUE (campaign_id, user_id)%' FROM sqlite_schema"
+				       " WHERE name = 'recipient'"),
+			 1);
+	assert_int_equal(store_open(&t, db, 0, &e), 0);
+	assert_int_equal(pragma_int(t, "SELECT name = 'probe' FROM pragma_table_info('recipient')"
+				       " ORDER BY cid DESC LIMIT 1"),
+			 1);
+	assert_int_equal(pragma_int(t, "SELECT count(*) FROM pragma_integrity_check"
+				       " WHERE integrity_check <> 'ok'"),
+			 0);
+	store_close(t);
+	store_close(s);
+	unlink(db);
+	rmdir(dir);
+	free(db);
+}
+
 /* sqlite3_trace_v2 callback: counts the trigger programs started (their "-- TRIGGER" text). */
 static int count_triggers(unsigned type, void *ud, void *p, void *x)
 {
@@ -294,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_cache_size_is_per_connection),
 		cmocka_unit_test(test_checks_are_comparisons_and_hold),
 		cmocka_unit_test(test_completion_runs_no_trigger),
+		cmocka_unit_test(test_column_added_after_009),
 		cmocka_unit_test(test_login_chunks_keep_no_statement_journal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
