@@ -252,7 +252,7 @@ static int login_batch(struct ctx *x, long every, long ms, struct err *e)
 	int rc;
 
 	buf_init(&b.answers);
-	if ((rc = ctx_store(x, 0, &b.s, e)) == 0 &&
+	if ((rc = ctx_store(x, STORE_WAL_BUFFERED, &b.s, e)) == 0 &&
 	    (rc = store_login_stream(b.s, STORE_LOGIN_CACHED, e)) == 0 &&
 	    (rc = batch_refresh(&b)) == 0 &&
 	    (rc = login_feed_start(&f, STDIN_FILENO, feed_now, x, e)) == 0)
