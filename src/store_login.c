@@ -275,7 +275,7 @@ int store_login_campaigns_signature(struct store *s, char **out, struct err *e)
 
 int store_login_stream(struct store *s, enum store_login_reads reads, struct err *e)
 {
-	static const char cached[] = "PRAGMA wal_autocheckpoint = 32768;"
+	static const char cached[] = "PRAGMA wal_autocheckpoint = 131072;"
 				     " PRAGMA cache_size = -1048576; PRAGMA mmap_size = 0";
 	static const char mapped[] = "PRAGMA wal_autocheckpoint = 32768;"
 				     " PRAGMA cache_size = -65536; PRAGMA mmap_size = 4294967296";

@@ -155,10 +155,12 @@ static void test_checks_are_comparisons_and_hold(void **state)
 	assert_int_equal(store_login_stream(b, STORE_LOGIN_CACHED, &e), 0);
 	assert_int_equal(pragma_int(b, "PRAGMA mmap_size"), 0);
 	assert_int_equal(pragma_int(b, "PRAGMA cache_size"), -1048576);
+	assert_int_equal(pragma_int(b, "PRAGMA wal_autocheckpoint"), 131072);
 	checks_hold(b);
 	assert_int_equal(store_login_stream(b, STORE_LOGIN_MAPPED, &e), 0);
 	assert_true(pragma_int(b, "PRAGMA mmap_size") > 0);
 	assert_int_equal(pragma_int(b, "PRAGMA cache_size"), -65536);
+	assert_int_equal(pragma_int(b, "PRAGMA wal_autocheckpoint"), 32768);
 	checks_hold(b);
 	store_close(a);
 	store_close(b);
