@@ -31,9 +31,21 @@ struct login_catalog {
 	char *signature;          /* store_login_campaigns_signature when loaded */
 };
 
+/* The recipients of one campaign whose reminder of one period this session saw taken (shown
+ * by it, or found claimed): a repeat login of theirs in that period needs no claim statement
+ * (a quarter of a balanced stream's logins). Emptied when the period changes and when a
+ * transaction rolls back (a claim it made may be gone); it can only spare a claim that would
+ * have found the reminder taken, never show one. */
+struct taken {
+	int64_t period_start;
+	int64_t *slot; /* open addressing; 0 is free (recipient ids are positive) */
+	size_t cap, n;
+};
+
 struct login_session {
 	const struct login_catalog *cat;
 	struct store *s;
+	struct taken *taken; /* one per campaign */
 	struct render **render; /* one per campaign, made on first use */
 	struct render_result res;
 	struct login_text_cache *texts;
@@ -176,12 +188,73 @@ int login_catalog_stale(const struct login_catalog *cat, struct store *s, bool *
 	return rc;
 }
 
+static size_t taken_home(const struct taken *t, int64_t id)
+{
+	return (size_t)(((uint64_t)id * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (t->cap - 1);
+}
+
+static bool taken_has(const struct taken *t, int64_t period_start, int64_t id)
+{
+	if (t->n == 0 || t->period_start != period_start)
+		return false;
+	for (size_t i = taken_home(t, id);; i = (i + 1) & (t->cap - 1)) {
+		if (t->slot[i] == id)
+			return true;
+		if (t->slot[i] == 0)
+			return false;
+	}
+}
+
+static void taken_put(struct taken *t, int64_t id)
+{
+	size_t i = taken_home(t, id);
+
+	while (t->slot[i] != 0 && t->slot[i] != id)
+		i = (i + 1) & (t->cap - 1);
+	t->n += t->slot[i] == 0;
+	t->slot[i] = id;
+}
+
+static void taken_add(struct taken *t, int64_t period_start, int64_t id)
+{
+	if (t->period_start != period_start) {
+		t->n = 0, t->period_start = period_start;
+		if (t->slot != NULL)
+			memset(t->slot, 0, t->cap * sizeof *t->slot);
+	}
+	if (2 * (t->n + 1) > t->cap) { /* at most half full */
+		struct taken old = *t;
+
+		t->cap = t->cap ? 2 * t->cap : 1024, t->n = 0;
+		t->slot = xcalloc(t->cap, sizeof *t->slot);
+		for (size_t i = 0; i < old.cap; i++)
+			if (old.slot[i] != 0)
+				taken_put(t, old.slot[i]);
+		free(old.slot);
+	}
+	taken_put(t, id);
+}
+
+/* The store's rollback hook: what the session saw taken may have been rolled back. */
+static void taken_forget(void *ud)
+{
+	struct login_session *ls = ud;
+
+	for (size_t k = 0; k < ls->cat->n; k++)
+		ls->taken[k].n = 0, ls->taken[k].period_start = INT64_MIN;
+	for (size_t k = 0; k < ls->cat->n; k++)
+		if (ls->taken[k].slot != NULL)
+			memset(ls->taken[k].slot, 0, ls->taken[k].cap * sizeof(int64_t));
+}
+
 struct login_session *login_session_new(const struct login_catalog *cat, struct store *s)
 {
 	struct login_session *ls = xcalloc(1, sizeof *ls);
 
 	ls->cat = cat, ls->s = s;
 	ls->render = xcalloc(cat->n ? cat->n : 1, sizeof *ls->render);
+	ls->taken = xcalloc(cat->n ? cat->n : 1, sizeof *ls->taken);
+	store_on_rollback(s, taken_forget, ls);
 	render_result_init(&ls->res);
 	ls->texts = login_text_cache_new();
 	buf_init(&ls->detail);
@@ -192,9 +265,11 @@ void login_session_free(struct login_session *ls)
 {
 	if (ls == NULL)
 		return;
+	store_on_rollback(ls->s, NULL, NULL);
 	for (size_t i = 0; i < ls->cat->n; i++)
-		render_free(ls->render[i]);
+		render_free(ls->render[i]), free(ls->taken[i].slot);
 	free(ls->render);
+	free(ls->taken);
 	render_result_free(&ls->res);
 	login_text_cache_free(ls->texts);
 	buf_free(&ls->detail);
@@ -280,6 +355,7 @@ static bool render_text(struct visit *v, const struct store_recipient *r,
 static int remind(struct visit *v, const struct store_recipient *r, const struct segment *g)
 {
 	const struct login_campaign *lc = &v->ls->cat->v[v->k];
+	struct taken *taken = &v->ls->taken[v->k];
 	struct store_login_reminder lr = {lc->id, r->id, 0, 0, v->ev->at, v->ev->client_version};
 	struct schedule_period p;
 	bool suppressed = false, claimed = false;
@@ -290,12 +366,19 @@ static int remind(struct visit *v, const struct store_recipient *r, const struct
 		return 0;
 	/* Claim first: most logins find the period's reminder taken, and skip the rest. */
 	lr.period_start = p.begin, lr.period_index = (int64_t)p.index;
-	if ((rc = store_login_reminder_claim(v->ls->s, &lr, &claimed, v->e)) != 0 || !claimed)
+	if (taken_has(taken, p.begin, r->id))
+		return 0;
+	if ((rc = store_login_reminder_claim(v->ls->s, &lr, &claimed, v->e)) != 0)
 		return rc;
+	if (!claimed) {
+		taken_add(taken, p.begin, r->id);
+		return 0;
+	}
 	if ((rc = store_suppressed(v->ls->s, r->email, &suppressed, v->e)) != 0)
 		return rc;
 	if (suppressed || !render_text(v, r, g))
 		return store_login_reminder_release(v->ls->s, r->id, p.begin, v->e);
+	taken_add(taken, p.begin, r->id);
 	v->a->reminded = true;
 	v->a->period_index = (int64_t)p.index;
 	v->a->period_start = p.begin, v->a->period_end = p.end;

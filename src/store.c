@@ -405,6 +405,11 @@ int store_commit(struct store *s, struct err *e)
 	return rc != 0 ? rc : exec(s, "COMMIT", e);
 }
 
+void store_on_rollback(struct store *s, void (*fn)(void *ud), void *ud)
+{
+	sqlite3_rollback_hook(s->db, fn, ud);
+}
+
 void store_rollback(struct store *s)
 {
 	store_login_drop(s);

@@ -531,6 +531,36 @@ static struct login_answer decide_on(struct login_session *ls, struct store *s, 
 	return a;
 }
 
+/* A session remembers whose reminder of the period it saw taken, so a repeat login makes no
+ * claim (shown by removing the claim behind its back: nothing is shown again); and it forgets
+ * them when a transaction rolls back, so a reminder whose claim was rolled back is shown at
+ * the next login. */
+static void test_taken_remembered_and_forgotten(void **state)
+{
+	struct fx *f = *state;
+	struct store_recipient_key k;
+	struct store *other = NULL;
+	struct login_event ev = {"sam", "4.6", NULL, at("2003-09-20T17:00:00Z")};
+	struct login_answer a;
+	struct err e = {0};
+
+	a = decide(f, "alice", "4.6", "2003-09-20T17:00:00Z", NULL, 0);
+	assert_true(a.reminded);
+	assert_int_equal(store_recipient_find_user(f->s, f->t_id, "alice", &k, &e), 0);
+	assert_int_equal(store_open(&other, f->db, 0, &e), 0);
+	assert_int_equal(store_login_reminder_release(other, k.id, a.period_start, &e), 0);
+	store_close(other);
+	assert_false(decide(f, "alice", "4.6", "2003-09-20T18:00:00Z", NULL, 0).reminded);
+	assert_int_equal(store_begin(f->s, &e), 0);
+	assert_int_equal(login_decide(f->ls, &ev, &a, &e), 0);
+	assert_true(a.reminded);
+	store_rollback(f->s);
+	assert_true(decide(f, "sam", "4.6", "2003-09-20T18:00:00Z", NULL, 0).reminded);
+	assert_false(decide(f, "sam", "4.6", "2003-09-20T19:00:00Z", NULL, 0).reminded);
+	/* The rollback also emptied the rest: alice's claim is made again, and finds none. */
+	assert_true(decide(f, "alice", "4.6", "2003-09-20T19:00:00Z", NULL, 0).reminded);
+}
+
 /* Collects the logins of a person's history. */
 struct login_rows {
 	int n;
@@ -881,6 +911,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_several_campaigns_and_paused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_logins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logins_batched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_taken_remembered_and_forgotten, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_tuned_streams_agree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_shared_by_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
