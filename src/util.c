@@ -210,17 +210,24 @@ static size_t utf8_seq_len(const unsigned char *p, size_t avail)
 bool str_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
+	size_t i = 0, n;
+	uint64_t w;
 
 	while (i < len) {
-		size_t n;
-
+		/* Text is mostly ASCII: skip it 8 octets at a time (a message body octet by octet
+		 * was 4% of the sender's instructions). */
+		for (; i + 8 <= len; i += 8) {
+			memcpy(&w, p + i, 8);
+			if (w & UINT64_C(0x8080808080808080))
+				break;
+		}
+		if (i == len)
+			break;
 		if (p[i] < 0x80) {
 			i++;
 			continue;
 		}
-		n = utf8_seq_len(p + i, len - i);
-		if (n == 0)
+		if ((n = utf8_seq_len(p + i, len - i)) == 0)
 			return false;
 		i += n;
 	}
