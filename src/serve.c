@@ -64,11 +64,12 @@ struct metrics {
 	struct histogram latency;
 	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
 	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
-	struct histogram commit_hist; /* commits that succeeded */
-	struct histogram steps[STEP_COUNT]; /* one duration per batch (a restart: checkpoint) */
+	/* One duration per batch: gathering, deciding and committing (those that succeeded: the
+	 * commit histogram), restarting the WAL (checkpoint); their sums are the step totals. */
+	struct histogram steps[STEP_COUNT];
 	atomic_uint_fast64_t ckpt_passive, ckpt_truncate, ckpt_ns; /* the checkpointer's */
-	atomic_uint_fast64_t ckpt_restart, restart_ns; /* the decider's, between batches */
-	atomic_uint_fast64_t gather_ns, resume_ns; /* the decider's: waiting for a batch, answering */
+	atomic_uint_fast64_t ckpt_restart; /* the decider's, between batches */
+	atomic_uint_fast64_t resume_ns; /* the decider's: answering */
 	atomic_long wal_frames; /* in the WAL at the last checkpoint */
 	atomic_long in_flight;
 	atomic_long campaigns;
@@ -252,7 +253,6 @@ static void decider_batch(struct decider *d, struct job *list)
 		atomic_fetch_add(&m->decide_ns, (uint64_t)(t1 - t0));
 		atomic_fetch_add(&m->commit_ns, (uint64_t)(t2 - t1));
 		if (rc == 0) {
-			histogram_add(&m->commit_hist, t2 - t1);
 			histogram_add(&m->steps[STEP_DECIDE], t1 - t0);
 			histogram_add(&m->steps[STEP_COMMIT], t2 - t1);
 			break;
@@ -334,7 +334,6 @@ static void decider_restart_wal(struct decider *d)
 	int rc = store_wal_checkpoint(d->s, STORE_CKPT_RESTART, NULL, NULL, &e);
 	int64_t ns = monotonic_ns() - t0;
 
-	atomic_fetch_add(&m->restart_ns, (uint64_t)ns);
 	histogram_add(&m->steps[STEP_CHECKPOINT], ns);
 	if (rc == 0)
 		atomic_fetch_add(&m->ckpt_restart, 1);
@@ -358,9 +357,7 @@ static void decider_loop(struct decider *d)
 			break;
 		t0 = monotonic_ns();
 		queue_gather(sv);
-		t0 = monotonic_ns() - t0;
-		atomic_fetch_add(&sv->m.gather_ns, (uint64_t)t0);
-		histogram_add(&sv->m.steps[STEP_GATHER], t0);
+		histogram_add(&sv->m.steps[STEP_GATHER], monotonic_ns() - t0);
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
@@ -939,13 +936,14 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 		       "cutoff_serve_decider_seconds_total{step=\"gather\"} %.6f\n"
 		       "cutoff_serve_decider_seconds_total{step=\"answer\"} %.6f\n",
 		   (double)atomic_load(&m->decide_ns) / 1e9, (double)atomic_load(&m->commit_ns) / 1e9,
-		   (double)atomic_load(&m->restart_ns) / 1e9, (double)atomic_load(&m->gather_ns) / 1e9,
+		   (double)atomic_load(&m->steps[STEP_CHECKPOINT].sum_ns) / 1e9,
+		   (double)atomic_load(&m->steps[STEP_GATHER].sum_ns) / 1e9,
 		   (double)atomic_load(&m->resume_ns) / 1e9);
 	metrics_histogram(&b, "cutoff_serve_request_duration_seconds",
 			  "Time from a request's headers to its answer sent.", &m->latency);
 	metrics_histogram(&b, "cutoff_serve_commit_duration_seconds",
 			  "Time of each group commit that succeeded (its WAL fsync).",
-			  &m->commit_hist);
+			  &m->steps[STEP_COMMIT]);
 	metrics_steps(&b, m);
 	buf_printf(&b, "# HELP cutoff_serve_checkpoints_total WAL checkpoints, by mode.\n"
 		       "# TYPE cutoff_serve_checkpoints_total counter\n"
