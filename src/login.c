@@ -215,13 +215,18 @@ static void taken_put(struct taken *t, int64_t id)
 	t->slot[i] = id;
 }
 
+/* Empties t, for period_start. */
+static void taken_reset(struct taken *t, int64_t period_start)
+{
+	t->n = 0, t->period_start = period_start;
+	if (t->slot != NULL)
+		memset(t->slot, 0, t->cap * sizeof *t->slot);
+}
+
 static void taken_add(struct taken *t, int64_t period_start, int64_t id)
 {
-	if (t->period_start != period_start) {
-		t->n = 0, t->period_start = period_start;
-		if (t->slot != NULL)
-			memset(t->slot, 0, t->cap * sizeof *t->slot);
-	}
+	if (t->period_start != period_start)
+		taken_reset(t, period_start);
 	if (2 * (t->n + 1) > t->cap) { /* at most half full */
 		struct taken old = *t;
 
@@ -241,10 +246,7 @@ static void taken_forget(void *ud)
 	struct login_session *ls = ud;
 
 	for (size_t k = 0; k < ls->cat->n; k++)
-		ls->taken[k].n = 0, ls->taken[k].period_start = INT64_MIN;
-	for (size_t k = 0; k < ls->cat->n; k++)
-		if (ls->taken[k].slot != NULL)
-			memset(ls->taken[k].slot, 0, ls->taken[k].cap * sizeof(int64_t));
+		taken_reset(&ls->taken[k], INT64_MIN);
 }
 
 struct login_session *login_session_new(const struct login_catalog *cat, struct store *s)

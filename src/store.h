@@ -35,14 +35,13 @@ int store_schema_latest(void);
 
 /* Transactions. store_begin takes the write lock at once (BEGIN IMMEDIATE). */
 int store_begin(struct store *s, struct err *e);
-/* Calls fn(ud) whenever a transaction on s rolls back, by store_rollback or by SQLite itself
- * (a failed commit); fn NULL removes it. One function per connection. */
-void store_on_rollback(struct store *s, void (*fn)(void *ud), void *ud);
-
 /* A read transaction: many lookups under one shared lock (end it with store_commit). */
 int store_begin_read(struct store *s, struct err *e);
 int store_commit(struct store *s, struct err *e);
 void store_rollback(struct store *s);
+/* Calls fn(ud) whenever a transaction on s rolls back, by store_rollback or by SQLite itself
+ * (a failed commit); fn NULL removes it. One function per connection. */
+void store_on_rollback(struct store *s, void (*fn)(void *ud), void *ud);
 /* synchronous=FULL (default) or NORMAL, for bulk loads that can be redone. */
 int store_set_durable(struct store *s, bool full, struct err *e);
 /* PRAGMA wal_autocheckpoint: the WAL size in pages at which a commit of this connection also

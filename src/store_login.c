@@ -165,24 +165,32 @@ void store_login_drop(struct store *s)
 	buf_reset(&s->logins.text);
 }
 
+/* Binds recorded row i's five values from parameter first on. */
+static void bind_kept(sqlite3_stmt *st, int first, const struct store_login_rows *l, size_t i)
+{
+	bind_login(st, first, kept(&l->text, l->v[i].user), l->v[i].at,
+		   kept(&l->text, l->v[i].version), kept(&l->text, l->v[i].platform),
+		   l->v[i].outcome);
+}
+
 int store_login_flush(struct store *s, struct err *e)
 {
 	struct store_login_rows *l = &s->logins;
+	bool full = l->n == STORE_LOGIN_CHUNK;
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
 
-	if (l->n == STORE_LOGIN_CHUNK && (st = stmt(s, LS_LOGIN_ADD_CHUNK, e)) == NULL)
-		rc = e->code;
-	for (size_t i = 0; rc == 0 && st != NULL && i < l->n; i++)
-		bind_login(st, (int)(5 * i + 1), kept(&l->text, l->v[i].user), l->v[i].at,
-			   kept(&l->text, l->v[i].version), kept(&l->text, l->v[i].platform),
-			   l->v[i].outcome);
-	if (rc == 0 && st != NULL)
-		rc = store_step_done(s, st, "recording logins", e);
-	for (size_t i = 0; rc == 0 && st == NULL && i < l->n; i++)
-		rc = login_insert(s, kept(&l->text, l->v[i].user), l->v[i].at,
-				  kept(&l->text, l->v[i].version),
-				  kept(&l->text, l->v[i].platform), l->v[i].outcome, e);
+	/* A full set in one statement; what a commit finds left, row by row. */
+	for (size_t i = 0; rc == 0 && i < l->n; i++) {
+		if ((!full || i == 0) &&
+		    (st = stmt(s, full ? LS_LOGIN_ADD_CHUNK : LS_LOGIN_ADD, e)) == NULL) {
+			rc = e->code;
+			break;
+		}
+		bind_kept(st, full ? (int)(5 * i + 1) : 1, l, i);
+		if (!full || i + 1 == l->n)
+			rc = store_step_done(s, st, "recording logins", e);
+	}
 	store_login_drop(s);
 	return rc;
 }
