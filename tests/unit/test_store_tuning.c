@@ -32,17 +32,43 @@ static long pragma_int(struct store *s, const char *sql)
 	return v;
 }
 
-static void test_cache_size_is_per_connection(void **state)
+/* Setup: a new scratch directory; *state is the path of a database in it (not created). */
+static int scratch_db(void **state)
 {
 	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	*state = xasprintf("%s/t.db", dir);
+	return 0;
+}
+
+/* Teardown: the database, its WAL and shared memory, and the directory. */
+static int scratch_db_remove(void **state)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char *db = *state, *dir = xstrdup(db);
+
+	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+		char *f = xasprintf("%s%s", db, suffix[i]);
+
+		unlink(f);
+		free(f);
+	}
+	*strrchr(dir, '/') = '\0';
+	rmdir(dir);
+	free(dir);
+	free(db);
+	return 0;
+}
+
+static void test_cache_size_is_per_connection(void **state)
+{
+	const char *db = *state;
 	struct store *a = NULL, *b = NULL;
 	struct err e = {0};
-	char *db;
 	long before;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	db = xasprintf("%s/t.db", dir);
 	assert_int_equal(store_open(&a, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_int_equal(store_open(&b, db, 0, &e), 0);
 	before = pragma_int(b, "PRAGMA cache_size");
@@ -53,31 +79,21 @@ static void test_cache_size_is_per_connection(void **state)
 	assert_int_equal(pragma_int(a, "PRAGMA wal_autocheckpoint"), 0);
 	store_close(a);
 	store_close(b);
-	unlink(db);
-	rmdir(dir);
-	free(db);
 }
 
 /* A store keeps no SQLite memory statistics: sqlite3_memory_used() stays 0 through opening,
  * migrating and querying, where with statistics on it counts every byte SQLite holds. */
 static void test_no_memory_statistics(void **state)
 {
-	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	const char *db = *state;
 	struct store *s = NULL;
 	struct err e = {0};
-	char *db;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	db = xasprintf("%s/t.db", dir);
 	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_true(pragma_int(s, "SELECT count(*) FROM sqlite_schema") > 10);
 	assert_int_equal(sqlite3_memory_used(), 0);
 	assert_int_equal(sqlite3_memory_highwater(0), 0);
 	store_close(s);
-	unlink(db);
-	rmdir(dir);
-	free(db);
 }
 
 /* Runs sql on s; returns SQLite's result code. */
@@ -121,14 +137,10 @@ static void checks_hold(struct store *s)
  * every write); the constraints still refuse what they refused, on every tuned connection. */
 static void test_checks_are_comparisons_and_hold(void **state)
 {
-	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	const char *db = *state;
 	struct store *a = NULL, *b = NULL;
 	struct err e = {0};
-	char *db;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	db = xasprintf("%s/t.db", dir);
 	assert_int_equal(store_open(&a, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_int_equal(pragma_int(a, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
 				       " AND sql LIKE '%CHECK (%'"),
@@ -164,9 +176,6 @@ static void test_checks_are_comparisons_and_hold(void **state)
 	checks_hold(b);
 	store_close(a);
 	store_close(b);
-	unlink(db);
-	rmdir(dir);
-	free(db);
 }
 
 /* A migration after 009 that adds a column, on the connection that ran 009 (a fresh init):
@@ -175,14 +184,10 @@ static void test_checks_are_comparisons_and_hold(void **state)
  * 009 makes it reload the schema. The column must land at the end, on every connection. */
 static void test_column_added_after_009(void **state)
 {
-	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	const char *db = *state;
 	struct store *s = NULL, *t = NULL;
 	struct err e = {0};
-	char *db;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	db = xasprintf("%s/t.db", dir);
 	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_int_equal(run(s, "ALTER TABLE recipient ADD COLUMN probe TEXT"), SQLITE_OK);
 	assert_int_equal(pragma_int(s, "SELECT sql LIKE '%updated_at   INTEGER NOT NULL, probe TEXT,"
@@ -198,9 +203,6 @@ static void test_column_added_after_009(void **state)
 			 0);
 	store_close(t);
 	store_close(s);
-	unlink(db);
-	rmdir(dir);
-	free(db);
 }
 
 /* sqlite3_trace_v2 callback: counts the trigger programs started (their "-- TRIGGER" text). */
@@ -217,16 +219,12 @@ static int count_triggers(unsigned type, void *ud, void *p, void *x)
  * (no segment) to pending. */
 static void test_completion_runs_no_trigger(void **state)
 {
-	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	const char *db = *state;
 	struct store *s = NULL;
 	struct err e = {0};
 	bool changed = false;
 	int fired = 0;
-	char *db;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	db = xasprintf("%s/t.db", dir);
 	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_int_equal(run(s, "INSERT INTO campaign (id, name, title, timezone, announce_at,"
 				" reminder_start_at, cutoff_at, definition, source_path, templates_dir,"
@@ -252,9 +250,6 @@ static void test_completion_runs_no_trigger(void **state)
 	assert_int_equal(pragma_int(s, "SELECT count(*) FROM queue_mark"), 0);
 	sqlite3_trace_v2(s->db, 0, NULL, NULL);
 	store_close(s);
-	unlink(db);
-	rmdir(dir);
-	free(db);
 }
 
 /* The suppression key of an address is its SHA-256 in lower-case hex, as stored in every
@@ -290,19 +285,16 @@ static int counting_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f,
  * spread over the index changes far more than 64 KiB of pages. */
 static void test_login_chunks_keep_no_statement_journal(void **state)
 {
-	char dir[] = "/tmp/test_store_tuning.XXXXXX";
+	const char *db = *state;
 	struct store *s = NULL;
 	struct err e = {0};
-	char user[32], *db;
+	char user[32];
 
-	(void)state;
 	real_vfs = sqlite3_vfs_find(NULL);
 	counting_vfs = *real_vfs;
 	counting_vfs.zName = "counting";
 	counting_vfs.xOpen = counting_open;
 	assert_int_equal(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
-	assert_non_null(mkdtemp(dir));
-	db = xasprintf("%s/t.db", dir);
 	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	for (int round = 0; round < 2; round++) {
 		assert_int_equal(store_begin(s, &e), 0);
@@ -317,21 +309,24 @@ static void test_login_chunks_keep_no_statement_journal(void **state)
 	store_close(s);
 	sqlite3_vfs_unregister(&counting_vfs);
 	sqlite3_vfs_register(real_vfs, 1);
-	unlink(db);
-	rmdir(dir);
-	free(db);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_memory_statistics),
+		cmocka_unit_test_setup_teardown(test_no_memory_statistics,
+						scratch_db, scratch_db_remove),
 		cmocka_unit_test(test_address_key_is_sha256),
-		cmocka_unit_test(test_cache_size_is_per_connection),
-		cmocka_unit_test(test_checks_are_comparisons_and_hold),
-		cmocka_unit_test(test_completion_runs_no_trigger),
-		cmocka_unit_test(test_column_added_after_009),
-		cmocka_unit_test(test_login_chunks_keep_no_statement_journal),
+		cmocka_unit_test_setup_teardown(test_cache_size_is_per_connection,
+						scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_checks_are_comparisons_and_hold,
+						scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_completion_runs_no_trigger,
+						scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_column_added_after_009,
+						scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_login_chunks_keep_no_statement_journal,
+						scratch_db, scratch_db_remove),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
