@@ -1,12 +1,14 @@
 /* cmd_login.c — `cutoff login`: the login hook, one login or a stream of them (JSON lines). */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpointer.h"
 #include "cli.h"
 #include "log.h"
 #include "login.h"
@@ -15,6 +17,7 @@
 #include "util.h"
 
 #define BATCH_EVERY 50000    /* events per commit, by default */
+#define WAL_FRAMES 131072  /* by default a WAL of 512 MiB is started over */
 #define BATCH_MS 500         /* ... or at most this long, by default */
 #define STALE_CHECK_MS 1000  /* how often a stream looks for changed campaigns */
 #define BUSY_WAIT_MS 120000  /* how long a stream waits for another writer */
@@ -70,15 +73,36 @@ struct batch {
 	struct login_catalog *cat;
 	struct login_session *ls;
 	long every, ms;          /* commit after this many events or milliseconds */
+	long wal_frames;         /* start the WAL over past this many frames */
 	bool in_txn;
 	long in_batch;           /* events in the open transaction */
 	int64_t batch_started_ms;
 	int64_t stale_checked_ms;
 	struct buf answers;      /* the open transaction's answers, printed once it commits */
+	struct checkpointer *ck; /* copies the WAL into the database off this thread; or NULL */
 	int64_t lineno;
 	int64_t events, reminded, completed, unknown, bad, commits;
 	struct err *e;
 };
+
+/* After a commit: the checkpointer copies the WAL into the database while the next batch is
+ * decided; once the WAL is over wal_frames, this connection copies the last commit's frames
+ * itself (the rest is done), so that its next transaction writes the WAL from the start. */
+static void batch_checkpoint(struct batch *b)
+{
+	struct err e = {0};
+
+	if (b->ck == NULL)
+		return;
+	if (!checkpointer_wal_over(b->ck, (int)b->wal_frames)) {
+		checkpointer_kick(b->ck);
+		return;
+	}
+	checkpointer_idle(b->ck);
+	if (store_wal_checkpoint(b->s, STORE_CKPT_PASSIVE, NULL, NULL, &e) != 0)
+		log_warnx("login: checkpoint: %s", e.msg); /* the WAL grows; nothing is lost */
+	checkpointer_restarted(b->ck);
+}
 
 /* Commits the open transaction, then (only then) prints its answers. */
 static int batch_commit(struct batch *b)
@@ -92,6 +116,7 @@ static int batch_commit(struct batch *b)
 			return rc;
 		}
 		b->commits++;
+		batch_checkpoint(b);
 	}
 	b->in_batch = 0;
 	if (b->answers.len > 0 && (fwrite(b->answers.data, 1, b->answers.len, stdout) !=
@@ -244,9 +269,29 @@ static int64_t feed_now(const void *ud)
 	return ctx_now(ud);
 }
 
-static int login_batch(struct ctx *x, long every, long ms, struct err *e)
+struct login_args {
+	const char *version, *platform;
+	bool json, batch;
+	long every, ms, wal_frames;
+};
+
+/* Starts the checkpointer and stops this connection's own checkpoints; without a thread (it
+ * could not start) this connection goes on checkpointing by itself. */
+static int batch_checkpointer(struct batch *b)
 {
-	struct batch b = {.x = x, .every = every, .ms = ms, .e = e};
+	struct err e = {0};
+
+	if (checkpointer_start(&b->ck, b->x->db_path, &e) != 0) {
+		log_debug("login: checkpoints on this thread: %s", e.msg);
+		return 0;
+	}
+	return store_wal_autocheckpoint(b->s, 0, b->e);
+}
+
+static int login_batch(struct ctx *x, const struct login_args *a, struct err *e)
+{
+	struct batch b = {.x = x, .every = a->every, .ms = a->ms, .wal_frames = a->wal_frames,
+			  .e = e};
 	struct login_feed *f = NULL;
 	int64_t t0 = monotonic_ms();
 	int rc;
@@ -254,10 +299,12 @@ static int login_batch(struct ctx *x, long every, long ms, struct err *e)
 	buf_init(&b.answers);
 	if ((rc = ctx_store(x, STORE_WAL_BUFFERED, &b.s, e)) == 0 &&
 	    (rc = store_login_stream(b.s, STORE_LOGIN_CACHED, e)) == 0 &&
+	    (rc = batch_checkpointer(&b)) == 0 &&
 	    (rc = batch_refresh(&b)) == 0 &&
 	    (rc = login_feed_start(&f, STDIN_FILENO, feed_now, x, e)) == 0)
 		rc = batch_loop(&b, f);
 	login_feed_stop(f);
+	checkpointer_stop(b.ck);
 	batch_report(&b, (double)(monotonic_ms() - t0) / 1000.0);
 	if (rc == 0 && b.bad > 0)
 		rc = err_set(e, ERR_DATA, "%lld input line(s) were not logins (their answers say"
@@ -270,12 +317,6 @@ static int login_batch(struct ctx *x, long every, long ms, struct err *e)
 
 /* ---- the command ---------------------------------------------------------------------- */
 
-struct login_args {
-	const char *version, *platform;
-	bool json, batch;
-	long every, ms;
-};
-
 static int parse_args(int argc, char **argv, struct login_args *a, struct err *e)
 {
 	static const struct option longopts[] = {
@@ -285,6 +326,7 @@ static int parse_args(int argc, char **argv, struct login_args *a, struct err *e
 		{"batch", no_argument, NULL, 'b'},
 		{"commit-every", required_argument, NULL, 'N'},
 		{"commit-ms", required_argument, NULL, 'T'},
+		{"checkpoint-frames", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -300,16 +342,17 @@ static int parse_args(int argc, char **argv, struct login_args *a, struct err *e
 		else if (ch == 'b')
 			a->batch = true;
 		else if (!((ch == 'N' && str_to_long(optarg, 1, 1000000, &a->every)) ||
-			   (ch == 'T' && str_to_long(optarg, 0, 3600000, &a->ms))))
-			return cli_usage(&cmd_login, e, "unknown option, or a bad --commit-every or"
-					 " --commit-ms");
+			   (ch == 'T' && str_to_long(optarg, 0, 3600000, &a->ms)) ||
+			   (ch == 'w' && str_to_long(optarg, 1, INT_MAX, &a->wal_frames))))
+			return cli_usage(&cmd_login, e, "unknown option, or a bad --commit-every,"
+					 " --commit-ms or --checkpoint-frames");
 	}
 	return 0;
 }
 
 static int login_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
-	struct login_args a = {NULL, NULL, false, false, BATCH_EVERY, BATCH_MS};
+	struct login_args a = {NULL, NULL, false, false, BATCH_EVERY, BATCH_MS, WAL_FRAMES};
 	struct login_event ev;
 	int rc;
 
@@ -319,7 +362,7 @@ static int login_run(struct ctx *x, int argc, char **argv, struct err *e)
 		if (argc - optind != 0 || a.version || a.platform)
 			return cli_usage(&cmd_login, e, "--batch reads the users and versions from"
 					 " standard input: give no USER or --client-version");
-		return login_batch(x, a.every, a.ms, e);
+		return login_batch(x, &a, e);
 	}
 	if (argc - optind != 1 || a.version == NULL)
 		return cli_usage(&cmd_login, e, "login needs a USER and --client-version V");
@@ -349,7 +392,10 @@ const struct command cmd_login = {
 	"                      (time: RFC 3339 or Unix seconds; default the clock), and\n"
 	"                      write one answer a line, in order\n"
 	"  --commit-every N    --batch: commit after N events (default 50000)\n"
-	"  --commit-ms T       --batch: ... or once the oldest is T ms old (default 500)\n\n"
+	"  --commit-ms T       --batch: ... or once the oldest is T ms old (default 500)\n"
+	"  --checkpoint-frames N  --batch: a thread of its own copies the WAL into the\n"
+	"                      database after each commit; past N frames (4 KiB pages) the\n"
+	"                      WAL is started over between two commits (default 131072)\n\n"
 	"Durability: an answer is written only after the transaction recording its login and\n"
 	"reminder has committed (synchronous=FULL), and at once whenever no more input is\n"
 	"waiting; if a commit fails, no answer of that batch is written. A line that is not a\n"

@@ -1,0 +1,141 @@
+/* checkpointer.c — copies the WAL into the database on a thread of its own, when asked. */
+#include "checkpointer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+struct checkpointer {
+	struct store *s; /* the thread's own connection */
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t wake; /* to the thread: asked, or stopping */
+	pthread_cond_t done; /* from the thread: a pass ended */
+	bool asked, running, stopping;
+	long passes, failed;
+	int frames;          /* in the WAL at the last pass */
+};
+
+/* One pass; its figures under the lock. */
+static void pass(struct checkpointer *c)
+{
+	struct err e = {0};
+	int frames = -1;
+	int rc = store_wal_checkpoint(c->s, STORE_CKPT_PASSIVE, &frames, NULL, &e);
+
+	if (rc != 0 && rc != ERR_TEMPFAIL)
+		log_warnx("checkpoint: %s", e.msg);
+	pthread_mutex_lock(&c->mu);
+	c->passes++;
+	if (rc != 0)
+		c->failed++;
+	else
+		c->frames = frames;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void *checkpointer_main(void *arg)
+{
+	struct checkpointer *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->asked && !c->stopping)
+			pthread_cond_wait(&c->wake, &c->mu);
+		if (c->stopping)
+			break;
+		c->asked = false;
+		c->running = true;
+		pthread_mutex_unlock(&c->mu);
+		pass(c);
+		pthread_mutex_lock(&c->mu);
+		c->running = false;
+		pthread_cond_broadcast(&c->done);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+int checkpointer_start(struct checkpointer **out, const char *path, struct err *e)
+{
+	struct checkpointer *c = xcalloc(1, sizeof *c);
+	int rc;
+
+	*out = NULL;
+	if ((rc = store_open(&c->s, path, 0, e)) != 0) {
+		free(c);
+		return rc;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->done, NULL);
+	if ((rc = pthread_create(&c->thread, NULL, checkpointer_main, c)) != 0) {
+		store_close(c->s);
+		pthread_mutex_destroy(&c->mu);
+		pthread_cond_destroy(&c->wake);
+		pthread_cond_destroy(&c->done);
+		free(c);
+		return err_sys(e, ERR_TEMPFAIL, rc, "starting the checkpoint thread");
+	}
+	*out = c;
+	return 0;
+}
+
+void checkpointer_kick(struct checkpointer *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->asked = true;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->mu);
+}
+
+bool checkpointer_wal_over(struct checkpointer *c, int frames)
+{
+	pthread_mutex_lock(&c->mu);
+	bool over = c->frames >= frames;
+	pthread_mutex_unlock(&c->mu);
+	return over;
+}
+
+void checkpointer_restarted(struct checkpointer *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->frames = 0;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void checkpointer_idle(struct checkpointer *c)
+{
+	pthread_mutex_lock(&c->mu);
+	while (c->asked || c->running)
+		pthread_cond_wait(&c->done, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void checkpointer_stats(struct checkpointer *c, long *passes, long *failed, int *frames)
+{
+	pthread_mutex_lock(&c->mu);
+	*passes = c->passes;
+	*failed = c->failed;
+	*frames = c->frames;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void checkpointer_stop(struct checkpointer *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stopping = true;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	store_close(c->s);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->wake);
+	pthread_cond_destroy(&c->done);
+	free(c);
+}

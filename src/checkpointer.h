@@ -1,0 +1,44 @@
+/* checkpointer.h — a thread with its own connection that copies the WAL into the database
+ * when asked, so that the connection committing never spends its time doing it. */
+#ifndef CUTOFF_CHECKPOINTER_H
+#define CUTOFF_CHECKPOINTER_H
+
+#include <stdbool.h>
+
+#include "err.h"
+
+struct checkpointer;
+
+/*
+ * Opens a second connection to the database at path and starts the thread. Each pass it runs
+ * is a PASSIVE checkpoint (store_wal_checkpoint): it copies the committed frames no reader
+ * needs into the database and syncs it, never blocking the writer. A writer can then start the
+ * WAL over cheaply (checkpointer_restart). 0, or ERR_IO / ERR_NOTFOUND / ERR_TEMPFAIL with e
+ * filled (no thread).
+ */
+int checkpointer_start(struct checkpointer **out, const char *path, struct err *e);
+
+/* Asks for a pass after the writer's commit; returns at once (a pass asked for while one runs
+ * is run after it, once). */
+void checkpointer_kick(struct checkpointer *c);
+
+/*
+ * True when the last pass found at least frames frames in the WAL: time for the writer to start
+ * it over.
+ */
+bool checkpointer_wal_over(struct checkpointer *c, int frames);
+
+/* Says the writer has just copied the rest itself (the next transaction starts the WAL over):
+ * checkpointer_wal_over is false until a later pass finds the WAL big again. */
+void checkpointer_restarted(struct checkpointer *c);
+
+/* Waits until no pass runs or is asked for. */
+void checkpointer_idle(struct checkpointer *c);
+
+/* Passes run and failed so far, and the frames the last pass found in the WAL. */
+void checkpointer_stats(struct checkpointer *c, long *passes, long *failed, int *frames);
+
+/* Waits for a running pass, stops the thread and closes its connection. NULL is ignored. */
+void checkpointer_stop(struct checkpointer *c);
+
+#endif
