@@ -368,6 +368,8 @@ void store_close(struct store *s)
 		sqlite3_finalize(s->ledger_stmts[i]);
 	store_login_drop(s);
 	buf_free(&s->logins.text);
+	buf_free(&s->login_keys.text);
+	free(s->login_keys.v);
 	sqlite3_close(s->db);
 	free(s->path);
 	free(s);

@@ -28,6 +28,17 @@ struct store_login_rows {
 	size_t n;
 };
 
+/* The keys of known users' logins (outcome not 'unknown') inserted in the open transaction,
+ * not yet in login_by_user: they go in sorted when the transaction's logins are flushed. */
+struct store_login_keys {
+	struct buf text; /* the user ids, each NUL-terminated */
+	struct store_login_key {
+		size_t user; /* offset in text */
+		int64_t at, id;
+	} *v;
+	size_t n, cap;
+};
+
 struct store {
 	sqlite3 *db;
 	char *path;
@@ -37,6 +48,7 @@ struct store {
 	sqlite3_stmt *report_stmts[32];            /* store_report.c's, indexed by its enum */
 	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
 	struct store_login_rows logins;            /* recorded, not yet inserted */
+	struct store_login_keys login_keys;        /* inserted into login, not login_by_user */
 };
 
 /*
@@ -66,12 +78,13 @@ void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r);
 sqlite3_stmt *store_cached(struct store *s, sqlite3_stmt **slot, const char *sql,
 			   const char *what, struct err *e);
 
-/* Inserts the logins recorded in the open transaction and not inserted yet (store_commit does
- * it first; a reader of the login table on this connection too). They are dropped either way:
- * after a failure the transaction is to be rolled back. 0 or store_db_error's code. */
+/* Inserts the logins recorded in the open transaction and not inserted yet, and their keys
+ * into login_by_user (store_commit does it first; a reader of the login tables on this
+ * connection too). They are dropped either way: after a failure the transaction is to be
+ * rolled back. 0 or store_db_error's code. */
 int store_login_flush(struct store *s, struct err *e);
 
-/* Drops the recorded logins not inserted yet (store_rollback, store_close). */
+/* Drops the recorded logins and keys not inserted yet (store_rollback, store_close). */
 void store_login_drop(struct store *s);
 
 /* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated

@@ -2,6 +2,7 @@
  * completion, queue marks. */
 #include "store_login.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@ enum login_stmt {
 	LS_RECIPIENT,
 	LS_LOGIN_ADD,
 	LS_LOGIN_ADD_CHUNK,
+	LS_KEY_ADD,
+	LS_KEY_ADD_CHUNK,
 	LS_REMINDER_CLAIM,
 	LS_REMINDER_RELEASE,
 	LS_REMINDER_EACH,
@@ -31,6 +34,10 @@ enum login_stmt {
 #define LOGIN_ROWS_4 LOGIN_ROW ", " LOGIN_ROW ", " LOGIN_ROW ", " LOGIN_ROW
 #define LOGIN_ROWS_16 LOGIN_ROWS_4 ", " LOGIN_ROWS_4 ", " LOGIN_ROWS_4 ", " LOGIN_ROWS_4
 #define LOGIN_ROWS_64 LOGIN_ROWS_16 ", " LOGIN_ROWS_16 ", " LOGIN_ROWS_16 ", " LOGIN_ROWS_16
+#define KEY_ROW "(?, ?, ?)"
+#define KEY_ROWS_4 KEY_ROW ", " KEY_ROW ", " KEY_ROW ", " KEY_ROW
+#define KEY_ROWS_16 KEY_ROWS_4 ", " KEY_ROWS_4 ", " KEY_ROWS_4 ", " KEY_ROWS_4
+#define KEY_ROWS_64 KEY_ROWS_16 ", " KEY_ROWS_16 ", " KEY_ROWS_16 ", " KEY_ROWS_16
 _Static_assert(STORE_LOGIN_CHUNK == 64, "LOGIN_ROWS_64 holds STORE_LOGIN_CHUNK rows");
 
 static const char *const login_sql[LS_COUNT] = {
@@ -48,6 +55,9 @@ static const char *const login_sql[LS_COUNT] = {
 	[LS_LOGIN_ADD_CHUNK] =
 		"INSERT OR FAIL INTO login (user_id, at, client_version, platform, outcome) VALUES "
 		LOGIN_ROWS_64,
+	[LS_KEY_ADD] = "INSERT INTO login_by_user (user_id, at, login_id) VALUES (?1, ?2, ?3)",
+	[LS_KEY_ADD_CHUNK] = "INSERT OR FAIL INTO login_by_user (user_id, at, login_id) VALUES "
+		KEY_ROWS_64,
 	[LS_REMINDER_CLAIM] =
 		"INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index,"
 		" shown_at, client_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -131,15 +141,35 @@ static void bind_login(sqlite3_stmt *st, int first, const char *user_id, int64_t
 	sqlite3_bind_text(st, first + 4, outcome, -1, SQLITE_STATIC);
 }
 
+/* Whether a login with this outcome is found by its user (login_by_user). */
+static bool known(const char *outcome)
+{
+	return strcmp(outcome, "unknown") != 0;
+}
+
+static void bind_key(sqlite3_stmt *st, int first, const char *user_id, int64_t at, int64_t id)
+{
+	sqlite3_bind_text(st, first, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, first + 1, at);
+	sqlite3_bind_int64(st, first + 2, id);
+}
+
+/* One login and, for a known user, its key; outside a transaction. */
 static int login_insert(struct store *s, const char *user_id, int64_t at,
 			const char *client_version, const char *platform, const char *outcome,
 			struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, LS_LOGIN_ADD, e);
+	int rc;
 
 	if (st == NULL)
 		return e->code;
 	bind_login(st, 1, user_id, at, client_version, platform, outcome);
+	if ((rc = store_step_done(s, st, "recording a login", e)) != 0 || !known(outcome))
+		return rc;
+	if ((st = stmt(s, LS_KEY_ADD, e)) == NULL)
+		return e->code;
+	bind_key(st, 1, user_id, at, sqlite3_last_insert_rowid(s->db));
 	return store_step_done(s, st, "recording a login", e);
 }
 
@@ -163,6 +193,61 @@ void store_login_drop(struct store *s)
 {
 	s->logins.n = 0;
 	buf_reset(&s->logins.text);
+	s->login_keys.n = 0;
+	buf_reset(&s->login_keys.text);
+}
+
+/* Keeps a known login's key for login_by_user. */
+static void key_keep(struct store_login_keys *k, const char *user_id, int64_t at, int64_t id)
+{
+	if (k->n == k->cap) {
+		k->cap = k->cap ? 2 * k->cap : 1024;
+		k->v = xrealloc(k->v, k->cap * sizeof *k->v);
+	}
+	k->v[k->n++] = (struct store_login_key){keep(&k->text, user_id), at, id};
+}
+
+/* Key order, as login_by_user's primary key sorts (BINARY: bytes, as strcmp). */
+static int key_cmp(const void *pa, const void *pb, void *text)
+{
+	const struct store_login_key *a = pa, *b = pb;
+	int c = strcmp((const char *)text + a->user, (const char *)text + b->user);
+
+	if (c != 0)
+		return c;
+	if (a->at != b->at)
+		return a->at < b->at ? -1 : 1;
+	return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Inserts the kept keys in key order, STORE_LOGIN_CHUNK to a statement, and drops them. */
+static int keys_flush(struct store *s, struct err *e)
+{
+	struct store_login_keys *k = &s->login_keys;
+	sqlite3_stmt *st = NULL;
+	size_t i = 0;
+	int rc = 0;
+
+	if (k->n == 0)
+		return 0;
+	qsort_r(k->v, k->n, sizeof *k->v, key_cmp, k->text.data);
+	for (; rc == 0 && i + STORE_LOGIN_CHUNK <= k->n; i += STORE_LOGIN_CHUNK) {
+		if ((st = stmt(s, LS_KEY_ADD_CHUNK, e)) == NULL)
+			return e->code;
+		for (size_t j = 0; j < STORE_LOGIN_CHUNK; j++)
+			bind_key(st, (int)(3 * j + 1), k->text.data + k->v[i + j].user,
+				 k->v[i + j].at, k->v[i + j].id);
+		rc = store_step_done(s, st, "recording logins", e);
+	}
+	for (; rc == 0 && i < k->n; i++) {
+		if ((st = stmt(s, LS_KEY_ADD, e)) == NULL)
+			return e->code;
+		bind_key(st, 1, k->text.data + k->v[i].user, k->v[i].at, k->v[i].id);
+		rc = store_step_done(s, st, "recording logins", e);
+	}
+	k->n = 0;
+	buf_reset(&k->text);
+	return rc;
 }
 
 /* Binds recorded row i's five values from parameter first on. */
@@ -173,14 +258,16 @@ static void bind_kept(sqlite3_stmt *st, int first, const struct store_login_rows
 		   l->v[i].outcome);
 }
 
-int store_login_flush(struct store *s, struct err *e)
+/* Inserts the recorded rows (a full set in one statement; what a commit finds left, row by
+ * row) and keeps the keys of the known ones, whose ids follow each other (each new rowid is
+ * the largest plus one); the rows are dropped either way. */
+static int rows_flush(struct store *s, struct err *e)
 {
 	struct store_login_rows *l = &s->logins;
 	bool full = l->n == STORE_LOGIN_CHUNK;
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
 
-	/* A full set in one statement; what a commit finds left, row by row. */
 	for (size_t i = 0; rc == 0 && i < l->n; i++) {
 		if ((!full || i == 0) &&
 		    (st = stmt(s, full ? LS_LOGIN_ADD_CHUNK : LS_LOGIN_ADD, e)) == NULL) {
@@ -191,6 +278,24 @@ int store_login_flush(struct store *s, struct err *e)
 		if (!full || i + 1 == l->n)
 			rc = store_step_done(s, st, "recording logins", e);
 	}
+	if (rc == 0) {
+		int64_t first = sqlite3_last_insert_rowid(s->db) - (int64_t)l->n + 1;
+		for (size_t i = 0; i < l->n; i++)
+			if (known(l->v[i].outcome))
+				key_keep(&s->login_keys, kept(&l->text, l->v[i].user), l->v[i].at,
+					 first + (int64_t)i);
+	}
+	l->n = 0;
+	buf_reset(&l->text);
+	return rc;
+}
+
+int store_login_flush(struct store *s, struct err *e)
+{
+	int rc = rows_flush(s, e);
+
+	if (rc == 0)
+		rc = keys_flush(s, e);
 	store_login_drop(s);
 	return rc;
 }
@@ -203,6 +308,7 @@ int store_login_record(struct store *s, const char *user_id, int64_t at,
 		       struct err *e)
 {
 	struct store_login_rows *l = &s->logins;
+	int rc;
 
 	if (sqlite3_get_autocommit(s->db))
 		return login_insert(s, user_id, at, client_version, platform, outcome, e);
@@ -211,7 +317,11 @@ int store_login_record(struct store *s, const char *user_id, int64_t at,
 	l->v[l->n].version = keep(&l->text, client_version);
 	l->v[l->n].platform = keep(&l->text, platform);
 	l->v[l->n].outcome = outcome;
-	return ++l->n == STORE_LOGIN_CHUNK ? store_login_flush(s, e) : 0;
+	if (++l->n < STORE_LOGIN_CHUNK)
+		return 0;
+	if ((rc = rows_flush(s, e)) != 0)
+		store_login_drop(s);
+	return rc;
 }
 
 int store_login_reminder_claim(struct store *s, const struct store_login_reminder *r,

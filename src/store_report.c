@@ -26,6 +26,7 @@ enum rst_id {
 	RS_FORGET_RECIPIENT,
 	RS_FORGET_CANCEL,
 	RS_FORGET_LOGINS,
+	RS_FORGET_LOGIN_KEYS,
 	RS_FORGET_SUPPRESSION,
 	RS_ADDRESS_FORGOTTEN,
 	RS_COUNT
@@ -77,7 +78,8 @@ static const char history_sql[] =
 	"   OR (d.state = 'failed' AND NOT EXISTS (SELECT 1 FROM attempt a"
 	"       WHERE a.delivery_id = d.id AND a.outcome = 'failed')))"
 	" UNION ALL SELECT l.at, 4, 'login', l.outcome, NULL, 0, l.client_version, l.platform,"
-	"  NULL, NULL, NULL, l.id FROM login l WHERE l.user_id = ?2 AND l.outcome <> 'unknown'"
+	"  NULL, NULL, NULL, l.id FROM login_by_user k JOIN login l ON l.id = k.login_id"
+	"  WHERE k.user_id = ?2"
 	" UNION ALL SELECT m.shown_at, 5, 'reminder', NULL, NULL, 0, m.client_version, NULL,"
 	"  NULL, NULL, NULL, m.period_index FROM login_reminder m WHERE m.recipient_id = ?1"
 	" UNION ALL SELECT v.at, 6, 'event', v.kind, NULL, 0, NULL, NULL, NULL, NULL, v.detail,"
@@ -147,6 +149,8 @@ static const char *const rst_sql[RS_COUNT] = {
 		"UPDATE delivery SET state = 'cancelled', reason = 'forgotten', updated_at = ?2"
 		" WHERE recipient_id = ?1 AND state IN ('queued', 'deferred')",
 	[RS_FORGET_LOGINS] = "UPDATE login SET user_id = 'forgotten-' || ?2 WHERE user_id = ?1",
+	[RS_FORGET_LOGIN_KEYS] =
+		"UPDATE login_by_user SET user_id = 'forgotten-' || ?2 WHERE user_id = ?1",
 	/* In an UPDATE every right-hand side reads the old row: detail keeps the old reason. */
 	[RS_FORGET_SUPPRESSION] =
 		"UPDATE suppression SET email = NULL,"
@@ -654,6 +658,12 @@ int store_report_forget_recipient(struct store *s, int64_t recipient_id, const c
 		return rc;
 	*cancelled = sqlite3_changes(s->db);
 	if ((st = rst(s, RS_FORGET_LOGINS, e)) == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, recipient_id);
+	if ((rc = store_step_done(s, st, "re-keying a forgotten person's logins", e)) != 0)
+		return rc;
+	if ((st = rst(s, RS_FORGET_LOGIN_KEYS, e)) == NULL)
 		return e->code;
 	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, recipient_id);

@@ -394,6 +394,7 @@ check "$(sql "$DB" "SELECT reason || '|' || coalesce(email, 'NULL') FROM suppres
     "forgotten|NULL" "the address stays suppressed by its SHA-256 alone"
 check "$(sql "$DB" "SELECT count(*) FROM event WHERE kind = 'forgotten' AND recipient_id = $fid")" "1" "the event log records the forgetting"
 check "$(sql "$DB" "SELECT count(*) FROM login WHERE user_id = 'forgotten-$fid'")" "1" "the logins are kept, re-keyed"
+check "$(sql "$DB" "SELECT count(*) FROM login_by_user WHERE user_id = 'forgotten-$fid'")" "1" "and found by their new key"
 q report $C --format json >"$T/report-after.json"
 $W - "$T/report.json" "$T/report-after.json" >"$T/py.out" <<'PY'
 import json, sys

@@ -305,10 +305,52 @@ static void test_login_chunks_keep_no_statement_journal(void **state)
 		assert_int_equal(store_commit(s, &e), 0);
 	}
 	assert_int_equal(pragma_int(s, "SELECT count(*) FROM login"), 20640);
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM login_by_user"), 20640);
 	assert_int_equal(subjournals, 0);
 	store_close(s);
 	sqlite3_vfs_unregister(&counting_vfs);
 	sqlite3_vfs_register(real_vfs, 1);
+}
+
+/* login_by_user holds exactly the (user, time, id) of every login of a known user (outcome not
+ * 'unknown'): recorded in transactions (full chunks and the rest at commit), outside one, and
+ * nothing of a rolled-back one; a reader on the same connection sees them before the commit. */
+static void test_login_keys_match_logins(void **state)
+{
+	static const char *const outcomes[] = {"none", "unknown", "reminder", "completed", "unknown"};
+	struct store *s = NULL;
+	struct err e = {0};
+	char user[32];
+
+	assert_int_equal(store_open(&s, *state, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(store_begin(s, &e), 0);
+		for (int i = 0; i < 1000 + round * 37; i++) {
+			snprintf(user, sizeof user, "u%05d", (i * 7919 + round) % 503);
+			assert_int_equal(store_login_record(s, user, 1000 * round + i % 7, "4.6",
+							    NULL, outcomes[i % 5], &e), 0);
+		}
+		if (round == 1) {
+			store_rollback(s);
+			continue;
+		}
+		if (round == 2) /* read inside the transaction: flushed first */
+			assert_int_equal(store_login_flush(s, &e), 0);
+		assert_int_equal(store_commit(s, &e), 0);
+	}
+	for (int i = 0; i < 10; i++) /* outside a transaction: at once */
+		assert_int_equal(store_login_record(s, "solo", 9000 + i, NULL, NULL,
+						    outcomes[i % 5], &e), 0);
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM login"), 1000 + 1074 + 10);
+	/* Known: outcomes 0, 2 and 3 of every 5: 600 of 1000, 645 of 1074, 6 of 10. */
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM login_by_user"), 600 + 645 + 6);
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM (SELECT user_id, at, id FROM login"
+				      " WHERE outcome <> 'unknown' EXCEPT SELECT user_id, at,"
+				      " login_id FROM login_by_user)"), 0);
+	assert_int_equal(pragma_int(s, "SELECT count(*) FROM (SELECT user_id, at, login_id FROM"
+				      " login_by_user EXCEPT SELECT user_id, at, id FROM login"
+				      " WHERE outcome <> 'unknown')"), 0);
+	store_close(s);
 }
 
 int main(void)
@@ -325,6 +367,8 @@ int main(void)
 						scratch_db, scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_column_added_after_009,
 						scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_login_keys_match_logins, scratch_db,
+						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_login_chunks_keep_no_statement_journal,
 						scratch_db, scratch_db_remove),
 	};
