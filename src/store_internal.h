@@ -4,6 +4,8 @@
 #ifndef CUTOFF_STORE_INTERNAL_H
 #define CUTOFF_STORE_INTERNAL_H
 
+#include <stdint.h>
+
 #include <sqlite3.h>
 
 #include "err.h"
@@ -33,7 +35,8 @@ struct store_login_rows {
 struct store_login_keys {
 	struct buf text; /* the user ids, each NUL-terminated */
 	struct store_login_key {
-		size_t user; /* offset in text */
+		uint64_t head; /* the user id's first 8 bytes, big-endian: most orders decided here */
+		size_t user;   /* offset in text */
 		int64_t at, id;
 	} *v;
 	size_t n, cap;

@@ -197,6 +197,17 @@ void store_login_drop(struct store *s)
 	buf_reset(&s->login_keys.text);
 }
 
+/* A string's first 8 bytes (NUL-padded) as a number that orders as the bytes do. */
+static uint64_t head_of(const char *v)
+{
+	uint64_t h = 0;
+	size_t i = 0;
+
+	for (; i < 8 && v[i] != '\0'; i++)
+		h = h << 8 | (unsigned char)v[i];
+	return h << (8 * (8 - i));
+}
+
 /* Keeps a known login's key for login_by_user. */
 static void key_keep(struct store_login_keys *k, const char *user_id, int64_t at, int64_t id)
 {
@@ -204,15 +215,18 @@ static void key_keep(struct store_login_keys *k, const char *user_id, int64_t at
 		k->cap = k->cap ? 2 * k->cap : 1024;
 		k->v = xrealloc(k->v, k->cap * sizeof *k->v);
 	}
-	k->v[k->n++] = (struct store_login_key){keep(&k->text, user_id), at, id};
+	k->v[k->n++] = (struct store_login_key){head_of(user_id), keep(&k->text, user_id), at, id};
 }
 
-/* Key order, as login_by_user's primary key sorts (BINARY: bytes, as strcmp). */
+/* Key order, as login_by_user's primary key sorts (BINARY: bytes, as strcmp). Equal heads
+ * with a NUL in them mean equal strings; otherwise the rest decides. */
 static int key_cmp(const void *pa, const void *pb, void *text)
 {
 	const struct store_login_key *a = pa, *b = pb;
-	int c = strcmp((const char *)text + a->user, (const char *)text + b->user);
+	int c = (a->head > b->head) - (a->head < b->head);
 
+	if (c == 0 && (a->head & 0xff) != 0)
+		c = strcmp((const char *)text + a->user + 8, (const char *)text + b->user + 8);
 	if (c != 0)
 		return c;
 	if (a->at != b->at)
