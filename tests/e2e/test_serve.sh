@@ -369,6 +369,11 @@ restarts=$(m 'cutoff_serve_checkpoints_total{mode="restart"}')
 [ "$restarts" -ge 1 ]; check $? 0 "the WAL started over $restarts time(s)"
 [ "$(m 'cutoff_serve_decider_step_duration_seconds_count{step="checkpoint"}')" -ge "$restarts" ]
 check $? 0 "each restart timed in step=\"checkpoint\" (and those a reader kept from restarting)"
+# Each PASSIVE pass syncs the database itself (so the restart's sync has only the restart's own
+# pages to write) and is timed; the frames a restart still had to copy are reported.
+check "$(m cutoff_serve_checkpoint_pass_duration_seconds_count)" \
+    "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" "every PASSIVE pass timed"
+[ "$(m cutoff_serve_restart_frames)" -ge 0 ]; check $? 0 "the frames the last restart copied: $(m cutoff_serve_restart_frames)"
 commits=$(m cutoff_serve_commits_total)
 echo "note: WAL high-water mark $walmax bytes, $restarts restart(s), $commits commits"
 # Without restarts the file grows with every commit (~70 MiB for these 12,800 logins); with
