@@ -446,8 +446,9 @@ int store_cache_size(struct store *s, int kib, struct err *e)
 int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frames, int *copied,
 			 struct err *e)
 {
-	static const int modes[] = {SQLITE_CHECKPOINT_PASSIVE, SQLITE_CHECKPOINT_RESTART,
-				    SQLITE_CHECKPOINT_TRUNCATE};
+	static const int modes[] = {SQLITE_CHECKPOINT_PASSIVE, SQLITE_CHECKPOINT_PASSIVE,
+				    SQLITE_CHECKPOINT_RESTART, SQLITE_CHECKPOINT_TRUNCATE};
+	sqlite3_file *db_file = NULL;
 	int log = -1, done = -1, rc;
 
 	/* No busy wait: TRUNCATE holds the write lock while it waits for readers, and a writer
@@ -464,6 +465,16 @@ int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frame
 			       s->path);
 	if (rc != SQLITE_OK)
 		return db_error(s, e, "checkpointing the WAL");
+	/* Synced even when done == log: SQLite syncs only when no commit came in while it
+	 * copied (it compares with the WAL's end after the copy, which *frames does not show). */
+	if (mode != STORE_CKPT_PASSIVE_SYNC || done <= 0)
+		return 0;
+	/* The main database's file, as SQLite syncs it at the end of a whole copy. */
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &db_file) != SQLITE_OK ||
+	    db_file == NULL || db_file->pMethods == NULL ||
+	    db_file->pMethods->xSync(db_file, SQLITE_SYNC_NORMAL) != SQLITE_OK)
+		return err_set(e, ERR_IO, "database %s: cannot sync the file after a checkpoint",
+			       s->path);
 	return 0;
 }
 

@@ -52,7 +52,10 @@ int store_wal_autocheckpoint(struct store *s, int pages, struct err *e);
 int store_cache_size(struct store *s, int kib, struct err *e);
 /*
  * Checkpoints the WAL now, never waiting for a lock (sqlite3_wal_checkpoint_v2), in one of
- * the modes below: PASSIVE copies what it can without blocking writers or readers; RESTART
+ * the modes below: PASSIVE copies what it can without blocking writers or readers; PASSIVE_SYNC
+ * does that and then syncs the database file (SQLite syncs it only when a checkpoint copied the
+ * whole WAL, so under steady writes the pages of every PASSIVE pile up unsynced until a RESTART
+ * has to sync them all, on the writer's connection); RESTART
  * copies every frame so that the next commit writes the WAL from its start again (call it on
  * the writer's own connection between transactions, after a PASSIVE elsewhere did the bulk);
  * TRUNCATE does that and empties the WAL file, holding the write lock while it does, so use
@@ -62,7 +65,12 @@ int store_cache_size(struct store *s, int kib, struct err *e);
  * store_open's after (a store_busy_wait handler is dropped). Returns 0; ERR_TEMPFAIL when RESTART or
  * TRUNCATE found a writer or a reader in the way (try later); ERR_IO.
  */
-enum store_checkpoint { STORE_CKPT_PASSIVE, STORE_CKPT_RESTART, STORE_CKPT_TRUNCATE };
+enum store_checkpoint {
+	STORE_CKPT_PASSIVE,
+	STORE_CKPT_PASSIVE_SYNC,
+	STORE_CKPT_RESTART,
+	STORE_CKPT_TRUNCATE
+};
 int store_wal_checkpoint(struct store *s, enum store_checkpoint mode, int *frames, int *copied,
 			 struct err *e);
 

@@ -65,6 +65,18 @@ sql "$DB" "INSERT INTO suppression (address_hash, email, reason, created_at)
            VALUES ('$(cat "$T/eve.hash")', 'eve@users.example.test', 'hard-bounce', 0)"
 start_serve "$NOW"
 check "$(login ana 4.6)" "messenger-upgrade" "due: the first login in the period gets the reminder"
+# Threads that the decider or a timer wakes must not preempt the decider: the HTTP thread that
+# took a connection and the checkpointer run SCHED_BATCH (policy 3), the decider does not.
+policies() {
+    local t
+    for t in /proc/"$SPID"/task/*; do
+        echo "$(cat "$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $39}')"
+    done
+}
+policies >"$T/policies"
+[ "$(grep -c '^MHD-worker 3$' "$T/policies")" -ge 1 ]; check $? 0 "an HTTP thread that took a connection runs SCHED_BATCH"
+check "$(grep -c '^cutoff 3$' "$T/policies")" "1" "so does the checkpointer, and no other thread of ours"
+[ "$(grep -c '^cutoff 0$' "$T/policies")" -ge 2 ]; check $? 0 "the main thread and the decider stay SCHED_OTHER"
 json 'a["reminder"]["days_left"], a["reminder"]["upgrade_url"], a["reminder"]["text"][:29]' >"$T/r"
 check "$(cat "$T/r")" "25 https://messenger.example.test/upgrade Your version of MSN Messenger" \
     "with its days left, upgrade URL and text"
@@ -369,6 +381,11 @@ restarts=$(m 'cutoff_serve_checkpoints_total{mode="restart"}')
 [ "$restarts" -ge 1 ]; check $? 0 "the WAL started over $restarts time(s)"
 [ "$(m 'cutoff_serve_decider_step_duration_seconds_count{step="checkpoint"}')" -ge "$restarts" ]
 check $? 0 "each restart timed in step=\"checkpoint\" (and those a reader kept from restarting)"
+# Each PASSIVE pass syncs the database itself (so the restart's sync has only the restart's own
+# pages to write) and is timed; the frames a restart still had to copy are reported.
+check "$(m cutoff_serve_checkpoint_pass_duration_seconds_count)" \
+    "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" "every PASSIVE pass timed"
+[ "$(m cutoff_serve_restart_frames)" -ge 0 ]; check $? 0 "the frames the last restart copied: $(m cutoff_serve_restart_frames)"
 commits=$(m cutoff_serve_commits_total)
 echo "note: WAL high-water mark $walmax bytes, $restarts restart(s), $commits commits"
 # Without restarts the file grows with every commit (~70 MiB for these 12,800 logins); with
