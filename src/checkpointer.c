@@ -24,7 +24,7 @@ static void pass(struct checkpointer *c)
 {
 	struct err e = {0};
 	int frames = -1;
-	int rc = store_wal_checkpoint(c->s, STORE_CKPT_PASSIVE, &frames, NULL, &e);
+	int rc = store_wal_checkpoint(c->s, STORE_CKPT_PASSIVE_SYNC, &frames, NULL, &e);
 
 	if (rc != 0 && rc != ERR_TEMPFAIL)
 		log_warnx("checkpoint: %s", e.msg);

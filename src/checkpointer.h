@@ -11,8 +11,10 @@ struct checkpointer;
 
 /*
  * Opens a second connection to the database at path and starts the thread. Each pass it runs
- * is a PASSIVE checkpoint (store_wal_checkpoint): it copies the committed frames no reader
- * needs into the database and syncs it, never blocking the writer. A writer can then start the
+ * is a PASSIVE checkpoint that then syncs the database (store_wal_checkpoint's PASSIVE_SYNC:
+ * SQLite itself would not sync when a commit came in during the copy, leaving the writer's
+ * final copy to sync everything): it copies the committed frames no reader needs into the
+ * database, never blocking the writer. A writer can then start the
  * WAL over cheaply (checkpointer_restart). 0, or ERR_IO / ERR_NOTFOUND / ERR_TEMPFAIL with e
  * filled (no thread).
  */
