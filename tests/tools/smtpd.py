@@ -10,6 +10,8 @@ Listens on 127.0.0.1 only. What it answers depends on the recipient's local part
   anything else is accepted: 250, and one JSON line per message goes to --out.
 --throttle-every N answers every Nth MAIL FROM with 421 4.7.0 and closes the connection.
 --delay-ms M waits M ms before answering each end of DATA (a slow relay).
+PIPELINING (RFC 2920) is announced unless --no-pipelining (aiosmtpd reads pipelined commands
+in order either way; without the keyword a client must send one command at a time).
 Runs until SIGTERM; writes --ready FILE once it listens. Never listens beyond loopback.
 """
 import argparse
@@ -37,6 +39,12 @@ class Handler:
             if local.startswith(k):
                 return k
         return "ok"
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.args.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.lock:
@@ -107,6 +115,7 @@ def main():
     ap.add_argument("--throttle-every", type=int, default=0)
     ap.add_argument("--stall", type=float, default=30.0)
     ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--no-pipelining", dest="pipelining", action="store_false")
     args = ap.parse_args()
     c = ScriptedController(Handler(args), hostname="127.0.0.1", port=args.port)
     c.start()
