@@ -336,19 +336,26 @@ static int conn_connect(struct conn *c)
 	return 0;
 }
 
-/* The connection with room for one more message, the emptiest, set up ones first. */
+/* How much c suits one more message: 3 when it would go at once, then the emptiest. */
+static int conn_fit(const struct conn *c)
+{
+	if (conn_room(c) == 0)
+		return 0;
+	if (c->state == CONN_READY && smtp_pipe_takes_now(c->pipe))
+		return 3; /* with the body waiting there, or on an idle connection: one write */
+	return smtp_pipe_count(c->pipe) == 0 ? 2 : 1;
+}
+
+/* The connection that suits one more message best, or NULL when none has room. */
 static struct conn *relay_pick(struct relay_state *r)
 {
 	struct conn *best = NULL;
+	int fit = 0;
 
-	for (int i = 0; i < r->connections; i++) {
-		struct conn *c = &r->conns[i];
-		if (conn_room(c) == 0)
-			continue;
-		if (best == NULL || smtp_pipe_count(c->pipe) < smtp_pipe_count(best->pipe) ||
-		    (smtp_pipe_count(c->pipe) == smtp_pipe_count(best->pipe) &&
-		     c->state == CONN_READY && best->state != CONN_READY))
-			best = c;
+	for (int i = 0; i < r->connections && fit < 3; i++) {
+		int f = conn_fit(&r->conns[i]);
+		if (f > fit)
+			best = &r->conns[i], fit = f;
 	}
 	return best;
 }
@@ -591,6 +598,10 @@ static void conn_read(struct mailer *m, struct conn *c)
 			conn_fail(m, c, "the relay ended the dialogue");
 			return;
 		}
+		/* In clear, a short read emptied the socket: spare the call that says so. Over
+		 * TLS a read returns one record, and more may wait in the socket. */
+		if (n < sizeof m->io && c->relay->cfg->tls == RELAY_TLS_NONE)
+			break;
 	}
 	conn_collect(m, c, NULL);
 }

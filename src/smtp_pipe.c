@@ -119,6 +119,18 @@ size_t smtp_pipe_depth(const struct smtp_pipe *p)
 	return p->pipelining ? 2 : 1;
 }
 
+bool smtp_pipe_takes_now(const struct smtp_pipe *p)
+{
+	const struct pmsg *last;
+
+	if (p->n == 0)
+		return true;
+	if (p->n >= smtp_pipe_depth(p))
+		return false;
+	last = &p->msgs[(p->head + p->n - 1) % PIPE_SLOTS];
+	return last->got354 || last->body_sent;
+}
+
 static void msg_start(struct pmsg *m, struct mailer_job *job)
 {
 	memset(m, 0, sizeof *m);
@@ -142,11 +154,15 @@ void smtp_dot_stuff(struct buf *out, const char *msg, size_t len)
 	buf_grow(out, len + 8);
 	if (len > 0 && msg[0] == '.')
 		buf_putc(out, '.');
-	/* Lines starting with "." are rare: jump from one to the next, copy the runs between. */
-	while (s < end && (q = memmem(s, (size_t)(end - s), "\n.", 2)) != NULL) {
-		buf_append(out, s, (size_t)(q + 1 - s));
-		buf_putc(out, '.');
-		s = q + 1;
+	/* Lines starting with "." are rare: copy the runs between them whole (memchr finds
+	 * each line's end faster than memmem finds "\n." in lines of 76 octets). */
+	for (const char *line = msg; line < end && (q = memchr(line, '\n', (size_t)(end - line)));
+	     line = q + 1) {
+		if (q + 1 < end && q[1] == '.') {
+			buf_append(out, s, (size_t)(q + 1 - s));
+			buf_putc(out, '.');
+			s = q + 1;
+		}
 	}
 	buf_append(out, s, (size_t)(end - s));
 	if (len > 0 && (len < 2 || end[-2] != '\r' || end[-1] != '\n'))

@@ -57,6 +57,13 @@ size_t smtp_pipe_count(const struct smtp_pipe *p);
  */
 size_t smtp_pipe_depth(const struct smtp_pipe *p);
 
+/*
+ * Whether a message queued now would have its commands sent at once: the pipe is
+ * empty, or the last message's DATA was answered 354 (its body and the new envelope
+ * go out in one write).
+ */
+bool smtp_pipe_takes_now(const struct smtp_pipe *p);
+
 /* Queues job (the pipe holds it until it leaves through smtp_pipe_next_done). */
 void smtp_pipe_add(struct smtp_pipe *p, struct mailer_job *job);
 

@@ -121,10 +121,14 @@ static void test_rcpt_refused_in_batch(void **state)
 	struct smtp_pipe *p = pipe_with(PIPELINING);
 
 	(void)state;
+	assert_true(smtp_pipe_takes_now(p)); /* idle: a message would go at once */
 	smtp_pipe_add(p, job_new("f@x.test", "a@y.test", "A\r\n"));
-	smtp_pipe_add(p, job_new("f@x.test", "bad@y.test", "B\r\n"));
 	expect_out(p, "MAIL FROM:<f@x.test>\r\nRCPT TO:<a@y.test>\r\nDATA\r\n");
+	assert_false(smtp_pipe_takes_now(p)); /* a second one would wait for the 354 */
 	feed(p, "250 ok\r\n250 ok\r\n354 go\r\n", 0);
+	assert_true(smtp_pipe_takes_now(p)); /* now it goes with A's body */
+	smtp_pipe_add(p, job_new("f@x.test", "bad@y.test", "B\r\n"));
+	assert_false(smtp_pipe_takes_now(p)); /* full */
 	expect_out(p, "A\r\n.\r\nMAIL FROM:<f@x.test>\r\nRCPT TO:<bad@y.test>\r\nDATA\r\n");
 	/* all four replies in one read: the end of A's data, then B's envelope */
 	feed(p, "250 queued\r\n250 2.1.0 Ok\r\n550 5.1.1 <bad@y.test>: User unknown\r\n"
