@@ -12,6 +12,9 @@ Listens on 127.0.0.1 only. What it answers depends on the recipient's local part
 --delay-ms M waits M ms before answering each end of DATA (a slow relay).
 PIPELINING (RFC 2920) is announced unless --no-pipelining (aiosmtpd reads pipelined commands
 in order either way; without the keyword a client must send one command at a time).
+--tls-cert CERT --tls-key KEY offers STARTTLS (RFC 3207) and refuses MAIL before it.
+Each JSON line says "pipelined": whether the DATA command had already arrived when its RCPT
+was answered (a client that waits for each reply never shows it), and "tls".
 Runs until SIGTERM; writes --ready FILE once it listens. Never listens beyond loopback.
 """
 import argparse
@@ -19,6 +22,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 
@@ -64,6 +68,7 @@ class Handler:
         if k == "bad":
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         envelope.rcpt_tos.append(address)
+        envelope.pipelined = len(getattr(server._reader, "_buffer", b"")) > 0
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
@@ -88,7 +93,11 @@ class Handler:
                     break
             with self.lock:
                 self.out.write(json.dumps({"from": envelope.mail_from, "rcpt": envelope.rcpt_tos,
-                                           "message_id": mid, "size": len(data)}) + "\n")
+                                           "message_id": mid, "size": len(data),
+                                           "pipelined": getattr(envelope, "pipelined", False),
+                                           "tls": session.ssl is not None,
+                                           "content": data.decode("utf-8", "replace")
+                                           if self.args.content else None}) + "\n")
         return "250 2.0.0 Ok: queued"
 
 
@@ -103,8 +112,13 @@ class ThrottlingSMTP(SMTP):
 
 
 class ScriptedController(Controller):
+    def __init__(self, handler, tls=None, **kw):
+        super().__init__(handler, **kw)
+        self.tls = tls
+
     def factory(self):
-        return ThrottlingSMTP(self.handler, hostname="smtpd.test", timeout=30)
+        return ThrottlingSMTP(self.handler, hostname="smtpd.test", timeout=30,
+                              tls_context=self.tls, require_starttls=self.tls is not None)
 
 
 def main():
@@ -116,8 +130,15 @@ def main():
     ap.add_argument("--stall", type=float, default=30.0)
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--no-pipelining", dest="pipelining", action="store_false")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--content", action="store_true", help="each message's text in its line")
     args = ap.parse_args()
-    c = ScriptedController(Handler(args), hostname="127.0.0.1", port=args.port)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    c = ScriptedController(Handler(args), tls=tls, hostname="127.0.0.1", port=args.port)
     c.start()
     if args.ready:
         with open(args.ready, "w") as f:
