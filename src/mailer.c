@@ -25,7 +25,6 @@ struct relay_state {
 	int connections;        /* this process's share of cfg->connections */
 	struct conn *conns;     /* that many */
 	char *url;              /* cfg->url with the EHLO name as its path */
-	int in_flight;
 	int fail_streak;        /* consecutive MAILER_RELAY_DOWN outcomes */
 	int64_t down_until_ms;  /* not used before this (monotonic ms) */
 	double rate;            /* messages a second while throttled; 0 = no limit */
@@ -376,7 +375,6 @@ int mailer_submit(struct mailer *m, struct mailer_job *job, int64_t now_ms, stru
 	smtp_pipe_add(c->pipe, job);
 	if (r->rate > 0)
 		r->tokens -= 1.0;
-	r->in_flight++;
 	m->in_flight++;
 	return 0;
 }
@@ -465,13 +463,11 @@ static enum mailer_outcome pipe_outcome(const struct smtp_done *d)
 	return MAILER_TEMPFAIL;
 }
 
-/* Accounts for a finished job and holds it for mailer_run to report. */
+/* Learns from a finished job and holds it for mailer_run to report (in flight till then). */
 static void finish(struct mailer *m, struct relay_state *r, struct mailer_job *job,
 		   const struct mailer_result *res)
 {
 	relay_learn(r, res->outcome, mailer_now_ms());
-	r->in_flight--;
-	m->in_flight--;
 	if (m->n_done == m->cap_done) {
 		m->cap_done = m->cap_done ? 2 * m->cap_done : 16;
 		m->done = xrealloc(m->done, m->cap_done * sizeof *m->done);
@@ -723,8 +719,10 @@ int mailer_run(struct mailer *m, int timeout_ms,
 	 * what finishes then goes to a fresh list for the next call to report. */
 	list = m->done, n = m->n_done, cap = m->cap_done;
 	m->done = NULL, m->n_done = m->cap_done = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		m->in_flight--; /* reported: the caller may count on it being over */
 		done(ud, list[i].job, &list[i].res);
+	}
 	if (m->done == NULL)
 		m->done = list, m->cap_done = cap;
 	else

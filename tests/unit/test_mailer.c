@@ -1,6 +1,7 @@
 /* test_mailer.c — the mailer against the scripted aiosmtpd server (tests/tools/smtpd.py):
  * every job is reported once, even when the report callback itself waits on the sockets
- * (as the sender does inside a ledger busy wait), and jobs queued behind a lost one go again. */
+ * (as the sender does inside a ledger busy wait), and counts as in flight until reported;
+ * jobs queued behind a lost one go again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,6 +199,35 @@ static void test_jobs_behind_a_lost_one_go_again(void **state)
 	assert_int_equal(lines, JOBS - JOBS / 4); /* each accepted one arrived once */
 }
 
+/* A job that finished during mailer_wait is in flight until mailer_run reports it: the
+ * sender ends its run when nothing is in flight, and must not lose that report. */
+static void test_in_flight_until_reported(void **state)
+{
+	struct server *s = *state;
+	struct relay relay = {.name = "smtpd", .tls = RELAY_TLS_NONE, .loopback = true,
+			      .connections = 1, .timeout = 5};
+	struct config cfg = {.relays = &relay, .n_relays = 1};
+	struct tally t = {0};
+	struct err e = {0};
+	char url[64];
+
+	server_start(s, NULL);
+	snprintf(url, sizeof url, "smtp://127.0.0.1:%d", s->port);
+	relay.url = url;
+	assert_int_equal(mailer_new(&t.m, &cfg, 1, &e), 0);
+	assert_int_equal(mailer_submit(t.m, job_new(0, "ok@users.example.test"), mailer_now_ms(), &e),
+			 0);
+	for (int i = 0; i < 40; i++) /* 2 s: far longer than the server takes */
+		mailer_wait(t.m, 50);
+	assert_int_equal(mailer_in_flight(t.m), 1);
+	assert_int_equal(t.reported, 0);
+	assert_int_equal(mailer_run(t.m, 0, on_done, &t, &e), 0);
+	assert_int_equal(t.reported, 1);
+	assert_int_equal(t.accepted, 1);
+	assert_int_equal(mailer_in_flight(t.m), 0);
+	mailer_free(t.m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +235,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jobs_behind_a_lost_one_go_again, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_in_flight_until_reported, setup, teardown),
 	};
 
 	if (system("/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null") != 0) {
