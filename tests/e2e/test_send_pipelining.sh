@@ -2,7 +2,7 @@
 # End to end, the SMTP dialogue cutoff carries itself (RFC 2920) over connections libcurl sets
 # up: pipelined when the server announces PIPELINING, one command at a time when it does not,
 # with the same ledger outcome for every fault either way; a large body with lines starting
-# with "." arrives intact; STARTTLS is still required and its certificate verified.
+# with "." arrives intact; STARTTLS is still required and its certificate verified; AUTH works.
 . "$(dirname "$0")/lib.sh"
 copy_campaign
 {
@@ -92,4 +92,18 @@ expect_rc 0 "verification relaxed for a relay on loopback"
 expect_out "20 sent, 0 deferred, 0 failed" "everything is sent"
 check "$(grep -c '"tls": true' "$SMTP_OUT")" "20" "every message went over TLS"
 check "$(grep -c '"pipelined": true' "$SMTP_OUT")" "20" "pipelined inside TLS too"
+
+# AUTH (libcurl's, in the connection's setup; the server refuses MAIL without it).
+kill "$(cat "$T/smtpd.ready")"; sleep 0.3
+start_smtpd --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" --auth "cutoff:s3cret"
+write_config "$T/auth.conf" "$SMTP_PORT" "database = \"$T/auth.db\";"
+sed -i '0,/^database = .*/{/^database = .*cutoff.db";$/d}' "$T/auth.conf"
+printf 's3cret\n' >"$T/relay.password"; chmod 600 "$T/relay.password"
+sed -i "s|tls = \"none\";|tls = \"starttls\"; tls_verify = false; user = \"cutoff\"; password_file = \"$T/relay.password\";|" "$T/auth.conf"
+load_campaign "$T/auth.conf" "$T/ok.csv"
+run --config "$T/auth.conf" --now 2003-08-19T00:00:00Z send $C
+expect_rc 0 "AUTH accepted"
+expect_out "20 sent, 0 deferred, 0 failed" "everything is sent once authenticated"
+check "$(wc -l <"$SMTP_OUT")" "20" "and arrives once"
+check "$(grep -c '"pipelined": true' "$SMTP_OUT")" "20" "pipelined after AUTH"
 finish

@@ -13,6 +13,7 @@ Listens on 127.0.0.1 only. What it answers depends on the recipient's local part
 PIPELINING (RFC 2920) is announced unless --no-pipelining (aiosmtpd reads pipelined commands
 in order either way; without the keyword a client must send one command at a time).
 --tls-cert CERT --tls-key KEY offers STARTTLS (RFC 3207) and refuses MAIL before it.
+--auth USER:PASSWORD (with --tls-cert) requires AUTH PLAIN or LOGIN with those (RFC 4954).
 Each JSON line says "pipelined": whether the DATA command had already arrived when its RCPT
 was answered (a client that waits for each reply never shows it), and "tls".
 Runs until SIGTERM; writes --ready FILE once it listens. Never listens beyond loopback.
@@ -27,7 +28,7 @@ import sys
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -112,13 +113,21 @@ class ThrottlingSMTP(SMTP):
 
 
 class ScriptedController(Controller):
-    def __init__(self, handler, tls=None, **kw):
+    def __init__(self, handler, tls=None, auth=None, **kw):
         super().__init__(handler, **kw)
         self.tls = tls
+        self.auth = auth
+
+    def authenticate(self, server, session, envelope, mechanism, data):
+        ok = isinstance(data, LoginPassword) and \
+            (data.login.decode(), data.password.decode()) == self.auth
+        return AuthResult(success=ok)
 
     def factory(self):
         return ThrottlingSMTP(self.handler, hostname="smtpd.test", timeout=30,
-                              tls_context=self.tls, require_starttls=self.tls is not None)
+                              tls_context=self.tls, require_starttls=self.tls is not None,
+                              auth_required=self.auth is not None,
+                              authenticator=self.authenticate if self.auth else None)
 
 
 def main():
@@ -132,13 +141,16 @@ def main():
     ap.add_argument("--no-pipelining", dest="pipelining", action="store_false")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--auth")
     ap.add_argument("--content", action="store_true", help="each message's text in its line")
     args = ap.parse_args()
     tls = None
     if args.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
-    c = ScriptedController(Handler(args), tls=tls, hostname="127.0.0.1", port=args.port)
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    c = ScriptedController(Handler(args), tls=tls, auth=auth, hostname="127.0.0.1",
+                           port=args.port)
     c.start()
     if args.ready:
         with open(args.ready, "w") as f:
