@@ -52,6 +52,7 @@ struct conn {
 	struct smtp_pipe *pipe;
 	int64_t progress_ms; /* the last byte sent or read */
 	bool heard;          /* the relay answered a command on this connection */
+	size_t retry_len;    /* a write that would have blocked: retried as it was, first */
 	/* the setup's dialogue, as libcurl's debug callback shows it */
 	bool in_ehlo;        /* the lines coming are the EHLO reply: its capabilities */
 	bool reply_done;
@@ -323,6 +324,7 @@ static int conn_connect(struct conn *c)
 {
 	c->state = CONN_CONNECTING;
 	c->fd = CURL_SOCKET_BAD;
+	c->retry_len = 0;
 	c->heard = false, c->in_ehlo = false;
 	c->code = 0, c->reply_done = false, c->reply_len = 0, c->reply[0] = '\0';
 	c->line_len = 0, c->errbuf[0] = '\0';
@@ -554,16 +556,27 @@ static void conn_fail(struct mailer *m, struct conn *c, const char *why)
 	conn_give_up(m, c, &res);
 }
 
-/* Sends what c's dialogue has ready, as far as the socket takes it. */
+/*
+ * Sends what c's dialogue has ready, as far as the socket takes it. A write that would
+ * block is repeated with the same bytes before more are added: OpenSSL wants a TLS
+ * write retried with the same buffer.
+ */
 static void conn_flush(struct mailer *m, struct conn *c)
 {
 	size_t len, n;
-	const char *out = smtp_pipe_output(c->pipe, &len);
+	const char *out;
 
+	if (c->retry_len > 0)
+		out = smtp_pipe_unsent_bytes(c->pipe, &len), len = c->retry_len;
+	else
+		out = smtp_pipe_output(c->pipe, &len);
 	while (len > 0) {
 		CURLcode rc = curl_easy_send(c->easy, out, len, &n);
-		if (rc == CURLE_AGAIN)
+		if (rc == CURLE_AGAIN) {
+			c->retry_len = len;
 			return;
+		}
+		c->retry_len = 0;
 		if (rc != CURLE_OK) {
 			conn_fail(m, c, curl_easy_strerror(rc));
 			return;

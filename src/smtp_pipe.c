@@ -260,6 +260,12 @@ const char *smtp_pipe_output(struct smtp_pipe *p, size_t *len)
 	return p->out.data + p->out_off;
 }
 
+const char *smtp_pipe_unsent_bytes(const struct smtp_pipe *p, size_t *len)
+{
+	*len = p->out.len - p->out_off;
+	return p->out.data + p->out_off;
+}
+
 bool smtp_pipe_unsent(const struct smtp_pipe *p)
 {
 	return p->out_off < p->out.len;

@@ -76,6 +76,12 @@ void smtp_pipe_add(struct smtp_pipe *p, struct mailer_job *job);
  */
 const char *smtp_pipe_output(struct smtp_pipe *p, size_t *len);
 
+/*
+ * The bytes still to be sent, without adding any (*len of them): for retrying a TLS
+ * write, which must be repeated with the same buffer before anything else is added.
+ */
+const char *smtp_pipe_unsent_bytes(const struct smtp_pipe *p, size_t *len);
+
 /* Whether bytes smtp_pipe_output gave are still to be sent. */
 bool smtp_pipe_unsent(const struct smtp_pipe *p);
 

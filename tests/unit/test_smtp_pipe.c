@@ -341,7 +341,10 @@ static void test_dot_stuffing_large_body_in_pieces(void **state)
 	expect_out(p, "DATA\r\n");
 	feed(p, "354 go\r\n", 0);
 	while ((out = smtp_pipe_output(p, &len)), len > 0) {
-		size_t n = step < len ? step : len;
+		size_t n = step < len ? step : len, again;
+		/* a TLS write that would block is retried with these very bytes */
+		assert_ptr_equal(smtp_pipe_unsent_bytes(p, &again), out);
+		assert_int_equal(again, len);
 		buf_append(&wire, out, n);
 		smtp_pipe_sent(p, n);
 		step = step * 3 % 8191 + 1; /* pieces of ever-changing sizes */
