@@ -1,5 +1,5 @@
-/* mailer.h — all SMTP, through libcurl's multi interface: a pool of relays, reused connections,
- * STARTTLS/SMTPS, AUTH, failover and throttling (RFC 5321, RFC 3207, RFC 4954). */
+/* mailer.h — all SMTP: a pool of relays, reused connections set up by libcurl (STARTTLS/SMTPS,
+ * AUTH), pipelined transactions, failover and throttling (RFC 5321, 3207, 4954, 2920). */
 #ifndef CUTOFF_MAILER_H
 #define CUTOFF_MAILER_H
 
@@ -18,7 +18,7 @@ struct mailer_job {
 	int64_t id;          /* the caller's (the delivery id) */
 	char *envelope_from; /* MAIL FROM address (VERP), owned by the job */
 	char *rcpt;          /* RCPT TO address, owned by the job */
-	struct buf data;     /* the message, CRLF line endings; dot-stuffing is libcurl's */
+	struct buf data;     /* the message, CRLF line endings; the mailer dot-stuffs it */
 	void *ud;            /* the caller's */
 };
 
@@ -40,12 +40,12 @@ struct mailer_result {
 	const char *relay;       /* the relay's name (valid while the mailer lives) */
 	int code;                /* the last SMTP reply code, 0 when none came */
 	char reply[512];         /* the server's last reply, continuation lines joined */
-	char local_error[256];   /* libcurl's account when the failure was local or a timeout */
+	char local_error[256];   /* the local account when the failure was local or a timeout */
 };
 
 /*
- * Creates a mailer over cfg's relays (at least one; ERR_CONFIG otherwise),
- * sharing one libcurl multi handle. Nothing connects until jobs arrive. When
+ * Creates a mailer over cfg's relays (at least one; ERR_CONFIG otherwise).
+ * Nothing connects until jobs arrive. When
  * share processes send at once, each uses 1/share of every relay's
  * connections (rounded up), so together they keep to the configured count.
  * Free with mailer_free.
@@ -60,26 +60,27 @@ size_t mailer_capacity(const struct mailer *m, int64_t now_ms);
 size_t mailer_in_flight(const struct mailer *m);
 
 /*
- * Starts job on the first relay that is up, has a free connection and is not
- * over its throttled rate. Takes the job over on success (returns 0). Returns
+ * Queues job on the first relay that is up, has room on a connection (two messages
+ * a connection when the relay pipelines, else one) and is not over its throttled
+ * rate; it goes out at the next mailer_run or mailer_wait. Takes the job over on success (returns 0). Returns
  * 1 and leaves the job with the caller when no relay can take it now.
  */
 int mailer_submit(struct mailer *m, struct mailer_job *job, int64_t now_ms, struct err *e);
 
 /*
- * Drives the transfers for up to timeout_ms and calls done for each finished
- * job (the callback owns the job and frees it with mailer_job_free). Returns 0,
- * or ERR_SOFTWARE if libcurl fails as a whole.
+ * Sends what is ready, waits up to timeout_ms for replies, and calls done for each
+ * finished job (the callback owns the job and frees it with mailer_job_free).
+ * Returns 0, or ERR_SOFTWARE if waiting on the sockets fails as a whole.
  */
 int mailer_run(struct mailer *m, int timeout_ms,
 	       void (*done)(void *ud, struct mailer_job *job, const struct mailer_result *r),
 	       void *ud, struct err *e);
 
 /*
- * Lets the transfers in flight progress for up to timeout_ms (waiting on their
+ * Lets the jobs in flight progress for up to timeout_ms (waiting on their
  * sockets) without reporting any that finish: they are reported by the next
  * mailer_run. For waits that must not call back into the caller, such as a
- * wait for the database lock inside a ledger transaction. Never fails: a libcurl
+ * wait for the database lock inside a ledger transaction. Never fails: a
  * failure shows at the next mailer_run.
  */
 void mailer_wait(struct mailer *m, int timeout_ms);

@@ -4,7 +4,7 @@
 # at least once, none is missing, and the duplicates are at most the deliveries that were in
 # flight (recorded 'sending', not yet settled) at the kills.
 . "$(dirname "$0")/lib.sh"
-start_smtpd --delay-ms 2
+start_smtpd --delay-ms 10
 CONF=$T/cutoff.conf DB=$T/cutoff.db
 write_config "$CONF" "$SMTP_PORT"
 copy_campaign

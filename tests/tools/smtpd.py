@@ -10,6 +10,12 @@ Listens on 127.0.0.1 only. What it answers depends on the recipient's local part
   anything else is accepted: 250, and one JSON line per message goes to --out.
 --throttle-every N answers every Nth MAIL FROM with 421 4.7.0 and closes the connection.
 --delay-ms M waits M ms before answering each end of DATA (a slow relay).
+PIPELINING (RFC 2920) is announced unless --no-pipelining (aiosmtpd reads pipelined commands
+in order either way; without the keyword a client must send one command at a time).
+--tls-cert CERT --tls-key KEY offers STARTTLS (RFC 3207) and refuses MAIL before it.
+--auth USER:PASSWORD (with --tls-cert) requires AUTH PLAIN or LOGIN with those (RFC 4954).
+Each JSON line says "pipelined": whether the DATA command had already arrived when its RCPT
+was answered (a client that waits for each reply never shows it), and "tls".
 Runs until SIGTERM; writes --ready FILE once it listens. Never listens beyond loopback.
 """
 import argparse
@@ -17,11 +23,12 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -37,6 +44,12 @@ class Handler:
             if local.startswith(k):
                 return k
         return "ok"
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.args.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.lock:
@@ -56,6 +69,7 @@ class Handler:
         if k == "bad":
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         envelope.rcpt_tos.append(address)
+        envelope.pipelined = len(getattr(server._reader, "_buffer", b"")) > 0
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
@@ -80,7 +94,11 @@ class Handler:
                     break
             with self.lock:
                 self.out.write(json.dumps({"from": envelope.mail_from, "rcpt": envelope.rcpt_tos,
-                                           "message_id": mid, "size": len(data)}) + "\n")
+                                           "message_id": mid, "size": len(data),
+                                           "pipelined": getattr(envelope, "pipelined", False),
+                                           "tls": session.ssl is not None,
+                                           "content": data.decode("utf-8", "replace")
+                                           if self.args.content else None}) + "\n")
         return "250 2.0.0 Ok: queued"
 
 
@@ -95,8 +113,21 @@ class ThrottlingSMTP(SMTP):
 
 
 class ScriptedController(Controller):
+    def __init__(self, handler, tls=None, auth=None, **kw):
+        super().__init__(handler, **kw)
+        self.tls = tls
+        self.auth = auth
+
+    def authenticate(self, server, session, envelope, mechanism, data):
+        ok = isinstance(data, LoginPassword) and \
+            (data.login.decode(), data.password.decode()) == self.auth
+        return AuthResult(success=ok)
+
     def factory(self):
-        return ThrottlingSMTP(self.handler, hostname="smtpd.test", timeout=30)
+        return ThrottlingSMTP(self.handler, hostname="smtpd.test", timeout=30,
+                              tls_context=self.tls, require_starttls=self.tls is not None,
+                              auth_required=self.auth is not None,
+                              authenticator=self.authenticate if self.auth else None)
 
 
 def main():
@@ -107,8 +138,19 @@ def main():
     ap.add_argument("--throttle-every", type=int, default=0)
     ap.add_argument("--stall", type=float, default=30.0)
     ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--no-pipelining", dest="pipelining", action="store_false")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--auth")
+    ap.add_argument("--content", action="store_true", help="each message's text in its line")
     args = ap.parse_args()
-    c = ScriptedController(Handler(args), hostname="127.0.0.1", port=args.port)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    c = ScriptedController(Handler(args), tls=tls, auth=auth, hostname="127.0.0.1",
+                           port=args.port)
     c.start()
     if args.ready:
         with open(args.ready, "w") as f:
