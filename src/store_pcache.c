@@ -347,14 +347,15 @@ static void pc_truncate(sqlite3_pcache *pc, unsigned limit)
 
 	if (c->npage == 0 || limit > c->maxkey)
 		return;
-	for (size_t hi = limit >> CHUNK_BITS; hi <= (c->maxkey >> CHUNK_BITS) && hi < c->nchunks;
-	     hi++) {
-		if (!c->chunks[hi])
-			continue;
-		size_t lo = hi == (limit >> CHUNK_BITS) ? (limit & (CHUNK_KEYS - 1)) : 0;
-		for (; lo < CHUNK_KEYS; lo++)
-			if (c->chunks[hi][lo])
-				drop(c, c->chunks[hi][lo]);
+	/* Keys limit..maxkey, a chunk at a time, skipping chunks never made. */
+	for (uint64_t key = limit; key <= c->maxkey;) {
+		size_t hi = (size_t)(key >> CHUNK_BITS);
+		uint64_t end = ((uint64_t)hi + 1) << CHUNK_BITS; /* the next chunk's first key */
+		if (hi < c->nchunks && c->chunks[hi])
+			for (uint64_t k = key; k < end && k <= c->maxkey; k++)
+				if (c->chunks[hi][k & (CHUNK_KEYS - 1)])
+					drop(c, c->chunks[hi][k & (CHUNK_KEYS - 1)]);
+		key = end;
 	}
 	c->maxkey = limit ? limit - 1 : 0;
 }
