@@ -84,7 +84,7 @@ static void worker_main(struct ctx *x, const struct campaign *c, int64_t campaig
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	memset(&sum, 0, sizeof sum);
-	rc = store_open(&s, x->db_path, 0, &e);
+	rc = store_open(&s, x->db_path, STORE_WAL_BUFFERED, &e); /* synchronous=FULL: safe */
 	if (rc == 0)
 		rc = sender_send(s, x->cfg, c, campaign_id, o, &sum, &e);
 	if (rc != 0)

@@ -21,7 +21,7 @@
 
 #define FLUSH_EVERY 128     /* settlements per ledger commit */
 #define FLUSH_MS 25         /* ... or at least this often */
-#define CLAIM_ROUNDS 16     /* a claim fills the queue to this many rounds of connections */
+#define CLAIM_ROUNDS 64     /* a claim fills the queue to this many rounds of connections */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
 #define KEEP_MOVING_EVERY 4 /* prepared messages between two looks at the transfers */
 
