@@ -310,13 +310,6 @@ static int check_version(struct store *s, int flags, struct err *e)
 	return 0;
 }
 
-/* Bytes of a statement journal kept in memory before it goes to a temporary file (SQLite's
- * default: 64 KiB). A statement that changes many rows and may abort (a claim's UPDATE of
- * 256 deliveries, the INSERT ... SELECT that queues a wave) journals the prior content of every
- * page it changes: with 64 KiB, a 20,000-message send created ~70 temporary files and wrote
- * 11 MiB to them. */
-#define STMT_JOURNAL_SPILL (16 << 20)
-
 /* SQLite's process-wide settings, made once before its first connection. Memory statistics
  * off: with them on, every allocation and free inside SQLite takes one global mutex (5% of a
  * login's instructions), and nothing here reads the statistics or sets a heap limit. Our page
@@ -325,7 +318,6 @@ static void library_settings(void)
 {
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	sqlite3_config(SQLITE_CONFIG_PCACHE2, store_pcache_methods());
-	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STMT_JOURNAL_SPILL);
 }
 
 int store_open(struct store **out, const char *path, int flags, struct err *e)

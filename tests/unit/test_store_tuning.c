@@ -312,34 +312,6 @@ static void test_login_chunks_keep_no_statement_journal(void **state)
 	sqlite3_vfs_register(real_vfs, 1);
 }
 
-/* A statement that changes many rows and may abort keeps its statement journal in memory (up
- * to 16 MiB) instead of a temporary file past 64 KiB: an UPDATE of 3,000 wide rows that a CHECK
- * could abort journals far more than 64 KiB of pages and opens no file for it. */
-static void test_statement_journal_stays_in_memory(void **state)
-{
-	struct store *s = NULL;
-	struct err e = {0};
-
-	real_vfs = sqlite3_vfs_find(NULL);
-	counting_vfs = *real_vfs;
-	counting_vfs.zName = "counting";
-	counting_vfs.xOpen = counting_open;
-	subjournals = 0;
-	assert_int_equal(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
-	assert_int_equal(store_open(&s, *state, STORE_CREATE | STORE_MIGRATE, &e), 0);
-	assert_int_equal(run(s, "CREATE TABLE wide (id INTEGER PRIMARY KEY, v TEXT,"
-				" n INTEGER CHECK (n >= 0)); WITH RECURSIVE i(k) AS (SELECT 1 UNION"
-				" ALL SELECT k + 1 FROM i WHERE k < 3000) INSERT INTO wide SELECT k,"
-				" hex(randomblob(200)), 0 FROM i"), SQLITE_OK);
-	assert_int_equal(run(s, "BEGIN; UPDATE wide SET n = n + 1, v = upper(v); COMMIT"),
-			 SQLITE_OK);
-	assert_int_equal(pragma_int(s, "SELECT sum(n) FROM wide"), 3000);
-	assert_int_equal(subjournals, 0);
-	store_close(s);
-	sqlite3_vfs_unregister(&counting_vfs);
-	sqlite3_vfs_register(real_vfs, 1);
-}
-
 /* login_by_user holds exactly the (user, time, id) of every login of a known user (outcome not
  * 'unknown'): recorded in transactions (full chunks and the rest at commit), outside one, and
  * nothing of a rolled-back one; a reader on the same connection sees them before the commit. */
@@ -395,8 +367,6 @@ int main(void)
 						scratch_db, scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_column_added_after_009,
 						scratch_db, scratch_db_remove),
-		cmocka_unit_test_setup_teardown(test_statement_journal_stays_in_memory, scratch_db,
-						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_login_keys_match_logins, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_login_chunks_keep_no_statement_journal,
