@@ -15,34 +15,8 @@
 #include "checkpointer.h"
 #include "store.h"
 #include "store_internal.h" /* the writer's connection, to write pages and read the WAL's state */
+#include "scratch.h"
 #include "util.h"
-
-static int scratch_db(void **state)
-{
-	char dir[] = "/tmp/test_checkpointer.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	*state = xasprintf("%s/t.db", dir);
-	return 0;
-}
-
-static int scratch_db_remove(void **state)
-{
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	char *db = *state, *dir = xstrdup(db);
-
-	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
-		char *f = xasprintf("%s%s", db, suffix[i]);
-		unlink(f);
-		free(f);
-	}
-	*strrchr(dir, '/') = '\0';
-	rmdir(dir);
-	free(dir);
-	free(db);
-	return 0;
-}
 
 static void exec_ok(struct store *s, const char *sql)
 {

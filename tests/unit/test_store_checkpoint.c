@@ -14,6 +14,7 @@
 
 #include "store.h"
 #include "store_internal.h" /* the connections themselves: the test writes and reads raw SQL */
+#include "scratch.h"
 #include "util.h"
 
 /* A VFS over the default one that counts the syncs of main database files (not of WALs). */
@@ -65,35 +66,11 @@ static void sql(struct store *s, const char *q)
 		fail_msg("%s: %s", q, msg);
 }
 
-/* Setup: the counting VFS, a scratch directory; *state is a database path in it. */
-static int scratch_db(void **state)
+/* Setup: the counting VFS, then a scratch database path (scratch.h). */
+static int counting_scratch_db(void **state)
 {
-	char dir[] = "/tmp/test_store_checkpoint.XXXXXX";
-
 	counting_vfs_register();
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	*state = xasprintf("%s/t.db", dir);
-	return 0;
-}
-
-/* Teardown: the database, its WAL and shared memory, and the directory. */
-static int scratch_db_remove(void **state)
-{
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	char *db = *state, *dir = xstrdup(db);
-
-	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
-		char *f = xasprintf("%s%s", db, suffix[i]);
-
-		unlink(f);
-		free(f);
-	}
-	*strrchr(dir, '/') = '\0';
-	rmdir(dir);
-	free(dir);
-	free(db);
-	return 0;
+	return scratch_db(state);
 }
 
 /*
@@ -228,11 +205,11 @@ static void test_whole_copy_and_empty_wal(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_passive_sync_syncs_the_database, scratch_db,
-						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_passive_sync_syncs_the_database,
+						counting_scratch_db, scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_passive_sync_with_commits_during_the_copy,
-						scratch_db, scratch_db_remove),
-		cmocka_unit_test_setup_teardown(test_whole_copy_and_empty_wal, scratch_db,
+						counting_scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_whole_copy_and_empty_wal, counting_scratch_db,
 						scratch_db_remove),
 	};
 

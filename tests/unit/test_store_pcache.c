@@ -15,6 +15,7 @@
 
 #include "store.h"
 #include "store_pcache.h"
+#include "scratch.h"
 #include "util.h"
 
 #define PAGE 4096
@@ -227,33 +228,6 @@ static void test_churn_keeps_pages_intact(void **state)
 }
 
 /* ---- through SQLite --------------------------------------------------------------------- */
-
-static int scratch_db(void **state)
-{
-	char dir[] = "/tmp/test_store_pcache.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	*state = xasprintf("%s/t.db", dir);
-	return 0;
-}
-
-static int scratch_db_remove(void **state)
-{
-	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-	char *db = *state, *dir = xstrdup(db);
-
-	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
-		char *f = xasprintf("%s%s", db, suffix[i]);
-		unlink(f);
-		free(f);
-	}
-	*strrchr(dir, '/') = '\0';
-	rmdir(dir);
-	free(dir);
-	free(db);
-	return 0;
-}
 
 static void test_store_open_installs_it(void **state)
 {

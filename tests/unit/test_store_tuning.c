@@ -17,6 +17,7 @@
 #include "store.h"
 #include "store_login.h"
 #include "store_internal.h" /* the connection itself: its pragmas are what is checked */
+#include "scratch.h"
 #include "util.h"
 
 /* The integer a one-value PRAGMA returns on s's connection. */
@@ -30,36 +31,6 @@ static long pragma_int(struct store *s, const char *sql)
 	v = (long)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
-}
-
-/* Setup: a new scratch directory; *state is the path of a database in it (not created). */
-static int scratch_db(void **state)
-{
-	char dir[] = "/tmp/test_store_tuning.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	*state = xasprintf("%s/t.db", dir);
-	return 0;
-}
-
-/* Teardown: the database, its WAL and shared memory, and the directory. */
-static int scratch_db_remove(void **state)
-{
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	char *db = *state, *dir = xstrdup(db);
-
-	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
-		char *f = xasprintf("%s%s", db, suffix[i]);
-
-		unlink(f);
-		free(f);
-	}
-	*strrchr(dir, '/') = '\0';
-	rmdir(dir);
-	free(dir);
-	free(db);
-	return 0;
 }
 
 static void test_cache_size_is_per_connection(void **state)
