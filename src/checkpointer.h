@@ -7,6 +7,8 @@
 
 #include "err.h"
 
+struct store;
+
 struct checkpointer;
 
 /*
@@ -33,6 +35,15 @@ bool checkpointer_wal_over(struct checkpointer *c, int frames);
 /* Says the writer has just copied the rest itself (the next transaction starts the WAL over):
  * checkpointer_wal_over is false until a later pass finds the WAL big again. */
 void checkpointer_restarted(struct checkpointer *c);
+
+/*
+ * The writer's side after each commit on writer (a connection to the same database whose own
+ * checkpoints are off): a pass is asked for, and returns at once; or, once the last pass found
+ * wal_frames frames or more, the writer waits for the running pass and copies the last
+ * commit's frames itself (all else is copied already), so that its next transaction writes the
+ * WAL from the start. A failed copy is logged: the WAL grows, nothing is lost.
+ */
+void checkpointer_committed(struct checkpointer *c, struct store *writer, int wal_frames);
 
 /* Waits until no pass runs or is asked for. */
 void checkpointer_idle(struct checkpointer *c);

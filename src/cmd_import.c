@@ -33,7 +33,7 @@ static int import_run(struct ctx *x, int argc, char **argv, struct err *e)
 		{"no-progress", no_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
-	struct import_options o = {NULL, x->tty, ctx_now(x), 0};
+	struct import_options o = {.progress = x->tty, .now = ctx_now(x), .db_path = x->db_path};
 	struct import_result r = {0};
 	struct store_campaign sc = {0};
 	struct campaign *c = NULL;

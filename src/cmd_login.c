@@ -85,25 +85,6 @@ struct batch {
 	struct err *e;
 };
 
-/* After a commit: the checkpointer copies the WAL into the database while the next batch is
- * decided; once the WAL is over wal_frames, this connection copies the last commit's frames
- * itself (the rest is done), so that its next transaction writes the WAL from the start. */
-static void batch_checkpoint(struct batch *b)
-{
-	struct err e = {0};
-
-	if (b->ck == NULL)
-		return;
-	if (!checkpointer_wal_over(b->ck, (int)b->wal_frames)) {
-		checkpointer_kick(b->ck);
-		return;
-	}
-	checkpointer_idle(b->ck);
-	if (store_wal_checkpoint(b->s, STORE_CKPT_PASSIVE, NULL, NULL, &e) != 0)
-		log_warnx("login: checkpoint: %s", e.msg); /* the WAL grows; nothing is lost */
-	checkpointer_restarted(b->ck);
-}
-
 /* Commits the open transaction, then (only then) prints its answers. */
 static int batch_commit(struct batch *b)
 {
@@ -116,7 +97,8 @@ static int batch_commit(struct batch *b)
 			return rc;
 		}
 		b->commits++;
-		batch_checkpoint(b);
+		if (b->ck != NULL) /* copied while the next batch is decided (checkpointer.h) */
+			checkpointer_committed(b->ck, b->s, (int)b->wal_frames);
 	}
 	b->in_batch = 0;
 	if (b->answers.len > 0 && (fwrite(b->answers.data, 1, b->answers.len, stdout) !=

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "address.h"
+#include "checkpointer.h"
+#include "log.h"
 #include "schedule.h"
 #include "store_report.h"
 #include "util.h"
@@ -27,6 +29,9 @@
 #define QUEUE_BYTES (4 * 1024 * 1024)
 #define SLOT_KEEP_BYTES (64 * 1024) /* a slot's buffers beyond this are given back */
 #define STORE_CHUNK 64              /* rows the store thread takes per lock */
+/* With a checkpoint thread, the WAL is started over past this many frames by default (128 MiB
+ * of 4 KiB pages, as the connection's own checkpoints in import mode did). */
+#define IMPORT_WAL_FRAMES 32768
 
 /* Columns with a meaning of their own; everything else is a template attribute. */
 enum known_col { COL_EMAIL, COL_USER_ID, COL_NAME, COL_LOCALE, COL_TIMEZONE, COL_CLIENT,
@@ -114,6 +119,7 @@ struct importer {
 	int64_t in_batch;
 	struct timespec started, last_progress;
 	bool any_forgotten;       /* some address was forgotten: check each row's */
+	struct checkpointer *ck;  /* (store) copies each batch into the database; or NULL */
 };
 
 static void row_free(struct row *w)
@@ -830,8 +836,12 @@ static void batch_boundary(struct importer *im)
 
 	if (im->in_batch < every || im->fatal)
 		return;
-	if ((im->fatal = store_commit(im->s, im->e)) == 0)
-		im->fatal = store_begin(im->s, im->e);
+	if ((im->fatal = store_commit(im->s, im->e)) != 0)
+		return;
+	if (im->ck != NULL) /* copied while the next batch is stored (checkpointer.h) */
+		checkpointer_committed(im->ck, im->s,
+				       im->o->wal_frames > 0 ? im->o->wal_frames : IMPORT_WAL_FRAMES);
+	im->fatal = store_begin(im->s, im->e);
 	im->in_batch = 0;
 }
 
@@ -1025,6 +1035,21 @@ static int read_and_store(struct importer *im)
 	return rc;
 }
 
+/* Starts the checkpoint thread and stops this connection's own checkpoints; without a thread
+ * (none asked for, or it could not start) this connection goes on checkpointing by itself. */
+static int import_checkpointer(struct importer *im)
+{
+	struct err e = {0};
+
+	if (im->o->db_path == NULL)
+		return 0;
+	if (checkpointer_start(&im->ck, im->o->db_path, &e) != 0) {
+		log_debug("import: checkpoints on this thread: %s", e.msg);
+		return 0;
+	}
+	return store_wal_autocheckpoint(im->s, 0, im->e);
+}
+
 static int load_segment_ids(struct importer *im)
 {
 	im->segment_ids = xcalloc(im->c->n_segments, sizeof *im->segment_ids);
@@ -1106,7 +1131,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	 * the run's last commit (finish_run) is made durable, and with it every batch. */
 	if ((rc = load_segment_ids(&im)) != 0 ||
 	    (rc = store_import_forgotten_any(s, &im.any_forgotten, e)) != 0 ||
-	    (rc = store_import_mode(s, true, e)) != 0)
+	    (rc = store_import_mode(s, true, e)) != 0 || (rc = import_checkpointer(&im)) != 0)
 		goto out;
 	if ((rc = store_begin(s, e)) != 0 ||
 	    (rc = store_import_start(s, campaign_id, path, o->now, &r->run_id, e)) != 0 ||
@@ -1125,6 +1150,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	if (im.rejects != NULL)
 		r->rejects_path = xstrdup(im.rejects_path);
 out:
+	checkpointer_stop(im.ck);
 	store_import_mode(s, false, NULL);
 	if (f != NULL)
 		fclose(f);

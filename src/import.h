@@ -15,6 +15,8 @@ struct import_options {
 	bool progress;            /* draw a progress line on stderr (a terminal) */
 	int64_t now;              /* the clock, UTC seconds */
 	int64_t commit_every;     /* rows per transaction; 0 = 50,000 */
+	const char *db_path;      /* the database's file, for a checkpoint thread; NULL: none */
+	int wal_frames;           /* with that thread, start the WAL over past this; 0 = 32,768 */
 };
 
 struct import_result {
