@@ -17,6 +17,10 @@
  * so a multiple of 128 KiB would be written as nothing and fail as SQLITE_FULL: the kept bytes
  * go in pieces below that. */
 #define WALBUF_WRITE_MAX (124 * 1024)
+/* A WAL frame's header: bytes 4-7 hold, big-endian, the database's size in pages after the
+ * commit for a transaction's last frame, and 0 for the others
+ * (https://sqlite.org/fileformat.html, "WAL frame format"). */
+#define WAL_FRAME_HDR 24
 
 /* One open file: ours, with the default VFS's right after it. */
 struct wb_file {
@@ -25,6 +29,7 @@ struct wb_file {
 	bool is_wal;
 	struct wb_file *db;  /* a WAL file: its database's file, while both are open */
 	struct wb_file *wal; /* a database file: its WAL file, while both are open */
+	bool commit_frame;   /* a WAL file: the header just kept is a commit frame's */
 	char *buf;           /* a WAL file: bytes written to us, not yet to the file */
 	size_t len;
 	sqlite3_int64 off;   /* the file offset of buf[0] */
@@ -83,16 +88,28 @@ static int wb_read(sqlite3_file *f, void *data, int amt, sqlite3_int64 off)
 	return p->real->pMethods->xRead(p->real, data, amt, off);
 }
 
+/* True when data is the header of a transaction's last frame. */
+static bool commit_header(const void *data, int amt)
+{
+	const unsigned char *h = data;
+
+	return amt == WAL_FRAME_HDR && (h[4] | h[5] | h[6] | h[7]) != 0;
+}
+
 /* A WAL write that continues the kept bytes is kept; any other write first flushes them, so
- * the file sees every write in SQLite's order. */
+ * the file sees every write in SQLite's order. The page after a commit frame's header is the
+ * last write of the commit: everything kept goes to the file then, so that a write error fails
+ * the commit (whether or not it syncs) rather than the barrier that publishes it. */
 static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off)
 {
 	struct wb_file *p = (struct wb_file *)f;
 	bool follows = p->len > 0 && off == p->off + (sqlite3_int64)p->len;
+	bool commit_page = p->commit_frame;
 	int rc;
 
 	if (!p->is_wal || amt <= 0)
 		return p->real->pMethods->xWrite(p->real, data, amt, off);
+	p->commit_frame = commit_header(data, amt);
 	if (p->len > 0 && (!follows || p->len + (size_t)amt > WALBUF_CAP) &&
 	    (rc = wb_flush(p)) != SQLITE_OK)
 		return rc;
@@ -104,7 +121,7 @@ static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 of
 		p->off = off;
 	memcpy(p->buf + p->len, data, (size_t)amt);
 	p->len += (size_t)amt;
-	return SQLITE_OK;
+	return commit_page ? wb_flush(p) : SQLITE_OK;
 }
 
 static int wb_truncate(sqlite3_file *f, sqlite3_int64 size)
@@ -182,8 +199,8 @@ static int wb_shm_map(sqlite3_file *f, int page, int size, int extend, void vola
 }
 
 /* Shared-memory locks and the barrier are how a commit (and a WAL restart) becomes visible
- * to other connections: the WAL's kept bytes go to the file first. A synchronous=FULL commit
- * has flushed them at its sync already. */
+ * to other connections: the WAL's kept bytes go to the file first. A commit has flushed them
+ * with its last frame already (wb_write). */
 static int wb_shm_lock(sqlite3_file *f, int offset, int n, int flags)
 {
 	struct wb_file *p = (struct wb_file *)f;
@@ -196,7 +213,7 @@ static void wb_shm_barrier(sqlite3_file *f)
 {
 	struct wb_file *p = (struct wb_file *)f;
 
-	(void)wb_flush(p->wal); /* see store_walbuf.h: why FULL is asked for */
+	(void)wb_flush(p->wal); /* nothing kept after a commit: an error was the commit's */
 	p->real->pMethods->xShmBarrier(p->real);
 }
 

@@ -9,15 +9,13 @@
  * refused to register it (the caller opens with the default VFS: slower, the same data).
  *
  * What it does: writes to a -wal file that follow each other are kept in memory (up to 1 MiB)
- * and handed to the file when SQLite syncs the WAL, reads it, truncates it, asks its size,
- * closes it, or before the shared-memory barrier and lock calls by which a commit becomes
- * visible to other connections. The database file and everything else go straight through.
- * A commit of N frames of 4 KiB costs about N / 30 pwrites (at least one) instead of 2N, and
- * the frames reach the file before any reader can see their commit.
- *
- * Meant for a connection that commits with synchronous=FULL, whose commit syncs (so flushes)
- * its frames before publishing them: with NORMAL the flush at the barrier cannot report a
- * write error to the transaction.
+ * and handed to the file with a transaction's last frame (its commit frame), or when SQLite
+ * syncs the WAL, reads it, truncates it, asks its size, closes it, or before the
+ * shared-memory barrier and lock calls by which a commit becomes visible to other
+ * connections. The database file and everything else go straight through. A commit of N
+ * frames of 4 KiB costs about N / 30 pwrites (at least one) instead of 2N, the frames reach the
+ * file before any reader can see their commit, and a write error fails the commit that wrote
+ * them, with synchronous=FULL or NORMAL alike.
  */
 const char *store_walbuf_vfs(void);
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -24,6 +25,7 @@
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 static sqlite3_syscall_ptr real_pwrite, real_pwrite64;
 static long wal_writes;
+static int wal_fail_errno; /* non-zero: writes to a -wal file fail with it */
 
 static int is_wal_fd(int fd)
 {
@@ -37,16 +39,26 @@ static int is_wal_fd(int fd)
 	return strcmp(path + n - 4, "-wal") == 0;
 }
 
+/* Counts a write to a -wal file; true when it is to fail instead. */
+static int wal_write_fails(int fd)
+{
+	int wal = is_wal_fd(fd);
+
+	wal_writes += wal;
+	if (!wal || wal_fail_errno == 0)
+		return 0;
+	errno = wal_fail_errno;
+	return 1;
+}
+
 static ssize_t counting_pwrite(int fd, const void *b, size_t n, off_t off)
 {
-	wal_writes += is_wal_fd(fd);
-	return ((pwrite_fn)real_pwrite)(fd, b, n, off);
+	return wal_write_fails(fd) ? -1 : ((pwrite_fn)real_pwrite)(fd, b, n, off);
 }
 
 static ssize_t counting_pwrite64(int fd, const void *b, size_t n, off_t off)
 {
-	wal_writes += is_wal_fd(fd);
-	return ((pwrite_fn)real_pwrite64)(fd, b, n, off);
+	return wal_write_fails(fd) ? -1 : ((pwrite_fn)real_pwrite64)(fd, b, n, off);
 }
 
 static int setup(void **state)
@@ -232,11 +244,46 @@ static void test_readers_see_every_commit(void **state)
 	close_pair(&f);
 }
 
+/* With synchronous=NORMAL a commit does not sync the WAL, so only its last frame can flush
+ * what is kept: a disk that refuses the write (ENOSPC) fails the COMMIT itself, the reader
+ * never sees the transaction, and the database stays sound and writable. */
+static void test_a_failed_write_fails_the_commit_without_sync(void **state)
+{
+	struct fixture f;
+	int64_t want;
+	int rc;
+	char *ok;
+
+	(void)state;
+	open_pair(&f, STORE_WAL_BUFFERED);
+	exec_ok(f.w, "PRAGMA synchronous = NORMAL");
+	write_rows(f.w, 0, 10, 0);
+	want = digest(f.w);
+	exec_ok(f.w, "BEGIN");
+	write_rows(f.w, 0, 20, 1); /* ~20 pages: under the 1 MiB kept, nothing written yet */
+	wal_fail_errno = ENOSPC;
+	rc = sqlite3_exec(f.w->db, "COMMIT", NULL, NULL, NULL);
+	wal_fail_errno = 0;
+	assert_int_not_equal(rc, SQLITE_OK);
+	if (!sqlite3_get_autocommit(f.w->db))
+		exec_ok(f.w, "ROLLBACK");
+	assert_int_equal(digest(f.r), want);
+	assert_int_equal(digest(f.w), want);
+	write_rows(f.w, 0, 20, 2); /* and the next commit goes through */
+	want = digest(f.w);
+	assert_int_equal(digest(f.r), want);
+	ok = query_text(f.r, "PRAGMA integrity_check");
+	assert_string_equal(ok, "ok");
+	free(ok);
+	close_pair(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_commit_is_one_write),
 		cmocka_unit_test(test_readers_see_every_commit),
+		cmocka_unit_test(test_a_failed_write_fails_the_commit_without_sync),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
