@@ -92,33 +92,17 @@ void checkpointer_kick(struct checkpointer *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
-bool checkpointer_wal_over(struct checkpointer *c, int frames)
-{
-	pthread_mutex_lock(&c->mu);
-	bool over = c->frames >= frames;
-	pthread_mutex_unlock(&c->mu);
-	return over;
-}
-
-void checkpointer_restarted(struct checkpointer *c)
-{
-	pthread_mutex_lock(&c->mu);
-	c->frames = 0;
-	pthread_mutex_unlock(&c->mu);
-}
-
 void checkpointer_committed(struct checkpointer *c, struct store *writer, int wal_frames)
 {
 	struct err e = {0};
 
-	if (!checkpointer_wal_over(c, wal_frames)) {
+	if (store_wal_frames(writer) < wal_frames) {
 		checkpointer_kick(c);
 		return;
 	}
 	checkpointer_idle(c);
 	if (store_wal_checkpoint(writer, STORE_CKPT_PASSIVE, NULL, NULL, &e) != 0)
 		log_warnx("checkpoint: %s", e.msg);
-	checkpointer_restarted(c);
 }
 
 void checkpointer_idle(struct checkpointer *c)

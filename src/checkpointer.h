@@ -27,21 +27,12 @@ int checkpointer_start(struct checkpointer **out, const char *path, struct err *
 void checkpointer_kick(struct checkpointer *c);
 
 /*
- * True when the last pass found at least frames frames in the WAL: time for the writer to start
- * it over.
- */
-bool checkpointer_wal_over(struct checkpointer *c, int frames);
-
-/* Says the writer has just copied the rest itself (the next transaction starts the WAL over):
- * checkpointer_wal_over is false until a later pass finds the WAL big again. */
-void checkpointer_restarted(struct checkpointer *c);
-
-/*
  * The writer's side after each commit on writer (a connection to the same database whose own
- * checkpoints are off): a pass is asked for, and returns at once; or, once the last pass found
- * wal_frames frames or more, the writer waits for the running pass and copies the last
- * commit's frames itself (all else is copied already), so that its next transaction writes the
- * WAL from the start. A failed copy is logged: the WAL grows, nothing is lost.
+ * checkpoints are off, store_wal_autocheckpoint 0): a pass is asked for, and returns at once;
+ * or, once the WAL holds wal_frames frames or more (store_wal_frames), the writer waits for the
+ * running pass and copies what it left (the last commits' frames) itself, so that its next
+ * transaction writes the WAL from the start. A failed copy is logged: the WAL grows, nothing
+ * is lost.
  */
 void checkpointer_committed(struct checkpointer *c, struct store *writer, int wal_frames);
 

@@ -427,12 +427,32 @@ int store_set_durable(struct store *s, bool full, struct err *e)
 	return exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
 }
 
+/* SQLite's WAL hook, run after each commit: the WAL's size then, in frames. */
+static int wal_counted(void *ud, sqlite3 *db, const char *name, int frames)
+{
+	struct store *s = ud;
+
+	(void)db, (void)name;
+	s->wal_frames = frames;
+	return SQLITE_OK;
+}
+
 int store_wal_autocheckpoint(struct store *s, int pages, struct err *e)
 {
 	char sql[64];
+	int rc;
 
 	snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %d", pages > 0 ? pages : 0);
-	return exec(s, sql, e);
+	if ((rc = exec(s, sql, e)) != 0 || pages > 0)
+		return rc; /* SQLite's own hook, which checkpoints */
+	s->wal_frames = -1;
+	sqlite3_wal_hook(s->db, wal_counted, s);
+	return 0;
+}
+
+int store_wal_frames(const struct store *s)
+{
+	return s->wal_frames;
 }
 
 int store_cache_size(struct store *s, int kib, struct err *e)

@@ -52,6 +52,7 @@ struct store {
 	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
 	struct store_login_rows logins;            /* recorded, not yet inserted */
 	struct store_login_keys login_keys;        /* inserted into login, not login_by_user */
+	int wal_frames; /* in the WAL after the last commit, while own checkpoints are off */
 };
 
 /*

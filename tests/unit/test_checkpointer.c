@@ -1,6 +1,7 @@
 /* test_checkpointer.c — the checkpoint thread: a pass asked for copies every committed frame
- * into the database while the writer goes on; its figures; starting the WAL over after it;
- * a database that is not there is a clear error and no thread. */
+ * into the database while the writer goes on; its figures; the writer's count of the WAL;
+ * starting the WAL over at the threshold and not before; a database that is not there is a
+ * clear error and no thread. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +38,24 @@ static void wal_state(const char *path, int *log, int *copied)
 	sqlite3_close(db);
 }
 
+/* The WAL's last frame and how many are copied, read from the wal-index (-shm) without a
+ * connection, which would copy what it can: the header's mxFrame (offset 16) and the
+ * checkpoint information's nBackfill (offset 96), in native byte order
+ * (https://sqlite.org/walformat.html, "The WAL-Index Header"). */
+static void shm_state(const char *path, uint32_t *last, uint32_t *copied)
+{
+	char *shm = xasprintf("%s-shm", path);
+	FILE *f = fopen(shm, "rb");
+	unsigned char b[100];
+
+	assert_non_null(f);
+	assert_int_equal(fread(b, 1, sizeof b, f), sizeof b);
+	fclose(f);
+	memcpy(last, b + 16, sizeof *last);
+	memcpy(copied, b + 96, sizeof *copied);
+	free(shm);
+}
+
 static void test_a_pass_copies_what_was_committed(void **state)
 {
 	const char *path = *state;
@@ -45,35 +64,45 @@ static void test_a_pass_copies_what_was_committed(void **state)
 	struct err e = {0};
 	long passes, failed;
 	int frames, log, copied;
+	uint32_t last, done;
 
 	assert_int_equal(store_open(&w, path, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_int_equal(store_wal_autocheckpoint(w, 0, &e), 0);
+	assert_int_equal(store_wal_frames(w), -1); /* no commit yet */
 	assert_int_equal(checkpointer_start(&c, path, &e), 0);
 	exec_ok(w, "CREATE TABLE t(v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL"
 		   " SELECT i + 1 FROM n WHERE i < 500) INSERT INTO t SELECT randomblob(2000) FROM n");
-	assert_false(checkpointer_wal_over(c, 1)); /* no pass yet */
 	checkpointer_kick(c);
 	checkpointer_idle(c);
 	checkpointer_stats(c, &passes, &failed, &frames);
 	assert_int_equal(passes, 1);
 	assert_int_equal(failed, 0);
 	assert_true(frames > 250);
-	assert_true(checkpointer_wal_over(c, frames));
-	assert_false(checkpointer_wal_over(c, frames + 1));
+	assert_int_equal(store_wal_frames(w), frames); /* the writer's count after its commit */
 	wal_state(path, &log, &copied);
 	assert_int_equal(log, frames);
 	assert_int_equal(copied, frames); /* all of it was in the database before this look */
 
-	/* The writer says it started over: not over until a later pass finds the WAL big. */
-	checkpointer_restarted(c);
-	assert_false(checkpointer_wal_over(c, 1));
-	/* Its next transaction writes the WAL from the start: a small WAL again. */
-	exec_ok(w, "INSERT INTO t VALUES (randomblob(10))");
-	checkpointer_kick(c);
+	/* Under the threshold, a commit only asks for a pass. */
+	exec_ok(w, "INSERT INTO t SELECT randomblob(2000) FROM t LIMIT 100");
+	checkpointer_committed(c, w, store_wal_frames(w) + 1);
 	checkpointer_idle(c);
 	checkpointer_stats(c, &passes, &failed, &frames);
 	assert_int_equal(passes, 2);
-	assert_true(frames > 0 && frames < 10);
+	/* At it, the writer has copied every frame when the call returns, so its next
+	 * transaction writes the WAL from the start. */
+	exec_ok(w, "INSERT INTO t SELECT randomblob(2000) FROM t LIMIT 400");
+	checkpointer_committed(c, w, store_wal_frames(w));
+	shm_state(path, &last, &done);
+	assert_int_equal(last, (uint32_t)store_wal_frames(w));
+	assert_int_equal(done, last);
+	exec_ok(w, "INSERT INTO t VALUES (randomblob(10))");
+	assert_true(store_wal_frames(w) > 0 && store_wal_frames(w) < 10);
+	checkpointer_kick(c);
+	checkpointer_idle(c);
+	checkpointer_stats(c, &passes, &failed, &frames);
+	assert_int_equal(failed, 0);
+	assert_int_equal(frames, store_wal_frames(w));
 	checkpointer_stop(c);
 	exec_ok(w, "SELECT count(*) FROM t");
 	store_close(w);
