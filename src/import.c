@@ -703,7 +703,9 @@ static int row_update(struct importer *im, const struct slot *sl, struct store_r
 		}
 	}
 	r->id = k->id;
-	return store_recipient_update(im->s, r, im->o->now, im->e);
+	return store_recipient_update(im->s, r, im->o->now,
+				      strcmp(k->email, r->email) == 0 && k->segment_id == r->segment_id,
+				      im->e);
 }
 
 static int row_store(struct importer *im, const struct slot *sl, enum outcome *out)

@@ -31,6 +31,7 @@ enum stmt_id {
 	ST_RECIPIENT_BY_EMAIL,
 	ST_RECIPIENT_INSERT,
 	ST_RECIPIENT_UPDATE,
+	ST_RECIPIENT_UPDATE_FIELDS,
 	ST_RECIPIENT_SEGMENT,
 	ST_RECIPIENT_EACH,
 	ST_RECIPIENT_LOOKUP,
@@ -79,13 +80,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" GROUP BY s.id ORDER BY s.position",
 	[ST_SEGMENT_ID] = "SELECT id FROM segment WHERE campaign_id = ?1 AND name = ?2",
 	[ST_RECIPIENT_BY_USER] =
-		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0)"
-		" FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
+		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
+		" coalesce(segment_id, 0) FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
 	/* "email = ?2 COLLATE NOCASE" lets SQLite seek recipient_address (db/007), which is led
 	 * by the case-folded address; "email = ?2" is the exact match. */
 	[ST_RECIPIENT_BY_EMAIL] =
-		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0)"
-		" FROM recipient WHERE campaign_id = ?1 AND email = ?2 COLLATE NOCASE AND email = ?2",
+		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
+		" coalesce(segment_id, 0) FROM recipient"
+		" WHERE campaign_id = ?1 AND email = ?2 COLLATE NOCASE AND email = ?2",
 	[ST_RECIPIENT_INSERT] =
 		"INSERT INTO recipient (campaign_id, user_id, email, name, locale, timezone, client,"
 		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
@@ -95,6 +97,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_UPDATE] =
 		"UPDATE recipient SET email = ?2, name = ?3, locale = ?4, timezone = ?5, client = ?6,"
 		" version = ?7, platform = ?8, os = ?9, attrs = ?10, segment_id = ?11, digest = ?12,"
+		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state ELSE ?13 END,"
+		" updated_at = ?14, import_run = coalesce(nullif(?15, 0), import_run) WHERE id = ?1",
+	/* The same without the address and the segment (?2 and ?11 are bound but unused). */
+	[ST_RECIPIENT_UPDATE_FIELDS] =
+		"UPDATE recipient SET name = ?3, locale = ?4, timezone = ?5, client = ?6,"
+		" version = ?7, platform = ?8, os = ?9, attrs = ?10, digest = ?12,"
 		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state ELSE ?13 END,"
 		" updated_at = ?14, import_run = coalesce(nullif(?15, 0), import_run) WHERE id = ?1",
 	[ST_RECIPIENT_SEGMENT] =
@@ -752,6 +760,7 @@ static int find_recipient(struct store *s, enum stmt_id id, int64_t campaign_id,
 		snprintf(out->user_id, sizeof out->user_id, "%s", sqlite3_column_text(st, 2));
 		snprintf(out->email, sizeof out->email, "%s", sqlite3_column_text(st, 3));
 		out->import_run = sqlite3_column_int64(st, 4);
+		out->segment_id = sqlite3_column_int64(st, 5);
 		sqlite3_reset(st);
 		return 0;
 	}
@@ -812,9 +821,9 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 }
 
 int store_recipient_update(struct store *s, const struct store_recipient *r, int64_t now,
-			   struct err *e)
+			   bool keys_kept, struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_UPDATE, e);
+	sqlite3_stmt *st = stmt(s, keys_kept ? ST_RECIPIENT_UPDATE_FIELDS : ST_RECIPIENT_UPDATE, e);
 
 	if (st == NULL)
 		return e->code;

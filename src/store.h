@@ -156,6 +156,7 @@ struct store_recipient_key {
 	int64_t id;
 	uint64_t digest;
 	int64_t import_run; /* the import that last wrote it */
+	int64_t segment_id; /* 0: none */
 	char user_id[256];
 	char email[320];
 };
@@ -173,9 +174,14 @@ int store_recipient_find_email(struct store *s, int64_t campaign_id, const char 
  */
 int store_recipient_insert(struct store *s, const struct store_recipient *r, int64_t now,
 			   int64_t *id, struct err *e);
-/* Overwrites the imported fields of recipient r->id (not user_id, state or completion). */
+/*
+ * Overwrites the imported fields of recipient r->id (not user_id, state or completion).
+ * keys_kept: the caller knows r->email and r->segment_id are the stored ones, so the address
+ * and segment indexes are left as they are (SQLite rewrites an index entry of every column an
+ * UPDATE sets, changed or not).
+ */
 int store_recipient_update(struct store *s, const struct store_recipient *r, int64_t now,
-			   struct err *e);
+			   bool keys_kept, struct err *e);
 /* Moves a recipient to another segment (0 = none) and the matching state. */
 int store_recipient_set_segment(struct store *s, int64_t recipient_id, int64_t segment_id,
 				int64_t now, struct err *e);

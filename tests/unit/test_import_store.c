@@ -417,6 +417,47 @@ static void test_store_failure_stops_the_reader(void **state)
 	free(bad);
 }
 
+/* A re-import that changes a recipient's address or segment moves its index entries with it
+ * (the cheaper update, which leaves both indexes alone, is only for rows that keep them), and
+ * one that changes neither keeps them: found by the new address, not by the old one, in the
+ * new segment, and integrity_check finds every index entry. */
+static void test_update_moves_the_address_and_the_segment(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+
+	write_csv(f, "user_id,email,client,version,platform,os,country\n"
+		     "k1,k1@example.test,msn-messenger,4.7,windows,XP,FR\n"
+		     "k2,k2@example.test,msn-messenger,4.7,windows,XP,FR\n"
+		     "k3,k3@example.test,msn-messenger,4.7,windows,XP,FR\n");
+	import(f, &r);
+	assert_int_equal(r.counts.added, 3);
+	write_csv(f, "user_id,email,client,version,platform,os,country\n"
+		     "k1,k1-new@example.test,msn-messenger,4.7,windows,XP,FR\n"
+		     "k2,k2@example.test,windows-messenger,4.7,windows,XP,FR\n"
+		     "k3,k3@example.test,msn-messenger,4.7,windows,XP,DE\n");
+	import(f, &r);
+	assert_int_equal(r.counts.updated, 3);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'k1'"
+				      " AND email = 'k1-new@example.test' COLLATE NOCASE"
+				      " AND email = 'k1-new@example.test'"),
+			 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"
+				      " WHERE email = 'k1@example.test' COLLATE NOCASE"),
+			 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient r JOIN segment g"
+				      " ON g.id = r.segment_id WHERE r.user_id = 'k2'"
+				      " AND g.name = 'windows-messenger'"),
+			 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'k3'"
+				      " AND attrs LIKE '%DE%' AND email = 'k3@example.test'"),
+			 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM pragma_integrity_check"
+				      " WHERE integrity_check <> 'ok'"),
+			 0);
+	free(r.rejects_path);
+}
+
 /* With a checkpoint thread, each batch is copied into the database while the next is stored,
  * and past wal_frames the WAL starts over: a long import keeps it short (without the restart it
  * holds every batch's frames), loses nothing, and leaves a sound database. */
@@ -462,6 +503,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_address_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rows_stored_in_file_order_through_the_queue,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_moves_the_address_and_the_segment, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_thread_keeps_the_wal_short, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_stops_the_reader, setup,
