@@ -557,7 +557,7 @@ int render_format_time(int64_t t, const char *tzid, const char *locale, char *bu
 static int days_until(int64_t now, int64_t cutoff, long long cutoff_day, const char *tzid,
 		      int64_t *out, struct err *e)
 {
-	struct locale_civil today;
+	struct locale_civil today = {0};
 	long long d;
 	int rc;
 
@@ -573,7 +573,7 @@ static int days_until(int64_t now, int64_t cutoff, long long cutoff_day, const c
 
 int render_days_left(int64_t now, int64_t cutoff, const char *tzid, int64_t *out, struct err *e)
 {
-	struct locale_civil c;
+	struct locale_civil c = {0};
 	int rc;
 
 	*out = 0;
@@ -893,7 +893,7 @@ static char *ics_build(struct render *r, const struct render_request *q, const c
 {
 	const struct campaign *c = r->c;
 	const char *tz = q->recipient->timezone ? q->recipient->timezone : c->timezone;
-	struct locale_civil cut;
+	struct locale_civil cut = {0};
 	struct icaltimetype day = icaltime_null_date(), next;
 	icalcomponent *cal, *ev;
 	char *uid, *text, *out;

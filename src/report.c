@@ -625,7 +625,7 @@ static int day_start(int64_t day, const char *tz, int64_t *out, struct err *e)
 
 int report_days_init(struct report *r, struct err *e)
 {
-	int64_t first, today, last_chart, cutoff_day;
+	int64_t first = 0, today = 0, last_chart = 0, cutoff_day = 0;
 	int rc;
 
 	r->days = NULL, r->n_days = 0, r->chart_days = 0;
