@@ -28,6 +28,7 @@ struct wb_file {
 	char *buf;           /* a WAL file: bytes written to us, not yet to the file */
 	size_t len;
 	sqlite3_int64 off;   /* the file offset of buf[0] */
+	bool commit_frame;   /* the last write was a commit frame's header: its page is next */
 };
 
 static sqlite3_vfs walbuf_vfs; /* filled once by walbuf_register, then only read */
@@ -83,6 +84,26 @@ static int wb_read(sqlite3_file *f, void *data, int amt, sqlite3_int64 off)
 	return p->real->pMethods->xRead(p->real, data, amt, off);
 }
 
+/*
+ * SQLite writes a frame as its 24-byte header, then its page; a commit frame's header holds the
+ * database size after the commit (bytes 4-7, big-endian), other frames' hold 0. Once a commit
+ * frame's page is kept, everything is written at once, so that a write error fails the COMMIT
+ * itself: with synchronous=NORMAL no sync follows, and the flush at the shared-memory barrier
+ * that publishes the commit cannot report one (the service's decider commits so, and syncs
+ * the WAL on another thread: serve.c).
+ */
+static int wb_commit_frame(struct wb_file *p, const void *data, int amt)
+{
+	const unsigned char *h = data;
+
+	if (p->commit_frame) {
+		p->commit_frame = false;
+		return wb_flush(p);
+	}
+	p->commit_frame = amt == 24 && (h[4] | h[5] | h[6] | h[7]) != 0;
+	return SQLITE_OK;
+}
+
 /* A WAL write that continues the kept bytes is kept; any other write first flushes them, so
  * the file sees every write in SQLite's order. */
 static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off)
@@ -104,7 +125,7 @@ static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 of
 		p->off = off;
 	memcpy(p->buf + p->len, data, (size_t)amt);
 	p->len += (size_t)amt;
-	return SQLITE_OK;
+	return wb_commit_frame(p, data, amt);
 }
 
 static int wb_truncate(sqlite3_file *f, sqlite3_int64 size)
@@ -196,7 +217,7 @@ static void wb_shm_barrier(sqlite3_file *f)
 {
 	struct wb_file *p = (struct wb_file *)f;
 
-	(void)wb_flush(p->wal); /* see store_walbuf.h: why FULL is asked for */
+	(void)wb_flush(p->wal); /* a commit's frames were flushed already (wb_commit_frame) */
 	p->real->pMethods->xShmBarrier(p->real);
 }
 

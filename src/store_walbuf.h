@@ -15,9 +15,9 @@
  * A commit of N frames of 4 KiB costs about N / 30 pwrites (at least one) instead of 2N, and
  * the frames reach the file before any reader can see their commit.
  *
- * Meant for a connection that commits with synchronous=FULL, whose commit syncs (so flushes)
- * its frames before publishing them: with NORMAL the flush at the barrier cannot report a
- * write error to the transaction.
+ * A commit's frames are written (not synced) before the COMMIT returns, with synchronous=FULL
+ * (at its sync) and with NORMAL (at the commit frame): a write error fails the COMMIT either
+ * way. With NORMAL, an fdatasync of the -wal file after the COMMIT returned makes it durable.
  */
 const char *store_walbuf_vfs(void);
 

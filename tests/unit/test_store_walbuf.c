@@ -1,12 +1,13 @@
 /* test_store_walbuf.c — STORE_WAL_BUFFERED (store_walbuf.h): a commit's WAL frames reach the
- * file in one write, and another connection reads exactly what was committed (spilled pages
+ * file in one write, another connection reads exactly what was committed (spilled pages
  * rewritten in a transaction, rollbacks, transactions over the 1 MiB buffer, a WAL started
- * over). */
+ * over), and with synchronous=NORMAL a failed write of the WAL still fails the COMMIT. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 static sqlite3_syscall_ptr real_pwrite, real_pwrite64;
 static long wal_writes;
+static int fail_wal_writes; /* the writes of -wal files fail (EIO) while set */
 
 static int is_wal_fd(int fd)
 {
@@ -40,12 +42,20 @@ static int is_wal_fd(int fd)
 static ssize_t counting_pwrite(int fd, const void *b, size_t n, off_t off)
 {
 	wal_writes += is_wal_fd(fd);
+	if (fail_wal_writes && is_wal_fd(fd)) {
+		errno = EIO;
+		return -1;
+	}
 	return ((pwrite_fn)real_pwrite)(fd, b, n, off);
 }
 
 static ssize_t counting_pwrite64(int fd, const void *b, size_t n, off_t off)
 {
 	wal_writes += is_wal_fd(fd);
+	if (fail_wal_writes && is_wal_fd(fd)) {
+		errno = EIO;
+		return -1;
+	}
 	return ((pwrite_fn)real_pwrite64)(fd, b, n, off);
 }
 
@@ -232,11 +242,54 @@ static void test_readers_see_every_commit(void **state)
 	close_pair(&f);
 }
 
+/* With synchronous=NORMAL no sync follows a commit, and the flush at the shared-memory barrier
+ * that publishes it cannot report an error: the frames are written at the commit frame, so a
+ * failed write fails the COMMIT, and nothing of it is visible (the service's decider commits
+ * so and syncs the WAL on another thread). */
+static void test_a_normal_commit_reports_write_errors(void **state)
+{
+	struct fixture f;
+	int64_t want;
+	char *ok;
+	int rc;
+
+	(void)state;
+	open_pair(&f, STORE_WAL_BUFFERED);
+	exec_ok(f.w, "PRAGMA synchronous = NORMAL");
+	write_rows(f.w, 0, 10, 0);
+	want = digest(f.w);
+	assert_int_equal(digest(f.r), want);
+	wal_writes = 0;
+	write_rows(f.w, 0, 10, 1); /* a commit is one write at its end, not at the barrier */
+	assert_int_equal(wal_writes, 1);
+	want = digest(f.w);
+
+	exec_ok(f.w, "BEGIN");
+	write_rows(f.w, 0, 10, 2);
+	fail_wal_writes = 1;
+	rc = sqlite3_exec(f.w->db, "COMMIT", NULL, NULL, NULL);
+	fail_wal_writes = 0;
+	assert_int_not_equal(rc, SQLITE_OK);
+	if (!sqlite3_get_autocommit(f.w->db))
+		exec_ok(f.w, "ROLLBACK");
+	assert_int_equal(digest(f.r), want);
+	assert_int_equal(digest(f.w), want);
+
+	write_rows(f.w, 0, 10, 3); /* the connection goes on */
+	want = digest(f.w);
+	assert_int_equal(digest(f.r), want);
+	ok = query_text(f.r, "PRAGMA integrity_check");
+	assert_string_equal(ok, "ok");
+	free(ok);
+	close_pair(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_commit_is_one_write),
 		cmocka_unit_test(test_readers_see_every_commit),
+		cmocka_unit_test(test_a_normal_commit_reports_write_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
