@@ -427,6 +427,11 @@ int store_set_durable(struct store *s, bool full, struct err *e)
 	return exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
 }
 
+const char *store_wal_path(struct store *s)
+{
+	return sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
+}
+
 int store_wal_autocheckpoint(struct store *s, int pages, struct err *e)
 {
 	char sql[64];
