@@ -77,6 +77,7 @@ struct metrics {
 	atomic_long ckpt_backfilled; /* frames of the WAL in the database after that pass */
 	atomic_long restart_frames; /* frames the decider's last restart copied itself */
 	atomic_uint_fast64_t resume_ns; /* the decider's: answering */
+	struct histogram wal_sync; /* each fdatasync of the WAL by the syncer (their count) */
 	atomic_long wal_frames; /* in the WAL at the last checkpoint */
 	atomic_long in_flight;
 	atomic_long campaigns;
@@ -114,6 +115,14 @@ struct serve {
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
 	struct err start_err;
+
+	pthread_t syncer;            /* makes committed batches durable, then answers them */
+	pthread_cond_t sync_work;    /* a committed batch waits for the syncer */
+	struct job *unsynced, *unsynced_tail; /* committed, not yet synced: not answered */
+	long syncing;                /* jobs committed and not yet answered by the syncer */
+	int wal_fd;                  /* the WAL, read-only, for fdatasync; -1 before the decider */
+	bool syncer_started, syncer_stop;
+	int sync_errno;              /* a WAL sync failed: every later batch fails (sticky) */
 
 	pthread_t checkpointer;      /* copies the WAL into the database, off the decider */
 	pthread_cond_t tick;         /* wakes the checkpointer to stop */
@@ -260,6 +269,29 @@ static void jobs_fail(struct job *list, unsigned status, const struct err *e)
 }
 
 /*
+ * After a failed fdatasync of the WAL the kernel may have dropped the pages it could not write,
+ * and what was committed after them may not be on disk either: nothing more is decided (500),
+ * until the service is restarted (SQLite then reads the WAL as it is on disk). True then.
+ */
+static bool decider_sync_failed(struct decider *d, struct job *list)
+{
+	struct serve *sv = d->sv;
+	int err;
+
+	pthread_mutex_lock(&sv->lock);
+	err = sv->sync_errno;
+	pthread_mutex_unlock(&sv->lock);
+	if (err == 0)
+		return false;
+	err_set(&d->e, ERR_IO, "the database's WAL could not be synced to disk (%s): logins are"
+		" no longer recorded; restart the service once the disk is fixed", strerror(err));
+	log_warnx("login batch not recorded: %s", d->e.msg);
+	atomic_fetch_add(&sv->m.failed, 1);
+	jobs_fail(list, 500, &d->e);
+	return true;
+}
+
+/*
  * One transaction for the whole list: begin, decide, commit. A busy database is retried
  * (nothing of a rolled-back attempt was recorded) until busy_wait_ms; then 503.
  */
@@ -270,6 +302,8 @@ static void decider_batch(struct decider *d, struct job *list)
 	int64_t t0, t1, t2;
 	int rc;
 
+	if (decider_sync_failed(d, list))
+		return;
 	for (;;) {
 		err_clear(&d->e);
 		t0 = t1 = monotonic_ns();
@@ -309,6 +343,37 @@ static void decider_batch(struct decider *d, struct job *list)
 	decider_reset(d, NULL);
 }
 
+/* Publishes the decided status of every job of list and resumes or wakes its request. Locked:
+ * the jobs are the requests' and gone once they resume. */
+static void jobs_answer(struct job *list)
+{
+	for (struct job *j = list, *next; j != NULL; j = next) {
+		next = j->next;
+		j->status = j->result;
+		if (j->conn != NULL)
+			MHD_resume_connection(j->conn);
+		else
+			pthread_cond_signal(&j->done);
+	}
+}
+
+/* Hands a committed batch to the syncer, which answers it once the WAL is synced. Locked. */
+static void sync_queue_put(struct serve *sv, struct job *list)
+{
+	for (struct job *j = list; j != NULL; j = j->next) {
+		sv->syncing++;
+		if (j->next == NULL) {
+			if (sv->unsynced_tail != NULL)
+				sv->unsynced_tail->next = list;
+			else
+				sv->unsynced = list;
+			sv->unsynced_tail = j;
+			break;
+		}
+	}
+	pthread_cond_signal(&sv->sync_work);
+}
+
 /* Takes whole jobs off the queue, up to TXN_EVENTS_MAX events (at least one job). Locked. */
 static struct job *queue_take(struct serve *sv)
 {
@@ -326,11 +391,11 @@ static struct job *queue_take(struct serve *sv)
 	return list;
 }
 
-/* True when no more requests are worth waiting for: every one in flight is queued, the
- * batch is full, or the service is stopping. Locked. */
+/* True when no more requests are worth waiting for: every one in flight is queued or waits for
+ * the WAL sync of its batch, the batch is full, or the service is stopping. Locked. */
 static bool queue_gathered(const struct serve *sv)
 {
-	return sv->stop || sv->queued >= atomic_load(&sv->m.in_flight) ||
+	return sv->stop || sv->queued + sv->syncing >= atomic_load(&sv->m.in_flight) ||
 	       sv->queued >= TXN_EVENTS_MAX;
 }
 
@@ -398,14 +463,10 @@ static void decider_loop(struct decider *d)
 		decider_batch(d, list);
 		t0 = monotonic_ns();
 		pthread_mutex_lock(&sv->lock);
-		for (struct job *j = list, *next; j != NULL; j = next) {
-			next = j->next; /* j is the request's: gone once it resumes */
-			j->status = j->result;
-			if (j->conn != NULL)
-				MHD_resume_connection(j->conn);
-			else
-				pthread_cond_signal(&j->done);
-		}
+		if (list->result == 200)
+			sync_queue_put(sv, list); /* answered once its WAL frames are on disk */
+		else
+			jobs_answer(list); /* nothing was recorded: no sync to wait for */
 		atomic_fetch_add(&sv->m.resume_ns, (uint64_t)(monotonic_ns() - t0));
 		if (atomic_exchange(&sv->restart_wanted, false)) {
 			pthread_mutex_unlock(&sv->lock);
@@ -414,6 +475,93 @@ static void decider_loop(struct decider *d)
 		}
 	}
 	pthread_mutex_unlock(&sv->lock);
+}
+
+/* ---- the syncer ---------------------------------------------------------------------------- */
+
+/* A failed sync: its batches get 500 (recorded or not, nobody can say until the service
+ * restarts), and so does every later batch (decider_sync_failed). Locked. */
+static void syncer_failed(struct serve *sv, struct job *list, int err)
+{
+	log_warnx("serve: fdatasync of the WAL failed (%s): the last logins may not be on disk;"
+		  " no more logins are recorded until the service restarts", strerror(err));
+	if (sv->sync_errno == 0)
+		sv->sync_errno = err;
+	atomic_fetch_add(&sv->m.failed, 1);
+	for (struct job *j = list; j != NULL; j = j->next) {
+		j->result = 500;
+		snprintf(j->error, sizeof j->error, "the database's WAL could not be synced to disk"
+			 " (%s): this login may or may not be recorded", strerror(err));
+	}
+}
+
+/*
+ * The decider commits with synchronous=NORMAL: a COMMIT writes its WAL frames (store_walbuf.h:
+ * a write error fails it) without waiting for the disk. This thread makes them durable with
+ * an fdatasync of the WAL and only then answers the batches committed before the sync began,
+ * while the decider goes on with the next batch. No answer is sent before the frames that
+ * record it are on disk; and no checkpoint copies frames that are not: SQLite syncs the WAL
+ * before it copies any (walCheckpoint), on the checkpointer's connection as on the decider's.
+ */
+static void *syncer_main(void *arg)
+{
+	struct serve *sv = arg;
+	struct job *list;
+	int64_t t0;
+	int err;
+
+	/* Not SCHED_BATCH: woken by the disk, it must answer at once, not after a time slice. */
+	(void)pthread_setname_np(pthread_self(), "cutoff-syncer");
+	pthread_mutex_lock(&sv->lock);
+	for (;;) {
+		while (sv->unsynced == NULL && !sv->syncer_stop)
+			pthread_cond_wait(&sv->sync_work, &sv->lock);
+		if (sv->unsynced == NULL)
+			break;
+		list = sv->unsynced;
+		sv->unsynced = sv->unsynced_tail = NULL;
+		pthread_mutex_unlock(&sv->lock);
+		t0 = monotonic_ns();
+		err = fdatasync(sv->wal_fd) == 0 ? 0 : errno;
+		histogram_add(&sv->m.wal_sync, monotonic_ns() - t0);
+		pthread_mutex_lock(&sv->lock);
+		if (err != 0)
+			syncer_failed(sv, list, err);
+		for (struct job *j = list; j != NULL; j = j->next)
+			sv->syncing--;
+		jobs_answer(list);
+	}
+	pthread_mutex_unlock(&sv->lock);
+	return NULL;
+}
+
+/* Opens the WAL for the syncer, starts it, and makes the decider's commits wait for no sync. */
+static int start_syncer(struct decider *d)
+{
+	struct serve *sv = d->sv;
+	const char *path = store_wal_path(d->s);
+	int rc;
+
+	if (path == NULL || (sv->wal_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return err_sys(&d->e, ERR_IO, errno, "opening the WAL %s (to sync it)",
+			       path ? path : "(none)");
+	if ((rc = pthread_create(&sv->syncer, NULL, syncer_main, sv)) != 0)
+		return err_sys(&d->e, ERR_SOFTWARE, rc, "starting the WAL's syncer thread");
+	sv->syncer_started = true;
+	return store_set_durable(d->s, false, &d->e);
+}
+
+/* Lets the syncer answer what it holds, then stops it. */
+static void stop_syncer(struct serve *sv)
+{
+	if (!sv->syncer_started)
+		return;
+	pthread_mutex_lock(&sv->lock);
+	sv->syncer_stop = true;
+	pthread_cond_signal(&sv->sync_work);
+	pthread_mutex_unlock(&sv->lock);
+	pthread_join(sv->syncer, NULL);
+	sv->syncer_started = false;
 }
 
 /* Tells serve_start how the decider started. */
@@ -432,6 +580,7 @@ static void *decider_main(void *arg)
 	struct decider d = {.sv = arg};
 	int rc;
 
+	(void)pthread_setname_np(pthread_self(), "cutoff-decider"); /* for top -H and perf */
 	/*
 	 * The store is opened here: its connection belongs to this thread alone. Its page cache
 	 * is small: SQLite's B-tree balancing parks a page at a key past the end of the file
@@ -444,11 +593,13 @@ static void *decider_main(void *arg)
 	if ((rc = store_open(&d.s, d.sv->o.db_path, STORE_WAL_BUFFERED, &d.e)) == 0 &&
 	    (rc = store_login_stream(d.s, STORE_LOGIN_MAPPED, &d.e)) == 0 &&
 	    (rc = store_cache_size(d.s, DECIDER_CACHE_KIB, &d.e)) == 0 &&
-	    (rc = store_wal_autocheckpoint(d.s, 0, &d.e)) == 0) /* the checkpointer's job */
-		rc = decider_refresh(&d);
+	    (rc = store_wal_autocheckpoint(d.s, 0, &d.e)) == 0 && /* the checkpointer's job */
+	    (rc = decider_refresh(&d)) == 0) /* also opens (creates) the WAL */
+		rc = start_syncer(&d);
 	decider_started(d.sv, rc, &d.e);
 	if (rc == 0)
 		decider_loop(&d);
+	stop_syncer(d.sv); /* every committed batch synced and answered */
 	login_session_free(d.ls);
 	login_catalog_free(d.cat);
 	store_close(d.s);
@@ -568,6 +719,7 @@ static void *checkpointer_main(void *arg)
 			  e.msg);
 		return NULL;
 	}
+	(void)pthread_setname_np(pthread_self(), "cutoff-ckpt");
 	thread_no_wakeup_preemption();
 	pthread_mutex_lock(&sv->lock);
 	while (!sv->ckpt_stop) {
@@ -1034,9 +1186,13 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 	metrics_histogram(&b, "cutoff_serve_request_duration_seconds",
 			  "Time from a request's headers to its answer sent.", &m->latency);
 	metrics_histogram(&b, "cutoff_serve_commit_duration_seconds",
-			  "Time of each group commit that succeeded (its WAL fsync).",
+			  "Time of each group commit that succeeded (its WAL frames written; their sync:"
+			  " cutoff_serve_wal_sync_duration_seconds).",
 			  &m->steps[STEP_COMMIT]);
 	metrics_steps(&b, m);
+	metrics_histogram(&b, "cutoff_serve_wal_sync_duration_seconds",
+			  "Each fdatasync of the WAL that makes committed batches durable before"
+			  " their answers.", &m->wal_sync);
 	buf_printf(&b, "# HELP cutoff_serve_checkpoints_total WAL checkpoints, by mode.\n"
 		       "# TYPE cutoff_serve_checkpoints_total counter\n"
 		       "cutoff_serve_checkpoints_total{mode=\"passive\"} %llu\n"
@@ -1277,6 +1433,8 @@ static struct serve *serve_new(const struct serve_options *o)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* queue_gather's deadline */
 	pthread_cond_init(&sv->work, &ca);
+	pthread_cond_init(&sv->sync_work, NULL);
+	sv->wal_fd = -1;
 	pthread_cond_init(&sv->tick, &ca); /* the checkpointer's period */
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&sv->done, NULL);
@@ -1287,6 +1445,9 @@ static void serve_free(struct serve *sv)
 {
 	pthread_mutex_destroy(&sv->lock);
 	pthread_cond_destroy(&sv->work);
+	pthread_cond_destroy(&sv->sync_work);
+	if (sv->wal_fd >= 0)
+		close(sv->wal_fd);
 	pthread_cond_destroy(&sv->tick);
 	pthread_cond_destroy(&sv->done);
 	OPENSSL_cleanse(sv->token_sha, sizeof sv->token_sha);

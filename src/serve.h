@@ -14,10 +14,13 @@
  * suspended while their events are decided, or one blocking thread per connection) parse and
  * check each request and hand its login events to the decider, one thread that owns the store
  * connection, the login catalog and the login session (login.h: a connection is never
- * shared). The decider takes every event waiting, decides them in one transaction, commits,
- * and only then resumes or wakes the requests with their answers (group commit: an answer is
- * never shown for a transaction that rolled back). A busy database is retried until
- * busy_wait_ms, then the waiting requests get 503 and nothing of theirs is recorded.
+ * shared). The decider takes every event waiting, decides them in one transaction and commits
+ * without waiting for the disk (synchronous=NORMAL); a syncer thread fdatasyncs the WAL and
+ * only then resumes or wakes the requests of every batch committed before that sync began,
+ * while the decider decides the next batch (group commit: an answer is never shown for a
+ * transaction that rolled back, nor before its WAL frames are on disk; a failed sync answers
+ * 500 and stops all later decisions). A busy database is retried until busy_wait_ms, then
+ * the waiting requests get 503 and nothing of theirs is recorded.
  */
 
 #define SERVE_USER_MAX 256      /* bytes of a user id */

@@ -435,6 +435,11 @@ int store_set_durable(struct store *s, bool full, struct err *e)
 	return exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", e);
 }
 
+const char *store_wal_path(struct store *s)
+{
+	return sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
+}
+
 /* SQLite's WAL hook, run after each commit: the WAL's size then, in frames. */
 static int wal_counted(void *ud, sqlite3 *db, const char *name, int frames)
 {

@@ -44,6 +44,9 @@ void store_rollback(struct store *s);
 void store_on_rollback(struct store *s, void (*fn)(void *ud), void *ud);
 /* synchronous=FULL (default) or NORMAL, for bulk loads that can be redone. */
 int store_set_durable(struct store *s, bool full, struct err *e);
+/* The path of s's WAL file, as SQLite names it (symbolic links resolved); valid while s is
+ * open. A writer with synchronous=NORMAL makes its commits durable by an fdatasync of it. */
+const char *store_wal_path(struct store *s);
 /* PRAGMA wal_autocheckpoint: the WAL size in pages at which a commit of this connection also
  * checkpoints (0: never; a long-lived writer leaves checkpoints to another connection).
  * Returns 0 or ERR_IO. */

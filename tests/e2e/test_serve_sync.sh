@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# `cutoff serve`'s durability: the decider commits without waiting for the disk and a syncer
+# thread fdatasyncs the WAL; no answer may leave before the sync that covers its login, and a
+# failed sync must not be answered 200. Driven with an LD_PRELOAD library (tests/tools/
+# sync_shim.c) that makes the syncer's syncs slow or failing, and logs them. Also: the service
+# runs as usual when sched_setscheduler is refused (a system call filter).
+. "$(dirname "$0")/lib.sh"
+command -v curl >/dev/null || { echo "SKIP: curl is not installed (apt-get install curl)"; exit 77; }
+SHIM=${CUTOFF_SYNC_SHIM:-}
+[ -f "$SHIM" ] || { echo "FAIL: CUTOFF_SYNC_SHIM (tests/tools/sync_shim.c) is not built"; exit 1; }
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 # the shim comes first
+copy_campaign
+start_smtpd
+write_config "$T/cutoff.conf" "$SMTP_PORT"
+{
+    echo "user_id,email,name,locale,timezone,client,version,platform,os,country"
+    for u in ana bob cy dee eve fay; do
+        echo "$u,$u@users.example.test,${u^},en-US,America/Los_Angeles,msn-messenger,4.6,windows,XP,US"
+    done
+} >"$T/users.csv"
+load_campaign "$T/cutoff.conf" "$T/users.csv"
+DB=$T/cutoff.db
+NOW=2003-09-20T17:00:00Z
+openssl rand -hex 32 >"$T/token"; chmod 600 "$T/token"
+AUTH="Authorization: Bearer $(cat "$T/token")"
+
+# start_serve ENV...: cutoff serve under the shim with the environment ENV (URL, SPID).
+start_serve() {
+    local i
+    PORT=$(free_port) URL=http://127.0.0.1:$PORT
+    env LD_PRELOAD="$SHIM" "$@" "$CUTOFF_BIN" --config "$T/cutoff.conf" --now "$NOW" serve \
+        --listen "127.0.0.1:$PORT" --token-file "$T/token" >"$T/serve.out" 2>"$T/serve.err" &
+    SPID=$!
+    CLEANUP+=("kill $SPID; wait $SPID")
+    for i in $(seq 100); do curl -sf "$URL/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "FAIL: cutoff serve did not start"; cat "$T/serve.err"; exit 1
+}
+# login USER OUTFILE: one login with curl; writes "STATUS SECONDS" to OUTFILE, the body to
+# OUTFILE.body.
+login() {
+    curl -s -o "$2.body" -w '%{http_code} %{time_total}\n' -H "$AUTH" \
+        -H 'Content-Type: application/json' \
+        --data-binary "{\"user\":\"$1\",\"client_version\":\"4.6\",\"platform\":\"windows\"}" \
+        "$URL/v1/logins" >"$2"
+}
+logins() { sql "$DB" "SELECT count(*) FROM login WHERE user_id = '$1'"; }
+now_s() { date +%s.%N; }
+
+# ---- the syncer's syncs take 600 ms each: the answer waits for the one that covers it ----
+start_serve SYNC_SHIM_DELAY_MS=600 SYNC_SHIM_LOG="$T/syncs"
+login ana "$T/warm"
+check "$(cut -d' ' -f1 "$T/warm")" "200" "a login is answered under slow syncs"
+sent=$(now_s)
+login bob "$T/bob" &
+CPID=$!
+sleep 0.3
+check "$(logins bob)" "1" "the login is committed (visible to others) within 300 ms"
+check "$(cat "$T/bob" 2>/dev/null)" "" "but not answered while the WAL's sync runs"
+wait "$CPID"
+answered=$(now_s)
+check "$(cut -d' ' -f1 "$T/bob")" "200" "answered once the sync is done"
+check "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["reminder"]["campaign"])' \
+    "$T/bob.body")" "messenger-upgrade" "with its reminder"
+# A WAL sync began after the login was sent and returned before its answer came.
+python3 - "$T/syncs" "$sent" "$answered" "$(cut -d' ' -f2 "$T/bob")" <<'PY'
+import sys
+done = [float(l.split()[0]) for l in open(sys.argv[1]) if l.split()[1] == "0"]
+sent, answered, took = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+covering = [t for t in done if sent + 0.6 <= t <= answered]
+sys.exit(0 if covering and took >= 0.6 else 1)
+PY
+check "$?" "0" "a sync that began after the request ended before its answer (>= 600 ms)"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+
+# ---- SIGTERM while a batch waits for its sync: answered, recorded, exit 0 ----
+start_serve SYNC_SHIM_DELAY_MS=600
+login cy "$T/warm2"
+login cy "$T/cy" &
+CPID=$!
+sleep 0.2
+kill -TERM "$SPID"
+wait "$CPID"
+check "$(cut -d' ' -f1 "$T/cy")" "200" "a login waiting for its sync at SIGTERM is answered"
+wait "$SPID"; check "$?" "0" "then the service exits 0"
+check "$(logins cy)" "2" "and both logins are recorded"
+
+# ---- the syncer's fdatasync fails: 500, never 200, and nothing more is decided ----
+start_serve SYNC_SHIM_FAIL=1
+login dee "$T/dee"
+check "$(cut -d' ' -f1 "$T/dee")" "500" "a login whose sync failed is not answered 200"
+grep -q "could not be synced" "$T/dee.body"; check "$?" "0" "the error says the sync failed"
+login eve "$T/eve"
+check "$(cut -d' ' -f1 "$T/eve")" "500" "nor is any later login (the disk cannot be trusted)"
+check "$(logins eve)" "0" "which is not even decided"
+grep -q "fdatasync of the WAL failed" "$T/serve.err"; check "$?" "0" "logged"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+# ---- sched_setscheduler refused (a seccomp filter): the threads stay SCHED_OTHER, all works ----
+start_serve SYNC_SHIM_SCHED_EPERM=1
+login fay "$T/fay"
+check "$(cut -d' ' -f1 "$T/fay")" "200" "a login is answered when SCHED_BATCH is refused"
+for t in /proc/"$SPID"/task/*; do sed 's/.*) //' "$t/stat" | awk '{print $39}'; done | sort -u >"$T/pol"
+check "$(cat "$T/pol")" "0" "and every thread stays SCHED_OTHER"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+finish

@@ -1,0 +1,108 @@
+/* sync_shim.c — an LD_PRELOAD library for tests/e2e/test_serve_sync.sh: fdatasync and fsync of
+ * a database's WAL (a file whose path ends in -wal) through a read-only descriptor, which is
+ * how `cutoff serve`'s syncer holds it, made slow or failing, and logged; SQLite's own syncs
+ * (read-write descriptors) go through untouched.
+ * Environment: SYNC_SHIM_DELAY_MS (each such sync sleeps this long first), SYNC_SHIM_FAIL=1
+ * (each such sync fails with EIO), SYNC_SHIM_LOG (a path: one line per such sync done,
+ * "SECONDS.NANOSECONDS RESULT", wall clock, written once the sync returned).
+ * Also SYNC_SHIM_SCHED_EPERM=1: sched_setscheduler fails with EPERM, as under a system call
+ * filter that denies it (systemd's SystemCallFilter=~@resources). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int fdatasync(int fd);
+int fsync(int fd);
+int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param);
+
+/* True when fd is a read-only descriptor of a file whose path ends in -wal. */
+static int is_wal(int fd)
+{
+	char link[64], path[4096];
+	ssize_t n;
+
+	if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY)
+		return 0;
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof path - 1)) < 4)
+		return 0;
+	path[n] = '\0';
+	return strcmp(path + n - 4, "-wal") == 0 ||
+	       (n > 14 && strcmp(path + n - 14, "-wal (deleted)") == 0);
+}
+
+static long env_long(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL ? strtol(v, NULL, 10) : 0;
+}
+
+/* Appends "SECONDS.NANOSECONDS RESULT" to SYNC_SHIM_LOG, if set. */
+static void log_sync(int result)
+{
+	const char *path = getenv("SYNC_SHIM_LOG");
+	struct timespec ts;
+	FILE *f;
+
+	if (path == NULL || (f = fopen(path, "a")) == NULL)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fprintf(f, "%lld.%09ld %d\n", (long long)ts.tv_sec, ts.tv_nsec, result);
+	fclose(f);
+}
+
+/* The slow or failing WAL sync around real (the libc function). */
+static int wal_sync(int fd, int (*real)(int))
+{
+	long ms = env_long("SYNC_SHIM_DELAY_MS");
+	const char *fail = getenv("SYNC_SHIM_FAIL");
+	struct timespec d = {ms / 1000, (ms % 1000) * 1000000};
+	int rc;
+
+	if (!is_wal(fd))
+		return real(fd);
+	if (ms > 0)
+		nanosleep(&d, NULL);
+	if (fail != NULL && strcmp(fail, "1") == 0) {
+		log_sync(-1);
+		errno = EIO;
+		return -1;
+	}
+	rc = real(fd);
+	log_sync(rc);
+	return rc;
+}
+
+int fdatasync(int fd)
+{
+	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+
+	return wal_sync(fd, real);
+}
+
+int fsync(int fd)
+{
+	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+
+	return wal_sync(fd, real);
+}
+
+int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
+{
+	int (*real)(pid_t, int, const struct sched_param *);
+
+	if (env_long("SYNC_SHIM_SCHED_EPERM") == 1) {
+		errno = EPERM;
+		return -1;
+	}
+	real = (int (*)(pid_t, int, const struct sched_param *))dlsym(RTLD_NEXT,
+								      "sched_setscheduler");
+	return real(pid, policy, param);
+}
