@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# End to end, how often the sender commits to the ledger: settlements wait for the next claim's
-# commit (one fsync for both) rather than taking a commit of their own every 128 messages, and
-# take one only when they have waited 50 ms; 6,000 messages to Postfix's smtp-sink; and nothing
-# is lost or left in flight. Commits are counted as fdatasync calls on the -wal file
-# (synchronous=FULL: one per commit) with strace. Needs smtp-sink and strace, else skipped.
+# End to end, how the sender writes its ledger: settlements wait for the next claim's commit
+# (one fsync for both) rather than taking a commit of their own every 128 messages, and take
+# one only when they have waited 50 ms; the process that runs `cutoff send` writes its WAL
+# frames in a few large writes, as its workers do; 6,000 messages to Postfix's smtp-sink,
+# nothing lost or left in flight. Commits are counted as fdatasync calls on the -wal file
+# (synchronous=FULL: one per commit), writes as pwrite64 calls on it, with strace. Needs
+# smtp-sink and strace, else skipped.
 . "$(dirname "$0")/lib.sh"
 command -v strace >/dev/null || { echo "SKIP: no strace to count the ledger's commits"; exit 77; }
 [ -x /usr/sbin/smtp-sink ] || { echo "SKIP: no /usr/sbin/smtp-sink (Postfix)"; exit 77; }
@@ -22,7 +24,7 @@ load_campaign "$CONF" "$T/users.csv"
 # One worker, 8 connections: claims of 500 deliveries (the configured batch_size).
 # (LeakSanitizer cannot run under ptrace: in a sanitizer build, the traced run skips it.)
 start=$(date +%s%N)
-ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace --seccomp-bpf -f -qq -y -e trace=fdatasync -o "$T/sync.strace" \
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace --seccomp-bpf -f -qq -y -e trace=fdatasync,pwrite64 -o "$T/sync.strace" \
     "$CUTOFF_BIN" --config "$CONF" --now 2003-08-26T17:00:00Z send $C --workers 1 >"$OUT" 2>"$ERR"
 RC=$?
 ms=$((($(date +%s%N) - start) / 1000000))
@@ -34,7 +36,7 @@ check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sending'")" "0"
     "nothing left in flight"
 check "$(sql "$DB" "SELECT count(*) FROM attempt WHERE outcome = 'sent'")" "$sent" \
     "one attempt recorded for each"
-commits=$(grep -c -- '-wal>) ' "$T/sync.strace")
+commits=$(grep -c -- 'fdatasync(.*-wal>) ' "$T/sync.strace")
 claims=$(((sent + 479) / 480 + 1)) # of about 500 (topping the queue up), and a last empty one
 echo "ledger commits for $sent messages in $ms ms: $commits (about $claims claims)"
 # Besides the claims: queueing at the start, the last settlements at the end, and a commit of
@@ -42,4 +44,12 @@ echo "ledger commits for $sent messages in $ms ms: $commits (about $claims claim
 # settlements took a commit of their own every 128 messages as well, whatever the speed.
 [ "$commits" -le $((claims + ms / 50 + 4)) ]
 check $? 0 "ledger commits: the claims', plus at most one per 50 ms ($commits in $ms ms)"
+# The process that runs `cutoff send` sends too (here it is the only worker): its commits write
+# their WAL frames in a few large writes, not two writes a frame (frame: 24 + 4,096 octets).
+writes=$(grep -c -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/sync.strace")
+pages=$(grep -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/sync.strace" | grep -o '= [0-9]*$' | cut -c3- |
+    awk '{s += $1} END {print int(s / 4120)}')
+echo "WAL: $pages frames in $writes writes"
+[ "$pages" -ge 100 ] && [ "$writes" -le $((pages / 10)) ]
+check $? 0 "the ledger's WAL frames go in few large writes ($pages frames, $writes writes)"
 finish
