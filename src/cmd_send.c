@@ -172,6 +172,7 @@ static int send_run(struct ctx *x, int argc, char **argv, struct err *e)
 	struct sender_summary sum;
 	struct campaign *c = NULL;
 	struct runlock *lock = NULL;
+	struct store *s;
 	long limit;
 	int ch, rc;
 
@@ -188,7 +189,10 @@ static int send_run(struct ctx *x, int argc, char **argv, struct err *e)
 	}
 	if (argc - optind != 1)
 		return cli_usage(&cmd_send, e, "send needs a campaign name");
-	if ((rc = cmd_load_campaign(x, argv[optind], &sc, &c, e)) != 0)
+	/* This process sends too: its ledger commits (synchronous=FULL) write their WAL
+	 * frames in a few large writes, as the workers' do, not two writes a frame. */
+	if ((rc = ctx_store(x, STORE_WAL_BUFFERED, &s, e)) != 0 ||
+	    (rc = cmd_load_campaign(x, argv[optind], &sc, &c, e)) != 0)
 		return rc;
 	if ((rc = runlock_acquire(&lock, x->db_path, "send", ctx_now(x), e)) == 0 &&
 	    (rc = cmd_send_parallel(x, c, sc.id, &o, workers, &sum, e)) == 0) {

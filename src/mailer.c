@@ -700,8 +700,12 @@ static void after_poll(struct mailer *m, size_t n, int64_t now)
 		}
 }
 
-/* One round: send what is ready, wait up to timeout_ms for the sockets, read what came. */
-static int drive(struct mailer *m, int timeout_ms)
+/*
+ * One round: send what is ready, wait up to timeout_ms for the sockets, read what came.
+ * When report is set, jobs already finished cut the wait short (their caller is waiting
+ * for them); mailer_wait, which reports nothing, waits the whole time even so.
+ */
+static int drive(struct mailer *m, int timeout_ms, bool report)
 {
 	size_t n;
 
@@ -709,7 +713,7 @@ static int drive(struct mailer *m, int timeout_ms)
 		for (int k = 0; k < m->relays[i].connections; k++)
 			if (m->relays[i].conns[k].state == CONN_READY)
 				conn_flush(m, &m->relays[i].conns[k]);
-	if (m->n_done > 0 || timeout_ms < 0)
+	if ((report && m->n_done > 0) || timeout_ms < 0)
 		timeout_ms = 0;
 	n = poll_set(m, &timeout_ms, mailer_now_ms());
 	if (poll(m->pfds, n, timeout_ms) < 0 && errno != EINTR)
@@ -725,7 +729,7 @@ int mailer_run(struct mailer *m, int timeout_ms,
 	struct finished *list;
 	size_t n, cap;
 
-	if (drive(m, timeout_ms) != 0)
+	if (drive(m, timeout_ms, true) != 0)
 		return err_set(e, ERR_SOFTWARE, "waiting for the relays' connections: %s",
 			       strerror(errno));
 	/* A callback may wait on the sockets (mailer_wait, in a ledger busy wait), and
@@ -745,7 +749,7 @@ int mailer_run(struct mailer *m, int timeout_ms,
 
 void mailer_wait(struct mailer *m, int timeout_ms)
 {
-	drive(m, timeout_ms);
+	drive(m, timeout_ms, false);
 }
 
 bool mailer_all_relays_down(const struct mailer *m, int failures)

@@ -79,7 +79,8 @@ int mailer_run(struct mailer *m, int timeout_ms,
 /*
  * Lets the jobs in flight progress for up to timeout_ms (waiting on their
  * sockets) without reporting any that finish: they are reported by the next
- * mailer_run. For waits that must not call back into the caller, such as a
+ * mailer_run. Jobs already finished do not cut the wait short, so calling it
+ * in a loop does not spin. For waits that must not call back into the caller, such as a
  * wait for the database lock inside a ledger transaction. Never fails: a
  * failure shows at the next mailer_run.
  */

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* RFC 5322 2.1.1: no line may be longer than 998 octets, CRLF excluded. */
 #define LINE_MAX_OCTETS 998
@@ -74,10 +75,17 @@ struct cached_line {
 /* Subjects a cache remembers: one per segment, language and kind is the usual run. */
 #define SUBJECT_SLOTS 32
 
+/* Messages' worth of random octets a cache draws from OpenSSL at once. */
+#define RANDOM_POOL_MESSAGES 64
+
 struct mime_cache {
 	struct cached_line date, from, reply_to;
 	struct cached_line subject[SUBJECT_SLOTS];
 	size_t next_subject; /* the slot the next new subject takes */
+	/* random octets drawn ahead, used once each from the end; drawn again in a new process */
+	unsigned char pool[RANDOM_POOL_MESSAGES * 3 * RANDOM_OCTETS];
+	size_t pool_left;
+	pid_t pool_pid;
 };
 
 /* What the cache already holds for this message: the lines to copy, checks to skip. */
@@ -545,14 +553,38 @@ static char *message_id_make(const struct tm *tm, const char *delivery, const ch
 }
 
 /*
- * One RAND_bytes call for the message: 96 bits for the Message-ID
+ * One message's random octets (3 * RANDOM_OCTETS) from the cache's pool, which is drawn
+ * from OpenSSL RAND_bytes RANDOM_POOL_MESSAGES messages at a time: one call per message
+ * cost more than the rest of the Message-ID. A process forked from the one that drew
+ * the pool draws its own (the same octets in two processes would be the same ids).
+ * NULL when OpenSSL fails.
+ */
+static unsigned char *random_take(struct mime_cache *c)
+{
+	pid_t pid = getpid();
+
+	if (c->pool_left < 3 * RANDOM_OCTETS || c->pool_pid != pid) {
+		if (RAND_bytes(c->pool, (int)sizeof c->pool) != 1) {
+			c->pool_left = 0;
+			return NULL;
+		}
+		c->pool_left = sizeof c->pool, c->pool_pid = pid;
+	}
+	c->pool_left -= 3 * RANDOM_OCTETS;
+	return c->pool + c->pool_left;
+}
+
+/*
+ * 3 * 96 random bits for the message (one RAND_bytes call, or the cache's pool): 96 for
+ * the Message-ID
  * ("YYYYMMDDhhmmss.<24 hex>@domain", the time being that of Date) and 96 for
  * each multipart boundary ("=-alt-<24 hex>", "=-mix-<24 hex>": "=-" cannot occur
  * in quoted-printable or base64 text and neither boundary is a prefix of the other).
  */
-static int randomness_make(const struct mime_message_spec *s, struct composer *c, struct err *e)
+static int randomness_make(const struct mime_message_spec *s, struct composer *c,
+			   struct mime_cache *cache, struct err *e)
 {
-	unsigned char rnd[3 * RANDOM_OCTETS];
+	unsigned char own[3 * RANDOM_OCTETS], *rnd = own;
 	char hex[2 * RANDOM_OCTETS + 1];
 	time_t t = (time_t)s->date;
 	struct tm tm;
@@ -560,7 +592,10 @@ static int randomness_make(const struct mime_message_spec *s, struct composer *c
 	if (gmtime_r(&t, &tm) == NULL)
 		return err_set(e, ERR_DATA, "the date %lld cannot be converted to UTC",
 			       (long long)s->date);
-	if (RAND_bytes(rnd, (int)sizeof rnd) != 1)
+	if (cache != NULL && (rnd = random_take(cache)) == NULL)
+		return err_set(e, ERR_SOFTWARE,
+			       "OpenSSL RAND_bytes failed; cannot make a unique Message-ID");
+	if (cache == NULL && RAND_bytes(own, (int)sizeof own) != 1)
 		return err_set(e, ERR_SOFTWARE,
 			       "OpenSSL RAND_bytes failed; cannot make a unique Message-ID");
 	hex_encode(hex, rnd, RANDOM_OCTETS);
@@ -1033,7 +1068,7 @@ int mime_compose_cached(struct mime_cache *cache, const struct mime_message_spec
 	buf_reset(out);
 	composer_init(&c, out);
 	cache_lookup(cache, s, &h);
-	if ((rc = spec_check(s, &h, &p, e)) < 0 || (rc = randomness_make(s, &c, e)) < 0)
+	if ((rc = spec_check(s, &h, &p, e)) < 0 || (rc = randomness_make(s, &c, cache, e)) < 0)
 		goto out;
 	headers_append(out, s, &h, &p, c.message_id);
 	body_append(&c, s);

@@ -1,6 +1,7 @@
 /* test_mailer.c — the mailer against the scripted aiosmtpd server (tests/tools/smtpd.py):
  * every job is reported once, even when the report callback itself waits on the sockets
  * (as the sender does inside a ledger busy wait), and counts as in flight until reported;
+ * mailer_wait waits its whole time even with finished jobs waiting to be reported (no spin);
  * jobs queued behind a lost one go again. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -228,6 +229,36 @@ static void test_in_flight_until_reported(void **state)
 	mailer_free(t.m);
 }
 
+/* Once a job has finished and waits to be reported, mailer_wait still waits on the sockets
+ * for its whole timeout: the sender's ledger busy wait calls it again and again, and a wait
+ * that returned at once would spin, retrying the database lock with nothing to gain. */
+static void test_wait_waits_with_reports_pending(void **state)
+{
+	struct server *s = *state;
+	struct relay relay = {.name = "smtpd", .tls = RELAY_TLS_NONE, .loopback = true,
+			      .connections = 1, .timeout = 5};
+	struct config cfg = {.relays = &relay, .n_relays = 1};
+	struct tally t = {0};
+	struct err e = {0};
+	char url[64];
+	int64_t start;
+
+	server_start(s, NULL);
+	snprintf(url, sizeof url, "smtp://127.0.0.1:%d", s->port);
+	relay.url = url;
+	assert_int_equal(mailer_new(&t.m, &cfg, 1, &e), 0);
+	assert_int_equal(mailer_submit(t.m, job_new(0, "ok@users.example.test"), mailer_now_ms(), &e),
+			 0);
+	for (int i = 0; i < 40; i++) /* 2 s: far longer than the server takes */
+		mailer_wait(t.m, 50);
+	start = mailer_now_ms();
+	mailer_wait(t.m, 200);
+	assert_true(mailer_now_ms() - start >= 150);
+	assert_int_equal(mailer_run(t.m, 0, on_done, &t, &e), 0);
+	assert_int_equal(t.accepted, 1); /* it had finished: the wait was not for it */
+	mailer_free(t.m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +267,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_jobs_behind_a_lost_one_go_again, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_in_flight_until_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_waits_with_reports_pending, setup,
+						teardown),
 	};
 
 	if (system("/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null") != 0) {

@@ -1104,6 +1104,74 @@ static void test_cache_changes_nothing(void **state)
 	mime_cache_free(NULL);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The text after needle in b up to the next CR (a boundary, say), or NULL. */
+static char *text_after(const struct buf *b, const char *needle)
+{
+	const char *p = strstr(b->data, needle);
+
+	return p == NULL ? NULL : strndup(p, strcspn(p, "\r"));
+}
+
+/*
+ * A cache draws its random octets ahead of use, many messages' worth at once: every
+ * message still gets its own Message-ID and boundaries, past several refills, and a
+ * process forked with the cache does not reuse its parent's octets.
+ */
+static void test_cache_random_ids(void **state)
+{
+	enum { N = 300 };
+	struct mime_cache *cache = mime_cache_new();
+	struct mime_message_spec s = spec_base();
+	char *seen[2 * N + 2];
+	struct err e = {0};
+	struct buf b;
+	size_t n = 0;
+	int fds[2];
+	pid_t pid;
+	char child_id[256] = "";
+	ssize_t got;
+
+	(void)state;
+	s.html = "<p>Hello Alice</p>\n"; /* multipart/alternative: a boundary too */
+	buf_init(&b);
+	for (int i = 0; i < N; i++) {
+		char *id = NULL;
+		assert_int_equal(mime_compose_cached(cache, &s, &b, &id, &e), 0);
+		seen[n++] = id;
+		seen[n++] = text_after(&b, "boundary=\"=-alt-");
+		assert_non_null(seen[n - 1]);
+	}
+	assert_int_equal(pipe(fds), 0);
+	if ((pid = fork()) == 0) {
+		char *id = NULL;
+		int ok = mime_compose_cached(cache, &s, &b, &id, &e) == 0 &&
+			 write(fds[1], id, strlen(id)) == (ssize_t)strlen(id);
+		_exit(ok ? 0 : 1);
+	}
+	assert_true(pid > 0);
+	close(fds[1]);
+	assert_int_equal(mime_compose_cached(cache, &s, &b, &seen[n], &e), 0);
+	n++;
+	got = read(fds[0], child_id, sizeof child_id - 1);
+	close(fds[0]);
+	assert_true(got > 0);
+	child_id[got] = '\0';
+	seen[n++] = strdup(child_id);
+	waitpid(pid, NULL, 0);
+	qsort(seen, n, sizeof *seen, cmp_str);
+	for (size_t i = 1; i < n; i++)
+		assert_string_not_equal(seen[i - 1], seen[i]);
+	for (size_t i = 0; i < n; i++)
+		free(seen[i]);
+	buf_free(&b);
+	mime_cache_free(cache);
+}
+
 /* GMime's own pick for a body (GMimeFilterBest under the 7-bit constraint), as named in headers. */
 static const char *gmime_best(const char *body)
 {
@@ -1208,6 +1276,7 @@ int main(void)
 		cmocka_unit_test(test_date_header_and_range),
 		cmocka_unit_test(test_injection_text_stays_inside_the_name),
 		cmocka_unit_test(test_message_ids_unique),
+		cmocka_unit_test(test_cache_random_ids),
 		cmocka_unit_test(test_body_newlines_normalised),
 		cmocka_unit_test(test_crlf_to_lf_for_display),
 		cmocka_unit_test(test_strict_parse_rejects_defects),
