@@ -119,7 +119,9 @@ static int run_run(struct ctx *x, int argc, char **argv, struct err *e)
 	}
 	if (argc - optind != 0)
 		return cli_usage(&cmd_run, e, "run takes no arguments");
-	if ((rc = ctx_store(x, 0, &s, e)) != 0 ||
+	/* The run sends on this connection too (and its workers on theirs): its commits write
+	 * their WAL frames in a few large writes (store_walbuf.h). */
+	if ((rc = ctx_store(x, STORE_WAL_BUFFERED, &s, e)) != 0 ||
 	    (rc = runlock_acquire(&lock, x->db_path, "run", o.now, e)) != 0)
 		return rc;
 	if ((rc = run_daily(s, x->cfg, &o, &sum, e)) == 0) {

@@ -20,6 +20,7 @@ sed -i 's/connections = 4;/connections = 8;/' "$CONF"
 copy_campaign
 gen_users $N 11 "$T/users.csv"
 load_campaign "$CONF" "$T/users.csv"
+cp "$DB" "$T/base.db"
 
 # One worker, 8 connections: claims of 500 deliveries (the configured batch_size).
 # (LeakSanitizer cannot run under ptrace: in a sanitizer build, the traced run skips it.)
@@ -52,4 +53,19 @@ pages=$(grep -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/sync.strace" | grep -o '= [0-
 echo "WAL: $pages frames in $writes writes"
 [ "$pages" -ge 100 ] && [ "$writes" -le $((pages / 10)) ]
 check $? 0 "the ledger's WAL frames go in few large writes ($pages frames, $writes writes)"
+
+# The daily `cutoff run` sends on its own connection too: the same few large writes.
+rm -f "$DB" "$DB-wal" "$DB-shm"; cp "$T/base.db" "$DB"
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace --seccomp-bpf -f -qq -y -e trace=pwrite64 -o "$T/run.strace" \
+    "$CUTOFF_BIN" --config "$CONF" --now 2003-08-26T17:00:00Z run --workers 1 >"$OUT" 2>"$ERR"
+RC=$?
+expect_rc 0 "the daily run ends well"
+check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sent'")" "$sent" \
+    "the run sends the same messages"
+writes=$(grep -c -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/run.strace")
+pages=$(grep -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/run.strace" | grep -o '= [0-9]*$' | cut -c3- |
+    awk '{s += $1} END {print int(s / 4120)}')
+echo "run's WAL: $pages frames in $writes writes"
+[ "$pages" -ge 100 ] && [ "$writes" -le $((pages / 10)) ]
+check $? 0 "the run's WAL frames go in few large writes ($pages frames, $writes writes)"
 finish
