@@ -555,17 +555,25 @@ static int start_syncer(struct decider *d)
 	return store_set_durable(d->s, false, &d->e);
 }
 
+/* Stops one of the service's own threads, if started: sets its stop flag under the lock,
+ * wakes it through the condition it waits on, and joins it. */
+static void stop_thread(struct serve *sv, pthread_t t, bool *started, bool *stop,
+			pthread_cond_t *wake)
+{
+	if (!*started)
+		return;
+	pthread_mutex_lock(&sv->lock);
+	*stop = true;
+	pthread_cond_signal(wake);
+	pthread_mutex_unlock(&sv->lock);
+	pthread_join(t, NULL);
+	*started = false;
+}
+
 /* Lets the syncer answer what it holds, then stops it. */
 static void stop_syncer(struct serve *sv)
 {
-	if (!sv->syncer_started)
-		return;
-	pthread_mutex_lock(&sv->lock);
-	sv->syncer_stop = true;
-	pthread_cond_signal(&sv->sync_work);
-	pthread_mutex_unlock(&sv->lock);
-	pthread_join(sv->syncer, NULL);
-	sv->syncer_started = false;
+	stop_thread(sv, sv->syncer, &sv->syncer_started, &sv->syncer_stop, &sv->sync_work);
 }
 
 /* Tells serve_start how the decider started. */
@@ -755,14 +763,7 @@ static void start_checkpointer(struct serve *sv)
 
 static void stop_checkpointer(struct serve *sv)
 {
-	if (!sv->ckpt_started)
-		return;
-	pthread_mutex_lock(&sv->lock);
-	sv->ckpt_stop = true;
-	pthread_cond_signal(&sv->tick);
-	pthread_mutex_unlock(&sv->lock);
-	pthread_join(sv->checkpointer, NULL);
-	sv->ckpt_started = false;
+	stop_thread(sv, sv->checkpointer, &sv->ckpt_started, &sv->ckpt_stop, &sv->tick);
 }
 
 /* Appends j to the queue. Locked. False when the decider has stopped. */

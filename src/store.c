@@ -45,6 +45,14 @@ enum stmt_id {
 	ST_COUNT
 };
 
+/* The imported fields an update of recipient ?1 sets besides its address and segment, with
+ * store_recipient_update's bindings. */
+#define RECIPIENT_FIELDS_SET \
+	"name = ?3, locale = ?4, timezone = ?5, client = ?6, version = ?7, platform = ?8," \
+	" os = ?9, attrs = ?10, digest = ?12," \
+	" state = CASE WHEN state IN ('completed', 'forgotten') THEN state ELSE ?13 END," \
+	" updated_at = ?14, import_run = coalesce(nullif(?15, 0), import_run) WHERE id = ?1"
+
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_CAMPAIGN_GET] =
 		"SELECT id, name, title, state, timezone, announce_at, reminder_start_at,"
@@ -95,16 +103,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, nullif(?16, 0),"
 		" ?15, ?15) ON CONFLICT DO NOTHING",
 	[ST_RECIPIENT_UPDATE] =
-		"UPDATE recipient SET email = ?2, name = ?3, locale = ?4, timezone = ?5, client = ?6,"
-		" version = ?7, platform = ?8, os = ?9, attrs = ?10, segment_id = ?11, digest = ?12,"
-		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state ELSE ?13 END,"
-		" updated_at = ?14, import_run = coalesce(nullif(?15, 0), import_run) WHERE id = ?1",
+		"UPDATE recipient SET email = ?2, segment_id = ?11, " RECIPIENT_FIELDS_SET,
 	/* The same without the address and the segment (?2 and ?11 are bound but unused). */
-	[ST_RECIPIENT_UPDATE_FIELDS] =
-		"UPDATE recipient SET name = ?3, locale = ?4, timezone = ?5, client = ?6,"
-		" version = ?7, platform = ?8, os = ?9, attrs = ?10, digest = ?12,"
-		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state ELSE ?13 END,"
-		" updated_at = ?14, import_run = coalesce(nullif(?15, 0), import_run) WHERE id = ?1",
+	[ST_RECIPIENT_UPDATE_FIELDS] = "UPDATE recipient SET " RECIPIENT_FIELDS_SET,
 	[ST_RECIPIENT_SEGMENT] =
 		"UPDATE recipient SET segment_id = nullif(?2, 0),"
 		" state = CASE WHEN state IN ('completed', 'forgotten') THEN state"

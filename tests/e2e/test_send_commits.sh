@@ -22,6 +22,14 @@ gen_users $N 11 "$T/users.csv"
 load_campaign "$CONF" "$T/users.csv"
 cp "$DB" "$T/base.db"
 
+# wal_writes STRACE: the writes to the -wal file in an strace -y log (writes) and the frames
+# they carry (pages; a frame is 24 + 4,096 octets).
+wal_writes() {
+    writes=$(grep -c -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$1")
+    pages=$(grep -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$1" | grep -o '= [0-9]*$' | cut -c3- |
+        awk '{s += $1} END {print int(s / 4120)}')
+}
+
 # One worker, 8 connections: claims of 500 deliveries (the configured batch_size).
 # (LeakSanitizer cannot run under ptrace: in a sanitizer build, the traced run skips it.)
 start=$(date +%s%N)
@@ -47,9 +55,7 @@ echo "ledger commits for $sent messages in $ms ms: $commits (about $claims claim
 check $? 0 "ledger commits: the claims', plus at most one per 50 ms ($commits in $ms ms)"
 # The process that runs `cutoff send` sends too (here it is the only worker): its commits write
 # their WAL frames in a few large writes, not two writes a frame (frame: 24 + 4,096 octets).
-writes=$(grep -c -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/sync.strace")
-pages=$(grep -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/sync.strace" | grep -o '= [0-9]*$' | cut -c3- |
-    awk '{s += $1} END {print int(s / 4120)}')
+wal_writes "$T/sync.strace"
 echo "WAL: $pages frames in $writes writes"
 [ "$pages" -ge 100 ] && [ "$writes" -le $((pages / 10)) ]
 check $? 0 "the ledger's WAL frames go in few large writes ($pages frames, $writes writes)"
@@ -62,9 +68,7 @@ RC=$?
 expect_rc 0 "the daily run ends well"
 check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sent'")" "$sent" \
     "the run sends the same messages"
-writes=$(grep -c -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/run.strace")
-pages=$(grep -- 'pwrite64([0-9]*<[^>]*-wal>, ' "$T/run.strace" | grep -o '= [0-9]*$' | cut -c3- |
-    awk '{s += $1} END {print int(s / 4120)}')
+wal_writes "$T/run.strace"
 echo "run's WAL: $pages frames in $writes writes"
 [ "$pages" -ge 100 ] && [ "$writes" -le $((pages / 10)) ]
 check $? 0 "the run's WAL frames go in few large writes ($pages frames, $writes writes)"

@@ -149,6 +149,15 @@ static char *query_text(struct store *s, const char *sql)
 	return v;
 }
 
+/* SQLite's integrity check passes on s. */
+static void assert_sound(struct store *s)
+{
+	char *ok = query_text(s, "PRAGMA integrity_check");
+
+	assert_string_equal(ok, "ok");
+	free(ok);
+}
+
 /* Rows k in [from, to) with a 3000-byte value that depends on k and round: about a page each. */
 static void write_rows(struct store *s, int from, int to, int round)
 {
@@ -208,7 +217,6 @@ static void test_readers_see_every_commit(void **state)
 {
 	struct fixture f;
 	int64_t want;
-	char *ok;
 
 	(void)state;
 	open_pair(&f, STORE_WAL_BUFFERED);
@@ -238,9 +246,7 @@ static void test_readers_see_every_commit(void **state)
 	write_rows(f.w, 500, 700, 7);                    /* the writer starts the WAL over */
 	want = digest(f.w);
 	assert_int_equal(digest(f.r), want);
-	ok = query_text(f.r, "PRAGMA integrity_check");
-	assert_string_equal(ok, "ok");
-	free(ok);
+	assert_sound(f.r);
 	close_pair(&f);
 }
 
@@ -252,7 +258,6 @@ static void test_a_failed_write_fails_the_commit_without_sync(void **state)
 	struct fixture f;
 	int64_t want;
 	int rc;
-	char *ok;
 
 	(void)state;
 	open_pair(&f, STORE_WAL_BUFFERED);
@@ -272,9 +277,7 @@ static void test_a_failed_write_fails_the_commit_without_sync(void **state)
 	write_rows(f.w, 0, 20, 2); /* and the next commit goes through */
 	want = digest(f.w);
 	assert_int_equal(digest(f.r), want);
-	ok = query_text(f.r, "PRAGMA integrity_check");
-	assert_string_equal(ok, "ok");
-	free(ok);
+	assert_sound(f.r);
 	close_pair(&f);
 }
 
