@@ -269,7 +269,9 @@ int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t no
 /*
  * Queues one delivery (kind, occurrence) for every pending recipient of a
  * segment, due at due_at; recipients that already have it are left alone (the
- * ledger's unique key), so this is idempotent. *queued counts the new rows.
+ * ledger's unique key), so this is idempotent. Only recipients above the
+ * segment's queue mark are looked at (db/004_login.sql: every pending one up
+ * to it is queued already). *queued counts the new rows.
  */
 int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
 				 const char *kind, int64_t occurrence, int64_t due_at,

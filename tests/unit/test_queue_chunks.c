@@ -283,6 +283,30 @@ static void test_crash_between_chunks(void **state)
 	assert_each_once(f->s, "'old'", N_OLD + 1);
 }
 
+/* A chunk carries on above the mark and does not look below it again: that is what makes
+ * each chunk cost its own size, not the segment's. (Here a delivery below the mark is deleted
+ * behind the store's back, which nothing in cutoff does: it stays missing until a mark drops.) */
+static void test_carries_on_from_the_mark(void **state)
+{
+	struct fx *f = *state;
+	int64_t queued;
+	bool done;
+
+	chunk(f, 10, &queued, &done);
+	assert_int_equal(queued, 9);
+	sqlite3_exec(f->s->db, "DELETE FROM delivery WHERE id = (SELECT min(id) FROM delivery)",
+		     NULL, NULL, NULL);
+	chunk(f, 0, &queued, &done); /* the rest, in one piece */
+	assert_true(done);
+	assert_int_equal(queued, N_OLD - 9);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM delivery"), N_OLD - 1);
+	/* A move into the segment drops the marks: the next queueing looks at everyone. */
+	sqlite3_exec(f->s->db, "DELETE FROM queue_mark", NULL, NULL, NULL);
+	chunk(f, 0, &queued, &done);
+	assert_int_equal(queued, 1);
+	assert_each_once(f->s, "'old'", N_OLD);
+}
+
 /* Someone moved into the segment below the mark between two chunks is queued all the same:
  * the move drops the marks (db/010), and the next chunk starts over from the first id. */
 static void test_moved_in_below_the_mark(void **state)
@@ -348,6 +372,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_chunks_add_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_between_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carries_on_from_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_in_below_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_due_some, setup, teardown),
 	};
