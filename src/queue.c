@@ -7,7 +7,7 @@
 
 /* How much one call may queue, and whether everything due is queued. */
 struct budget {
-	int64_t left; /* recipients still to look at; 0: no limit */
+	int64_t left; /* a chunk's recipients, less what was queued; 0: no limit */
 	bool limited;
 	bool done;    /* every segment queued in full so far */
 };
