@@ -3,6 +3,7 @@
 #ifndef CUTOFF_QUEUE_H
 #define CUTOFF_QUEUE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "campaign.h"
@@ -26,5 +27,17 @@ struct queue_counts {
  */
 int queue_due(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
 	      struct queue_counts *out, struct err *e);
+
+/*
+ * queue_due a piece at a time (max_rows 0: all of it), in segment order,
+ * carrying on from the queue marks where the last call, this process's or
+ * another's, stopped (store_delivery_queue_chunk): a segment's chunk looks at
+ * what is left of max_rows recipients, and the call stops at a segment left
+ * unfinished or once max_rows deliveries are queued. *done when everything due
+ * is queued; call again while it is not. out counts what this call added.
+ * Returns 0 or the store's error.
+ */
+int queue_due_some(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
+		   int64_t max_rows, struct queue_counts *out, bool *done, struct err *e);
 
 #endif

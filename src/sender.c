@@ -32,6 +32,14 @@
 #define CLAIM_ROUNDS 64     /* a claim fills the queue to this many rounds of connections */
 #define RELAY_DOWN_STREAK 4 /* failed connections in a row that end the run */
 #define KEEP_MOVING_EVERY 4 /* prepared messages between two looks at the transfers */
+/*
+ * Queueing a 20,000-recipient wave is one INSERT ... SELECT of 50-80 ms, during which
+ * the other worker waits for the write lock and no connection is open yet. So the run
+ * queues QUEUE_CHUNK recipients before its first claim and as many again in each
+ * claim's transaction until the wave is in (queue_due_some: the queue marks are the
+ * shared, durable progress), a chunk being four times what a worker claims at once.
+ */
+#define QUEUE_CHUNK 1024
 
 static volatile sig_atomic_t stop_requested; /* set by SIGINT/SIGTERM only */
 
@@ -100,6 +108,7 @@ struct sender {
 	int64_t started_ms;
 	int64_t last_progress_ms;
 	int64_t busy_since_ms;  /* when the current wait for the ledger's lock began */
+	bool queue_done;        /* everything due is queued (by this run or another) */
 	int fatal;
 };
 
@@ -603,6 +612,22 @@ static int keep_moving(struct sender *x)
 	return mailer_run(x->mailer, 0, on_done, x, x->e);
 }
 
+/* Queues the next piece of what is due (at most max_rows recipients; 0: all the rest), in
+ * the caller's transaction. */
+static int queue_more(struct sender *x, int64_t max_rows)
+{
+	struct queue_counts n;
+	int rc;
+
+	if (x->queue_done)
+		return 0;
+	rc = queue_due_some(x->s, x->c, x->campaign_id, x->o->now, max_rows, &n, &x->queue_done,
+			    x->e);
+	x->sum->queued.initial += n.initial, x->sum->queued.reminder += n.reminder;
+	x->sum->queued.final += n.final;
+	return rc;
+}
+
 /* Claims and prepares the next batch; *got = how many were claimed (0: nothing due). */
 static int claim_batch(struct sender *x, size_t *got)
 {
@@ -619,6 +644,8 @@ static int claim_batch(struct sender *x, size_t *got)
 	if ((rc = txn_begin(x)) != 0)
 		return rc;
 	rc = settles_apply(x);
+	if (rc == 0)
+		rc = queue_more(x, QUEUE_CHUNK);
 	if (rc == 0)
 		rc = store_delivery_claim(x->s, x->campaign_id, x->run_id, x->o->now,
 					  (int64_t)time(NULL) + x->cfg->lease_seconds, want, claims,
@@ -768,8 +795,9 @@ static int send_loop(struct sender *x)
 				break;
 			if (!active) {
 				x->sum->paused = true, exhausted = true;
-			} else if ((rc = claim_batch(x, &got)) == 0 && got == 0) {
-				exhausted = true;
+			} else if ((rc = claim_batch(x, &got)) == 0 && got == 0 &&
+				   x->queue_done) {
+				exhausted = true; /* else the next claim queues more */
 			}
 		}
 		if (rc == 0)
@@ -918,18 +946,37 @@ static int recover_dead_runs(struct sender *x)
 	return rc;
 }
 
-/* Recovers what a dead run left 'sending', and queues what became due. */
+/* Recovers what a dead run left 'sending', and queues the first piece of what became due. */
 static int prepare_ledger(struct sender *x)
 {
 	int rc;
 
 	if ((rc = txn_begin(x)) != 0)
 		return rc;
-	if ((rc = recover_dead_runs(x)) == 0 &&
-	    (rc = queue_due(x->s, x->c, x->campaign_id, x->o->now, &x->sum->queued, x->e)) == 0 &&
+	if ((rc = recover_dead_runs(x)) == 0 && (rc = queue_more(x, QUEUE_CHUNK)) == 0 &&
 	    (x->o->now < x->c->cutoff_at ||
 	     (rc = store_delivery_expire(x->s, x->campaign_id, x->o->now, &x->sum->expired,
 					 x->e)) == 0))
+		return txn_commit(x);
+	if (!x->o->dry_run)
+		store_rollback(x->s);
+	return rc;
+}
+
+/*
+ * A run that stops early (--limit, a pause, an interruption, relays down) still
+ * queues everything due, as it did when the whole wave was queued up front: the
+ * summary's "due and not sent" counts it, and the next run finds it queued.
+ */
+static int finish_queue(struct sender *x)
+{
+	int rc;
+
+	if (x->queue_done)
+		return 0;
+	if ((rc = txn_begin(x)) != 0)
+		return rc;
+	if ((rc = queue_more(x, 0)) == 0)
 		return txn_commit(x);
 	if (!x->o->dry_run)
 		store_rollback(x->s);
@@ -968,6 +1015,8 @@ int sender_send(struct store *s, const struct config *cfg, const struct campaign
 	rc = send_loop(&x);
 	if (rc == 0)
 		rc = drain(&x);
+	if (rc == 0)
+		rc = finish_queue(&x);
 	progress(&x, true);
 	if (rc == 0)
 		rc = store_delivery_due(s, campaign_id, o->now, &sum->remaining, e);

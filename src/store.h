@@ -269,11 +269,32 @@ int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t no
 /*
  * Queues one delivery (kind, occurrence) for every pending recipient of a
  * segment, due at due_at; recipients that already have it are left alone (the
- * ledger's unique key), so this is idempotent. *queued counts the new rows.
+ * ledger's unique key), so this is idempotent. Only recipients above the
+ * segment's queue mark are looked at (db/004_login.sql: every pending one up
+ * to it is queued already). *queued counts the new rows.
  */
 int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
 				 const char *kind, int64_t occurrence, int64_t due_at,
 				 int64_t now, int64_t *queued, struct err *e);
+
+/* Which deliveries store_delivery_queue_chunk queues, and how many recipients at most. */
+struct store_queue_chunk {
+	int64_t campaign_id, segment_id;
+	const char *kind;
+	int64_t occurrence, due_at;
+	int64_t max_rows; /* recipients of the segment looked at; 0: all that are left */
+};
+
+/*
+ * store_delivery_queue_segment a piece at a time: queues q's delivery for the
+ * pending recipients among the next q->max_rows of the segment above its queue
+ * mark, and moves the mark to the last of them, in the caller's transaction.
+ * The mark is the shared, durable progress: another process, or the next run
+ * after a crash, carries on from it, and the ledger's unique key forbids a
+ * second delivery whatever happens. *done once nothing of the segment is left.
+ */
+int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *q, int64_t now,
+			       int64_t *queued, bool *done, struct err *e);
 
 /* One claimed delivery. */
 struct store_claim {

@@ -20,6 +20,8 @@ enum ledger_stmt {
 	LD_DELIVERY_COUNTS,
 	LD_DELIVERY_EXPIRE,
 	LD_DELIVERY_DUE,
+	LD_QUEUE_MARK,
+	LD_QUEUE_CHUNK_END,
 	LD_COUNT
 };
 
@@ -32,6 +34,7 @@ static const char *const ledger_sql[LD_COUNT] = {
 		" created_at, updated_at)"
 		" SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM recipient"
 		" WHERE campaign_id = ?1 AND segment_id = ?2 AND state = 'pending'"
+		" AND id > ?7 AND id <= ?8"
 		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
 	[LD_DELIVERY_CLAIM] =
 		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
@@ -76,6 +79,16 @@ static const char *const ledger_sql[LD_COUNT] = {
 	[LD_DELIVERY_EXPIRE] =
 		"UPDATE delivery SET state = 'failed', reason = 'expired', updated_at = ?2"
 		" WHERE campaign_id = ?1 AND state IN ('queued', 'deferred')",
+	/* The segment's queue mark (-1: none) and the highest recipient id now. */
+	[LD_QUEUE_MARK] =
+		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
+		" AND kind = ?2 AND occurrence = ?3), -1),"
+		" (SELECT coalesce(max(id), 0) FROM recipient)",
+	/* The id of the ?4+1-th recipient of the segment above ?3 (recipient_segment ends in
+	 * the rowid: a seek and a short walk). */
+	[LD_QUEUE_CHUNK_END] =
+		"SELECT id FROM recipient WHERE campaign_id = ?1 AND segment_id = ?2 AND id > ?3"
+		" ORDER BY id LIMIT 1 OFFSET ?4",
 };
 
 _Static_assert(LD_COUNT <= sizeof((struct store *)0)->ledger_stmts /
@@ -108,32 +121,93 @@ int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t no
 	return store_step_done(s, st, "marking a campaign as sending", e);
 }
 
+/* Reads the segment's queue mark (-1: none) and the highest recipient id. */
+static int queue_mark_read(struct store *s, const struct store_queue_chunk *q, int64_t *mark,
+			   int64_t *max_id, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_QUEUE_MARK, e);
+	int step;
+
+	*mark = -1, *max_id = 0;
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, q->segment_id);
+	sqlite3_bind_text(st, 2, q->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, q->occurrence);
+	if ((step = sqlite3_step(st)) == SQLITE_ROW)
+		*mark = sqlite3_column_int64(st, 0), *max_id = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the queue marks");
+}
+
+/* The last id of a chunk of max_rows recipients of the segment above from; max_id when
+ * fewer are left (*last: the chunk ends the segment). */
+static int queue_chunk_end(struct store *s, const struct store_queue_chunk *q, int64_t from,
+			   int64_t max_id, int64_t *to, bool *last, struct err *e)
+{
+	sqlite3_stmt *st;
+	int step;
+
+	*to = max_id, *last = true;
+	if (q->max_rows <= 0)
+		return 0;
+	if ((st = stmt(s, LD_QUEUE_CHUNK_END, e)) == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, q->campaign_id);
+	sqlite3_bind_int64(st, 2, q->segment_id);
+	sqlite3_bind_int64(st, 3, from);
+	sqlite3_bind_int64(st, 4, q->max_rows - 1);
+	step = sqlite3_step(st);
+	/* The chunk's last recipient may be the segment's last: the next call finds none. */
+	if (step == SQLITE_ROW)
+		*to = sqlite3_column_int64(st, 0), *last = false;
+	sqlite3_reset(st);
+	return step == SQLITE_ROW || step == SQLITE_DONE ?
+		       0 : store_db_error(s, e, "finding the next recipients to queue");
+}
+
+int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *q, int64_t now,
+			       int64_t *queued, bool *done, struct err *e)
+{
+	sqlite3_stmt *st;
+	int64_t mark, max_id, to;
+	int rc;
+
+	/* The mark says every pending recipient up to it is queued (db/004_login.sql): carry
+	 * on above it; at or past the highest id, nothing is left to add. */
+	*queued = 0, *done = false;
+	if ((rc = queue_mark_read(s, q, &mark, &max_id, e)) != 0)
+		return rc;
+	if (mark >= max_id) {
+		*done = true;
+		return 0;
+	}
+	if ((rc = queue_chunk_end(s, q, mark, max_id, &to, done, e)) != 0)
+		return rc;
+	if ((st = stmt(s, LD_DELIVERY_QUEUE, e)) == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, q->campaign_id);
+	sqlite3_bind_int64(st, 2, q->segment_id);
+	sqlite3_bind_text(st, 3, q->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, q->occurrence);
+	sqlite3_bind_int64(st, 5, q->due_at);
+	sqlite3_bind_int64(st, 6, now);
+	sqlite3_bind_int64(st, 7, mark);
+	sqlite3_bind_int64(st, 8, to);
+	if ((rc = store_step_done(s, st, "queueing deliveries", e)) != 0)
+		return rc;
+	*queued = sqlite3_changes(s->db);
+	return store_queue_mark_set(s, q->segment_id, q->kind, q->occurrence, to, now, e);
+}
+
 int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
 				 const char *kind, int64_t occurrence, int64_t due_at,
 				 int64_t now, int64_t *queued, struct err *e)
 {
-	sqlite3_stmt *st;
-	int64_t watermark;
-	bool fresh;
-	int rc;
+	struct store_queue_chunk q = {campaign_id, segment_id, kind, occurrence, due_at, 0};
+	bool done;
 
-	/* Queued in full before, and no recipient added or moved in since: nothing to add. */
-	*queued = 0;
-	if ((rc = store_queue_mark_fresh(s, segment_id, kind, occurrence, &fresh, &watermark,
-					 e)) != 0 || fresh)
-		return rc;
-	if ((st = stmt(s, LD_DELIVERY_QUEUE, e)) == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, campaign_id);
-	sqlite3_bind_int64(st, 2, segment_id);
-	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, occurrence);
-	sqlite3_bind_int64(st, 5, due_at);
-	sqlite3_bind_int64(st, 6, now);
-	if ((rc = store_step_done(s, st, "queueing deliveries", e)) != 0)
-		return rc;
-	*queued = sqlite3_changes(s->db);
-	return store_queue_mark_set(s, segment_id, kind, occurrence, watermark, now, e);
+	return store_delivery_queue_chunk(s, &q, now, queued, &done, e);
 }
 
 int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_id, int64_t now,

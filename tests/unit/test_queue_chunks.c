@@ -1,0 +1,380 @@
+/* test_queue_chunks.c — queueing a wave a piece at a time (store_delivery_queue_chunk,
+ * queue_due_some): every pending recipient gets exactly one delivery whatever the chunk size,
+ * a crash between two chunks skips nobody and queues nobody twice, and the queue marks are the
+ * progress another process or the next run carries on from. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "campaign.h"
+#include "queue.h"
+#include "schedule.h"
+#include "store.h"
+#include "store_internal.h" /* the connection itself: the ledger is checked with SQL */
+#include "store_login.h"
+#include "scratch.h"
+#include "util.h"
+
+#define N_OLD 40 /* pending recipients of segment "old" */
+
+struct fx {
+	const char *db;
+	char *dir;
+	struct store *s;
+	struct campaign *c;
+	int64_t t_id, u_id, t_seg[3], u_seg[3];
+	int64_t completed_id; /* one of "old" who completed: never queued */
+	int64_t now;
+};
+
+static void write_file(const char *dir, const char *rel, const char *text)
+{
+	char *path = xasprintf("%s/%s", dir, rel);
+	FILE *f;
+
+	assert_non_null(f = fopen(path, "w"));
+	fputs(text, f);
+	fclose(f);
+	free(path);
+}
+
+static char *campaign_text(const char *name)
+{
+	return xasprintf(
+		"name = \"%s\";\ntitle = \"Test %s\";\n"
+		"from = \"Test Team <team@test.example.test>\";\n"
+		"timezone = \"America/Los_Angeles\";\n"
+		"announce = \"2003-08-18 09:00\";\nreminder_start = \"2003-09-18\";\n"
+		"cutoff = \"2003-10-15\";\nupgrade_url = \"https://test.example.test/\";\n"
+		"segments = (\n"
+		"  { name = \"old\"; match = { client = \"c1\"; }; template = \"t\";"
+		" target_version = \"5.0\"; },\n"
+		"  { name = \"late\"; match = { client = \"c3\"; }; template = \"t\";\n"
+		"    send = \"2003-09-25 09:00\"; target_version = \"2.0\"; },\n"
+		"  { name = \"gone\"; match = { client = \"c2\"; }; template = \"t\";"
+		" discontinued = true; }\n);\n",
+		name, name);
+}
+
+static int64_t add_campaign(struct fx *f, const char *name, int64_t seg[3], bool keep)
+{
+	char *text = campaign_text(name);
+	struct campaign *c = NULL;
+	struct store_campaign row = {0};
+	struct store_segment segs[3];
+	struct err e = {0};
+
+	if (campaign_load_text(&c, text, "t.cfg", f->dir, &e) != 0)
+		fail_msg("campaign: %s", e.msg);
+	row.name = c->name, row.title = c->title, row.timezone = c->timezone;
+	row.announce_at = c->announce_at, row.reminder_start_at = c->reminder_start_at;
+	row.cutoff_at = c->cutoff_at, row.definition = c->source_text;
+	row.source_path = "t.cfg", row.templates_dir = f->dir, row.digest = "d";
+	assert_int_equal(store_campaign_put(f->s, &row, 0, &e), 0);
+	for (size_t i = 0; i < 3; i++)
+		segs[i] = (struct store_segment){
+			0, c->segments[i].name, (int)i, c->segments[i].template_name,
+			c->segments[i].send_at, c->segments[i].target_version};
+	assert_int_equal(store_segments_put(f->s, row.id, segs, 3, &e), 0);
+	for (size_t i = 0; i < 3; i++)
+		seg[i] = segs[i].id;
+	if (keep)
+		f->c = c;
+	else
+		campaign_free(c);
+	free(text);
+	return row.id;
+}
+
+static int64_t add_user(struct store *s, int64_t cid, int64_t seg, const char *user)
+{
+	char *email = xasprintf("%s@users.example.test", user);
+	struct store_recipient r = {.campaign_id = cid, .user_id = user, .email = email,
+				    .client = "c1", .version = "4.6", .segment_id = seg};
+	struct err e = {0};
+	int64_t id = 0;
+
+	if (store_recipient_insert(s, &r, 0, &id, &e) != 0)
+		fail_msg("%s", e.msg);
+	free(email);
+	return id;
+}
+
+/* The integer the one-value query sql returns. */
+static int64_t sql_int(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/*
+ * Campaign t: N_OLD + 1 recipients in "old" (one of them completed), interleaved by id with
+ * recipients of "gone" (due too) and of another campaign u, and 3 in "late" (not due yet).
+ */
+static int setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof *f);
+	struct err e = {0};
+	char name[32], *tdir;
+	bool changed;
+
+	if (scratch_db(state) != 0)
+		return -1;
+	f->db = *state;
+	f->dir = xstrdup(f->db);
+	*strrchr(f->dir, '/') = '\0';
+	tdir = xasprintf("%s/t", f->dir);
+	assert_int_equal(mkdir(tdir, 0700), 0);
+	free(tdir);
+	write_file(f->dir, "t/subject.mustache", "Upgrade\n");
+	write_file(f->dir, "t/text.mustache", "Upgrade\n");
+	write_file(f->dir, "t/login.mustache", "Upgrade\n");
+	if (store_open(&f->s, f->db, STORE_CREATE | STORE_MIGRATE, &e) != 0)
+		fail_msg("%s", e.msg);
+	f->t_id = add_campaign(f, "t", f->t_seg, true);
+	f->u_id = add_campaign(f, "u", f->u_seg, false);
+	for (int i = 0; i <= N_OLD; i++) {
+		snprintf(name, sizeof name, "old%d", i);
+		int64_t id = add_user(f->s, f->t_id, f->t_seg[0], name);
+		if (i == 5)
+			f->completed_id = id;
+		snprintf(name, sizeof name, "other%d", i);
+		add_user(f->s, f->u_id, f->u_seg[0], name);
+		if (i % 4 == 0) {
+			snprintf(name, sizeof name, "gone%d", i);
+			add_user(f->s, f->t_id, f->t_seg[2], name);
+		}
+		if (i % 15 == 0) {
+			snprintf(name, sizeof name, "late%d", i);
+			add_user(f->s, f->t_id, f->t_seg[1], name);
+		}
+	}
+	assert_int_equal(store_recipient_complete(f->s, f->t_id, f->completed_id, 0, "{}",
+						  &changed, NULL, &e), 0);
+	assert_true(changed);
+	assert_int_equal(schedule_parse_instant("2003-08-26T17:00:00Z", &f->now, &e), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	void *db = (void *)f->db;
+
+	static const char *const files[] = {"t/subject.mustache", "t/text.mustache",
+					    "t/login.mustache", "t"};
+
+	store_close(f->s);
+	campaign_free(f->c);
+	for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+		char *path = xasprintf("%s/%s", f->dir, files[i]);
+		remove(path);
+		free(path);
+	}
+	free(f->dir);
+	free(f);
+	return scratch_db_remove(&db);
+}
+
+/* Every pending recipient of campaign t's segments named in segments (an SQL list) has
+ * exactly one initial delivery, and nobody else has one. */
+static void assert_each_once(struct store *s, const char *segments, int64_t expected)
+{
+	char *missing = xasprintf("SELECT count(*) FROM recipient r JOIN segment g"
+				  " ON g.id = r.segment_id JOIN campaign c ON c.id = r.campaign_id"
+				  " WHERE c.name = 't' AND g.name IN (%s) AND r.state = 'pending'"
+				  " AND NOT EXISTS (SELECT 1 FROM delivery d"
+				  "                 WHERE d.recipient_id = r.id)", segments);
+
+	assert_int_equal(sql_int(s, "SELECT count(*) FROM delivery WHERE kind = 'initial'"),
+			 expected);
+	assert_int_equal(sql_int(s, "SELECT count(DISTINCT recipient_id) FROM delivery"),
+			 expected);
+	assert_int_equal(sql_int(s, missing), 0);
+	free(missing);
+	assert_int_equal(sql_int(s, "SELECT count(*) FROM delivery d JOIN recipient r"
+				 " ON r.id = d.recipient_id WHERE r.state <> 'pending'"), 0);
+}
+
+/* One chunk of segment "old" in a transaction of its own. */
+static void chunk(struct fx *f, int64_t max_rows, int64_t *queued, bool *done)
+{
+	struct store_queue_chunk q = {f->t_id, f->t_seg[0], "initial", 0, 1, max_rows};
+	struct err e = {0};
+
+	assert_int_equal(store_begin(f->s, &e), 0);
+	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, queued, done, &e), 0);
+	assert_int_equal(store_commit(f->s, &e), 0);
+}
+
+/* Whatever the chunk size, the chunks add up to the segment, each pending recipient once. */
+static void test_chunks_add_up(void **state)
+{
+	struct fx *f = *state;
+	int64_t sizes[] = {1, 7, N_OLD + 1, 1000}, queued, total;
+	bool done;
+	int calls;
+
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		sqlite3_exec(f->s->db, "DELETE FROM delivery; DELETE FROM queue_mark", NULL, NULL,
+			     NULL);
+		total = 0, calls = 0, done = false;
+		while (!done && calls++ < 100) {
+			chunk(f, sizes[i], &queued, &done);
+			assert_true(queued <= sizes[i]);
+			total += queued;
+		}
+		assert_true(done);
+		assert_int_equal(total, N_OLD); /* N_OLD + 1 recipients, one completed */
+		/* At most one call more than the chunks needed (it finds the segment's end). */
+		assert_true(calls <= (N_OLD + 1 + sizes[i] - 1) / sizes[i] + 1);
+		chunk(f, sizes[i], &queued, &done);
+		assert_int_equal(queued, 0);
+		assert_true(done);
+	}
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM delivery"), N_OLD);
+}
+
+/*
+ * A run dies between two chunks: the first is committed, the second rolled back. The next run
+ * (another connection) carries on from the mark: what the first chunk queued is not queued
+ * again, what the second would have queued is, and so is a recipient imported meanwhile.
+ */
+static void test_crash_between_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct store_queue_chunk q = {f->t_id, f->t_seg[0], "initial", 0, 1, 10};
+	struct store *next = NULL;
+	struct err e = {0};
+	int64_t queued, first, mark;
+	bool done;
+
+	chunk(f, 10, &first, &done);
+	assert_int_equal(first, 9); /* old0..old9, old5 completed */
+	assert_false(done);
+	mark = sql_int(f->s, "SELECT watermark FROM queue_mark");
+	assert_int_equal(store_begin(f->s, &e), 0);
+	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &queued, &done, &e), 0);
+	assert_int_equal(queued, 10);
+	store_rollback(f->s);          /* killed before its commit */
+	assert_int_equal(sql_int(f->s, "SELECT watermark FROM queue_mark"), mark);
+	add_user(f->s, f->t_id, f->t_seg[0], "imported-meanwhile");
+
+	assert_int_equal(store_open(&next, f->db, 0, &e), 0);
+	assert_int_equal(store_delivery_queue_segment(next, f->t_id, f->t_seg[0], "initial", 0, 1,
+						      f->now, &queued, &e), 0);
+	assert_int_equal(queued, N_OLD + 1 - first);
+	store_close(next);
+	assert_each_once(f->s, "'old'", N_OLD + 1);
+}
+
+/* A chunk carries on above the mark and does not look below it again: that is what makes
+ * each chunk cost its own size, not the segment's. (Here a delivery below the mark is deleted
+ * behind the store's back, which nothing in cutoff does: it stays missing until a mark drops.) */
+static void test_carries_on_from_the_mark(void **state)
+{
+	struct fx *f = *state;
+	int64_t queued;
+	bool done;
+
+	chunk(f, 10, &queued, &done);
+	assert_int_equal(queued, 9);
+	sqlite3_exec(f->s->db, "DELETE FROM delivery WHERE id = (SELECT min(id) FROM delivery)",
+		     NULL, NULL, NULL);
+	chunk(f, 0, &queued, &done); /* the rest, in one piece */
+	assert_true(done);
+	assert_int_equal(queued, N_OLD - 9);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM delivery"), N_OLD - 1);
+	/* A move into the segment drops the marks: the next queueing looks at everyone. */
+	sqlite3_exec(f->s->db, "DELETE FROM queue_mark", NULL, NULL, NULL);
+	chunk(f, 0, &queued, &done);
+	assert_int_equal(queued, 1);
+	assert_each_once(f->s, "'old'", N_OLD);
+}
+
+/* Someone moved into the segment below the mark between two chunks is queued all the same:
+ * the move drops the marks (db/010), and the next chunk starts over from the first id. */
+static void test_moved_in_below_the_mark(void **state)
+{
+	struct fx *f = *state;
+	struct err e = {0};
+	int64_t queued, total, moved;
+	char *sql;
+	bool done;
+
+	moved = sql_int(f->s, "SELECT min(r.id) FROM recipient r JOIN segment g"
+			" ON g.id = r.segment_id WHERE g.name = 'gone'");
+	chunk(f, 20, &total, &done);
+	assert_true(sql_int(f->s, "SELECT watermark FROM queue_mark") > moved);
+	assert_int_equal(store_recipient_set_segment(f->s, moved, f->t_seg[0], 0, &e), 0);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM queue_mark"), 0);
+	for (int calls = 0; !done && calls < 100; calls++) {
+		chunk(f, 20, &queued, &done);
+		total += queued;
+	}
+	assert_true(done);
+	assert_int_equal(total, N_OLD + 1);
+	sql = xasprintf("SELECT count(*) FROM delivery WHERE recipient_id = %lld",
+			(long long)moved);
+	assert_int_equal(sql_int(f->s, sql), 1);
+	free(sql);
+	assert_each_once(f->s, "'old'", N_OLD + 1);
+}
+
+/* queue_due_some: a budget at a time over every due segment, done once all is in; then the
+ * same as queue_due (nothing more to add). */
+static void test_queue_due_some(void **state)
+{
+	struct fx *f = *state;
+	struct queue_counts n, all = {0, 0, 0};
+	struct err e = {0};
+	int64_t gone = sql_int(f->s, "SELECT count(*) FROM recipient r JOIN segment g"
+			       " ON g.id = r.segment_id WHERE g.name = 'gone'");
+	bool done = false;
+	int calls = 0;
+
+	while (!done && calls++ < 100) {
+		assert_int_equal(store_begin(f->s, &e), 0);
+		assert_int_equal(queue_due_some(f->s, f->c, f->t_id, f->now, 6, &n, &done, &e), 0);
+		assert_int_equal(store_commit(f->s, &e), 0);
+		assert_true(n.initial <= 6);
+		all.initial += n.initial;
+		if (calls == 1)
+			assert_false(done);
+	}
+	assert_true(done);
+	assert_true(calls >= (N_OLD + (int)gone) / 6);
+	assert_int_equal(all.initial, N_OLD + gone);
+	assert_each_once(f->s, "'old', 'gone'", N_OLD + gone);
+	assert_int_equal(queue_due(f->s, f->c, f->t_id, f->now, &n, &e), 0);
+	assert_int_equal(n.initial, 0);
+	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM campaign"
+				 " WHERE name = 't' AND sending_started_at IS NOT NULL"), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_chunks_add_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_between_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carries_on_from_the_mark, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moved_in_below_the_mark, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_due_some, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
