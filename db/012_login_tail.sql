@@ -3,9 +3,10 @@
 -- million users, one more random leaf written to the WAL a login (2.2 frames a login, half of
 -- them this index's). A connection may now leave the keys of its logins out (the tail) and
 -- add them later in bulk, in key order, many keys to a leaf (store_login_index). Every known
--- login (outcome <> 'unknown') with id <= through has its key in login_by_user, and none with
--- a larger id does: readers of login_by_user also scan the logins above through (by rowid,
--- bounded by the bulk's threshold), and a login is found exactly once either way.
+-- login (outcome <> 'unknown') with id <= through has its key in login_by_user; above it
+-- some may (a bulk in steps not finished): readers of login_by_user also scan the logins
+-- above through (by rowid, bounded by the bulk's threshold) whose key is not there, and a
+-- login is found exactly once either way.
 -- (Numbered 012 on its branch; renumber if another 012 lands first: nothing depends on it.)
 -- One row (one = 1), written only by store_login.c.
 CREATE TABLE login_indexed (

@@ -38,6 +38,7 @@
 #define CKPT_PASSES_MAX 16  /* passes back to back, at most, before asking for the restart */
 #define DECIDER_CACHE_KIB 4096 /* the decider's page cache: see decider_main */
 #define INDEX_EVERY 32768 /* default index_every: the tail's logins indexed in one bulk */
+#define INDEX_STEP_KEYS 1024 /* keys sorted or added by one step of a bulk */
 #define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
 #define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
 
@@ -190,7 +191,8 @@ struct decider {
 	struct login_session *ls;
 	int64_t stale_checked_ns;
 	uint64_t logins, reminders, completions, unknown; /* of the open transaction */
-	int64_t tail; /* logins committed and not in login_by_user yet (db/012), as counted here */
+	int64_t tail; /* logins committed since the last bulk began (db/012), as counted here */
+	struct store_login_bulk bulk; /* adding the keys of the tail, step by step */
 	struct err e;
 };
 
@@ -450,37 +452,68 @@ static void decider_restart_wal(struct decider *d)
 	}
 }
 
-/*
- * Adds the keys of the logins committed since the last time to login_by_user, in bulk and in
- * key order (store_login_index), between two batches: the batches' commits leave them out, so
- * that a commit of 25 logins writes one random B-tree leaf a login, not two (docs/api.md,
- * Performance, sixth pass). A failure leaves the tail as it was, to be indexed later. Not
- * after a failed WAL sync: nothing more is written then.
- */
-static void decider_index(struct decider *d)
+/* Whether a WAL sync failed: nothing more is written then. */
+static bool decider_writes_stopped(struct decider *d)
 {
-	struct metrics *m = &d->sv->m;
-	int64_t t0 = monotonic_ns(), n = 0;
-	struct err e = {0};
-	bool failed;
-	int rc;
+	bool stopped;
 
 	pthread_mutex_lock(&d->sv->lock);
-	failed = d->sv->sync_errno != 0;
+	stopped = d->sv->sync_errno != 0;
 	pthread_mutex_unlock(&d->sv->lock);
-	if (failed)
-		return;
-	rc = store_login_index(d->s, 1, &n, &e);
-	histogram_add(&m->steps[STEP_INDEX], monotonic_ns() - t0);
-	atomic_fetch_add(&m->index_runs, 1);
-	if (rc == 0)
-		atomic_fetch_add(&m->indexed, (uint64_t)n);
-	else
-		log_warnx("serve: indexing the logins for support (tried again later): %s", e.msg);
-	d->tail = 0;
+	return stopped;
 }
 
-/* Waits for work. Locked. A tail is indexed once index_idle_ms pass without any. */
+/*
+ * One step of the bulk that adds the tail's keys to login_by_user in key order, starting one
+ * when none runs (store_login_bulk_step): the batches' commits leave the keys out, so that a
+ * commit of 25 logins writes one random B-tree leaf a login, not two (docs/api.md,
+ * Performance, sixth pass). A step sorts or adds INDEX_STEP_KEYS keys, about a millisecond,
+ * run between two batches or while idle: the whole bulk at once held every request for 25 to
+ * 100 ms. A failure abandons the bulk; the tail stays, to be indexed by a later one.
+ */
+static void decider_index_step(struct decider *d)
+{
+	struct metrics *m = &d->sv->m;
+	int64_t t0 = monotonic_ns();
+	struct err e = {0};
+	bool piece;
+	int rc = 0;
+
+	if (decider_writes_stopped(d))
+		return;
+	if (!d->bulk.active) {
+		rc = store_login_bulk_start(d->s, &d->bulk, &e);
+		d->tail = 0; /* the logins committed from now on are the next bulk's */
+	}
+	if (rc == 0 && d->bulk.active) {
+		piece = d->bulk.next >= d->bulk.last;
+		rc = store_login_bulk_step(d->s, &d->bulk, INDEX_STEP_KEYS, &e);
+		if (piece) /* a transaction: the checkpointer looks at the WAL */
+			atomic_fetch_add(&m->index_runs, 1);
+		if (rc == 0 && !d->bulk.active)
+			atomic_fetch_add(&m->indexed, (uint64_t)(d->bulk.last - d->bulk.through));
+	}
+	histogram_add(&m->steps[STEP_INDEX], monotonic_ns() - t0);
+	if (rc != 0)
+		log_warnx("serve: indexing the logins for support (tried again later): %s", e.msg);
+}
+
+/* At the stop: the whole tail at once (no request waits any more), so that none is left. */
+static void decider_index_all(struct decider *d)
+{
+	struct err e = {0};
+	int64_t n = 0;
+
+	if (decider_writes_stopped(d))
+		return;
+	if (store_login_index(d->s, 1, &n, &e) != 0)
+		log_warnx("serve: indexing the logins for support: %s", e.msg);
+	else
+		atomic_fetch_add(&d->sv->m.indexed, (uint64_t)n);
+}
+
+/* Waits for work. Locked. Meanwhile runs the steps of a bulk, and starts one once
+ * index_idle_ms pass without work while a tail is left. */
 static void decider_wait(struct decider *d)
 {
 	struct serve *sv = d->sv;
@@ -489,13 +522,15 @@ static void decider_wait(struct decider *d)
 		int64_t until = monotonic_ns() + sv->o.index_idle_ms * INT64_C(1000000);
 		struct timespec ts = {until / 1000000000, until % 1000000000};
 
-		if (d->tail == 0 || sv->o.index_idle_ms <= 0) {
-			pthread_cond_wait(&sv->work, &sv->lock);
-		} else if (pthread_cond_timedwait(&sv->work, &sv->lock, &ts) == ETIMEDOUT &&
-			   sv->head == NULL && !sv->stop) {
+		if (d->bulk.active ||
+		    (d->tail > 0 && sv->o.index_idle_ms > 0 &&
+		     pthread_cond_timedwait(&sv->work, &sv->lock, &ts) == ETIMEDOUT &&
+		     sv->head == NULL && !sv->stop)) {
 			pthread_mutex_unlock(&sv->lock);
-			decider_index(d);
+			decider_index_step(d);
 			pthread_mutex_lock(&sv->lock);
+		} else if (d->tail == 0 || sv->o.index_idle_ms <= 0) {
+			pthread_cond_wait(&sv->work, &sv->lock);
 		}
 	}
 }
@@ -532,9 +567,9 @@ static void decider_loop(struct decider *d)
 			decider_restart_wal(d);
 			pthread_mutex_lock(&sv->lock);
 		}
-		if (d->tail >= index_every) {
+		if (d->bulk.active || d->tail >= index_every) {
 			pthread_mutex_unlock(&sv->lock);
-			decider_index(d);
+			decider_index_step(d);
 			pthread_mutex_lock(&sv->lock);
 		}
 	}
@@ -674,8 +709,8 @@ static void *decider_main(void *arg)
 	decider_started(d.sv, rc, &d.e);
 	if (rc == 0)
 		decider_loop(&d);
-	if (rc == 0 && d.tail > 0)
-		decider_index(&d); /* leaves no tail behind, as the other commands do */
+	if (rc == 0 && (d.tail > 0 || d.bulk.active))
+		decider_index_all(&d); /* leaves no tail behind, as the other commands do */
 	stop_syncer(d.sv); /* every committed batch synced and answered */
 	login_session_free(d.ls);
 	login_catalog_free(d.cat);

@@ -23,6 +23,12 @@ enum login_stmt {
 	LS_INDEXED,
 	LS_INDEXED_SET,
 	LS_TAIL_INDEX,
+	LS_BULK_TABLE,
+	LS_BULK_CLEAR,
+	LS_BULK_FILL,
+	LS_BULK_PIECE,
+	LS_BULK_PIECE_DROP,
+	LS_BULK_LEFT,
 	LS_REMINDER_CLAIM,
 	LS_REMINDER_RELEASE,
 	LS_REMINDER_EACH,
@@ -77,12 +83,34 @@ static const char *const login_sql[LS_COUNT] = {
 		KEY_ROWS_64,
 	[LS_INDEXED] =
 		"SELECT through, (SELECT coalesce(max(id), 0) FROM login) FROM login_indexed",
-	[LS_INDEXED_SET] = "UPDATE login_indexed SET through = ?1",
-	/* Key order: consecutive keys share the B-tree's leaves, each written once a commit. */
+	/* Never back: a bulk in steps may end after a commit that indexed further. */
+	[LS_INDEXED_SET] = "UPDATE login_indexed SET through = max(through, ?1)",
+	/* Key order: consecutive keys share the B-tree's leaves, each written once a commit. OR
+	 * IGNORE: a bulk in steps that did not finish may have added some keys of the tail. */
 	[LS_TAIL_INDEX] =
-		"INSERT OR FAIL INTO login_by_user (user_id, at, login_id)"
+		"INSERT OR IGNORE INTO login_by_user (user_id, at, login_id)"
 		" SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
 		" AND outcome <> 'unknown' ORDER BY user_id, at, id",
+	/* A bulk in steps (store_login_bulk_step): the tail's keys, sorted by their primary key,
+	 * in the connection's own temporary database. */
+	[LS_BULK_TABLE] =
+		"CREATE TEMP TABLE IF NOT EXISTS login_bulk (user_id TEXT NOT NULL,"
+		" at INTEGER NOT NULL, login_id INTEGER NOT NULL,"
+		" PRIMARY KEY (user_id, at, login_id)) WITHOUT ROWID",
+	[LS_BULK_CLEAR] = "DELETE FROM temp.login_bulk",
+	[LS_BULK_FILL] =
+		"INSERT OR IGNORE INTO temp.login_bulk (user_id, at, login_id)"
+		" SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
+		" AND outcome <> 'unknown'",
+	[LS_BULK_PIECE] =
+		"INSERT OR IGNORE INTO login_by_user (user_id, at, login_id)"
+		" SELECT user_id, at, login_id FROM temp.login_bulk"
+		" ORDER BY user_id, at, login_id LIMIT ?1",
+	[LS_BULK_PIECE_DROP] =
+		"DELETE FROM temp.login_bulk WHERE (user_id, at, login_id) IN"
+		" (SELECT user_id, at, login_id FROM temp.login_bulk"
+		"  ORDER BY user_id, at, login_id LIMIT ?1)",
+	[LS_BULK_LEFT] = "SELECT EXISTS (SELECT 1 FROM temp.login_bulk)",
 	[LS_REMINDER_CLAIM] =
 		"INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index,"
 		" shown_at, client_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -436,6 +464,90 @@ int store_login_tail(struct store *s, int64_t *tail, struct err *e)
 	int rc = tail_bounds(s, &through, &last, e);
 
 	*tail = rc == 0 ? last - through : 0;
+	return rc;
+}
+
+/* Runs a statement of the bulk with up to two integer parameters. */
+static int bulk_run(struct store *s, enum login_stmt id, int64_t p1, int64_t p2, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, id, e);
+
+	if (st == NULL)
+		return e->code;
+	if (sqlite3_bind_parameter_count(st) >= 1)
+		sqlite3_bind_int64(st, 1, p1);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		sqlite3_bind_int64(st, 2, p2);
+	return store_step_done(s, st, "indexing logins", e);
+}
+
+int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct err *e)
+{
+	int rc;
+
+	*b = (struct store_login_bulk){0};
+	/* The sorted keys in memory, not in a temporary file (a bulk's: about 1 MiB) */
+	if (sqlite3_exec(s->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+		return store_db_error(s, e, "indexing logins");
+	if ((rc = bulk_run(s, LS_BULK_TABLE, 0, 0, e)) != 0 ||
+	    (rc = bulk_run(s, LS_BULK_CLEAR, 0, 0, e)) != 0 ||
+	    (rc = tail_bounds(s, &b->through, &b->last, e)) != 0)
+		return rc;
+	b->next = b->through;
+	b->active = b->last > b->through;
+	return 0;
+}
+
+/* Whether the sorted table still holds keys. */
+static int bulk_left(struct store *s, bool *left, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_BULK_LEFT, e);
+	int step;
+
+	if (st == NULL)
+		return e->code;
+	if ((step = sqlite3_step(st)) == SQLITE_ROW)
+		*left = sqlite3_column_int(st, 0) != 0;
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "indexing logins");
+}
+
+/* One transaction: the next `keys` sorted keys into login_by_user; the mark once none is left. */
+static int bulk_piece(struct store *s, struct store_login_bulk *b, size_t keys, struct err *e)
+{
+	bool left = true;
+	int rc;
+
+	if ((rc = store_begin(s, e)) != 0)
+		return rc;
+	if ((rc = bulk_run(s, LS_BULK_PIECE, (int64_t)keys, 0, e)) == 0 &&
+	    (rc = bulk_run(s, LS_BULK_PIECE_DROP, (int64_t)keys, 0, e)) == 0 &&
+	    (rc = bulk_left(s, &left, e)) == 0 && !left)
+		rc = through_set(s, b->last, e);
+	if (rc == 0 && (rc = store_commit(s, e)) == 0)
+		b->active = left;
+	if (rc != 0)
+		store_rollback(s);
+	return rc;
+}
+
+int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t keys,
+			  struct err *e)
+{
+	int64_t to;
+	int rc;
+
+	if (!b->active)
+		return 0;
+	if (b->next < b->last) { /* a read of the login table's last pages, sorted in memory */
+		to = b->last - b->next > (int64_t)keys ? b->next + (int64_t)keys : b->last;
+		if ((rc = bulk_run(s, LS_BULK_FILL, b->next, to, e)) == 0)
+			b->next = to;
+	} else {
+		rc = bulk_piece(s, b, keys, e);
+	}
+	if (rc != 0)
+		b->active = false;
 	return rc;
 }
 

@@ -1,7 +1,8 @@
 /* test_store_login_tail.c — logins whose keys a connection left out of login_by_user (the tail,
  * db/012_login_tail.sql) are found by a person's history exactly once, before and after
- * store_login_index adds them in bulk; forget reaches them; a bulk that fails loses and
- * doubles nothing; a commit that finds a tail indexes it with its own logins. */
+ * store_login_index adds them in bulk (at once or in steps); forget reaches them; a bulk
+ * that fails or is cut short loses and doubles nothing; a commit that finds a tail indexes
+ * it with its own logins. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -235,6 +236,106 @@ static void test_forget_reaches_the_tail(void **state)
 	store_close(s);
 }
 
+/* A bulk in steps of 2 keys: the mark moves only at its last step; at every step each login is
+ * listed once, and at the end login_by_user is exact. */
+static void test_bulk_in_steps(void **state)
+{
+	struct store *s = NULL;
+	struct store_login_bulk b;
+	struct err e = {0};
+	int64_t at = 1000;
+	int steps = 0;
+
+	assert_int_equal(store_open(&s, *state, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	store_login_index_later(s, true);
+	commit_logins(s, "u1", "none", 4, &at);
+	commit_logins(s, "u0", "unknown", 1, &at);
+	commit_logins(s, "u2", "reminder", 3, &at);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	assert_true(b.active);
+	assert_int_equal(b.last - b.through, 8);
+	commit_logins(s, "u3", "none", 1, &at); /* after the start: the next bulk's */
+	while (b.active) {
+		assert_int_equal(store_login_bulk_step(s, &b, 2, &e), 0);
+		steps++;
+		assert_int_equal(history_logins(s, "u1"), 4);
+		assert_int_equal(history_logins(s, "u2"), 3);
+		assert_int_equal(tail(s), b.active ? 9 : 1);
+	}
+	assert_int_equal(steps, 4 + 4); /* 8 ids sorted 2 at a time; 7 keys added 2 at a time */
+	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 7);
+	assert_keys_match(s);
+	assert_int_equal(history_logins(s, "u3"), 1);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0); /* u3's login */
+	while (b.active)
+		assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0);
+	assert_int_equal(tail(s), 0);
+	assert_keys_match(s);
+	store_close(s);
+}
+
+/* A bulk cut short (its connection gone after adding some keys, as in a crash) leaves keys
+ * above the mark: the history still lists each login once, and a commit that indexes the tail,
+ * a later bulk and a bulk in steps each end with login_by_user exact, no key twice. */
+static void test_bulk_cut_short(void **state)
+{
+	struct store *s = NULL, *t = NULL;
+	struct store_login_bulk b;
+	struct err e = {0};
+	int64_t at = 1000, n = -1;
+
+	assert_int_equal(store_open(&s, *state, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	store_login_index_later(s, true);
+	commit_logins(s, "u1", "none", 5, &at);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0); /* sorted */
+	assert_int_equal(store_login_bulk_step(s, &b, 2, &e), 0);  /* 2 keys added */
+	assert_true(b.active);
+	store_close(s); /* its temporary table goes with it */
+	assert_int_equal(store_open(&s, *state, 0, &e), 0);
+	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 2);
+	assert_int_equal(tail(s), 5);
+	assert_int_equal(history_logins(s, "u1"), 5);
+
+	/* a bulk in steps from the start again */
+	store_login_index_later(s, true);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	while (b.active)
+		assert_int_equal(store_login_bulk_step(s, &b, 3, &e), 0);
+	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 5);
+	assert_keys_match(s);
+
+	/* cut short again; then a commit of another connection indexes the tail, OR IGNORE */
+	commit_logins(s, "u1", "none", 4, &at);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &b, 1, &e), 0);
+	assert_int_equal(history_logins(s, "u1"), 9);
+	assert_int_equal(store_open(&t, *state, 0, &e), 0);
+	commit_logins(t, "u2", "none", 1, &at);
+	assert_int_equal(tail(t), 0);
+	assert_int_equal(sql_int(t, "SELECT count(*) FROM login_by_user"), 10);
+	assert_keys_match(t);
+	/* the bulk cut short, finished after that commit, moves nothing back */
+	while (b.active)
+		assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0);
+	assert_int_equal(tail(s), 0);
+	assert_keys_match(s);
+
+	/* and cut short before a one-shot bulk */
+	commit_logins(s, "u1", "none", 3, &at);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &b, 1, &e), 0);
+	assert_int_equal(store_login_index(s, 1, &n, &e), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 13);
+	assert_keys_match(s);
+	assert_int_equal(history_logins(s, "u1"), 12);
+	store_close(s);
+	store_close(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +347,8 @@ int main(void)
 						scratch_db, scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_forget_reaches_the_tail, scratch_db,
 						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_bulk_in_steps, scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_bulk_cut_short, scratch_db, scratch_db_remove),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
