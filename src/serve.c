@@ -467,9 +467,9 @@ static bool decider_writes_stopped(struct decider *d)
  * One step of the bulk that adds the tail's keys to login_by_user in key order, starting one
  * when none runs (store_login_bulk_step): the batches' commits leave the keys out, so that a
  * commit of 25 logins writes one random B-tree leaf a login, not two (docs/api.md,
- * Performance, sixth pass). A step sorts or adds INDEX_STEP_KEYS keys, about a millisecond,
- * run between two batches or while idle: the whole bulk at once held every request for 25 to
- * 100 ms. A failure abandons the bulk; the tail stays, to be indexed by a later one.
+ * Performance, sixth pass). A step sorts or adds INDEX_STEP_KEYS keys (1.2 ms on average in
+ * bench/serve), run between two batches or while idle: the whole bulk at once held every
+ * request for 25 to 100 ms. A failure abandons the bulk; the tail stays, to be indexed by a later one.
  */
 static void decider_index_step(struct decider *d)
 {
@@ -512,6 +512,22 @@ static void decider_index_all(struct decider *d)
 		atomic_fetch_add(&d->sv->m.indexed, (uint64_t)n);
 }
 
+/* Waits for work; with a tail left to index, for index_idle_ms at most: true when that passed
+ * without any. Locked. */
+static bool decider_idle(struct decider *d)
+{
+	struct serve *sv = d->sv;
+	int64_t until = monotonic_ns() + sv->o.index_idle_ms * INT64_C(1000000);
+	struct timespec ts = {until / 1000000000, until % 1000000000};
+
+	if (d->tail == 0 || sv->o.index_idle_ms <= 0) {
+		pthread_cond_wait(&sv->work, &sv->lock);
+		return false;
+	}
+	return pthread_cond_timedwait(&sv->work, &sv->lock, &ts) == ETIMEDOUT &&
+	       sv->head == NULL && !sv->stop;
+}
+
 /* Waits for work. Locked. Meanwhile runs the steps of a bulk, and starts one once
  * index_idle_ms pass without work while a tail is left. */
 static void decider_wait(struct decider *d)
@@ -519,18 +535,10 @@ static void decider_wait(struct decider *d)
 	struct serve *sv = d->sv;
 
 	while (sv->head == NULL && !sv->stop) {
-		int64_t until = monotonic_ns() + sv->o.index_idle_ms * INT64_C(1000000);
-		struct timespec ts = {until / 1000000000, until % 1000000000};
-
-		if (d->bulk.active ||
-		    (d->tail > 0 && sv->o.index_idle_ms > 0 &&
-		     pthread_cond_timedwait(&sv->work, &sv->lock, &ts) == ETIMEDOUT &&
-		     sv->head == NULL && !sv->stop)) {
+		if (d->bulk.active || decider_idle(d)) {
 			pthread_mutex_unlock(&sv->lock);
 			decider_index_step(d);
 			pthread_mutex_lock(&sv->lock);
-		} else if (d->tail == 0 || sv->o.index_idle_ms <= 0) {
-			pthread_cond_wait(&sv->work, &sv->lock);
 		}
 	}
 }
@@ -705,7 +713,7 @@ static void *decider_main(void *arg)
 	    (rc = decider_refresh(&d)) == 0) /* also opens (creates) the WAL */
 		rc = start_syncer(&d);
 	if (rc == 0)
-		store_login_index_later(d.s, true); /* decider_index adds the keys in bulk */
+		store_login_index_later(d.s, true); /* decider_index_step adds the keys in bulk */
 	decider_started(d.sv, rc, &d.e);
 	if (rc == 0)
 		decider_loop(&d);
