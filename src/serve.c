@@ -816,6 +816,9 @@ static void checkpointer_step(struct serve *sv, struct store *s, struct ckpt_sta
 	if (rc == 0) {
 		atomic_fetch_add(&m->ckpt_truncate, 1);
 		atomic_store(&m->wal_frames, 0);
+		/* The next restart's frames are counted from an empty WAL, not from the last
+		 * pass's (test_serve.sh once saw cutoff_serve_restart_frames at -366). */
+		atomic_store(&m->ckpt_backfilled, 0);
 		c->clean = true, c->backfilled = 0;
 	} else if (rc != ERR_TEMPFAIL) {
 		log_warnx("serve: checkpoint: %s", e.msg);
