@@ -442,11 +442,15 @@ static void decider_restart_wal(struct decider *d)
 	int done = 0;
 	int rc = store_wal_checkpoint(d->s, STORE_CKPT_RESTART, NULL, &done, &e);
 	int64_t ns = monotonic_ns() - t0;
+	long before = atomic_load(&m->ckpt_backfilled);
 
 	histogram_add(&m->steps[STEP_CHECKPOINT], ns);
 	if (rc == 0) {
 		atomic_fetch_add(&m->ckpt_restart, 1);
-		atomic_store(&m->restart_frames, done - atomic_load(&m->ckpt_backfilled));
+		/* Fewer than the checkpointer's last pass had copied: the WAL started over since
+		 * (SQLite does it at the first commit after a pass copied it whole), and all of
+		 * these are the restart's own. */
+		atomic_store(&m->restart_frames, done >= before ? done - before : done);
 	} else if (rc != ERR_TEMPFAIL) {
 		log_warnx("serve: checkpoint: %s", e.msg);
 	}
