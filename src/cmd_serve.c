@@ -22,7 +22,7 @@
 struct serve_args {
 	const char *listen, *socket, *token_file;
 	long connections, per_ip, timeout_s, busy_wait_ms, drain_ms, threads, group_wait_us;
-	long wal_frames;
+	long wal_frames, index_every, index_idle_ms;
 	bool epoll;
 };
 
@@ -40,6 +40,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e
 		{"threads", required_argument, NULL, 'n'},
 		{"group-wait-us", required_argument, NULL, 'g'},
 		{"checkpoint-frames", required_argument, NULL, 'w'},
+		{"index-every", required_argument, NULL, 'x'},
+		{"index-idle-ms", required_argument, NULL, 'X'},
 		{"epoll", no_argument, NULL, 'e'},
 		{NULL, 0, NULL, 0},
 	};
@@ -62,7 +64,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a, struct err *e
 			   (ch == 'd' && str_to_long(optarg, 0, 3600000, &a->drain_ms)) ||
 			   (ch == 'n' && str_to_long(optarg, 0, 64, &a->threads)) ||
 			   (ch == 'g' && str_to_long(optarg, 0, 1000000, &a->group_wait_us)) ||
-			   (ch == 'w' && str_to_long(optarg, 1, 1000000000, &a->wal_frames))))
+			   (ch == 'w' && str_to_long(optarg, 1, 1000000000, &a->wal_frames)) ||
+			   (ch == 'x' && str_to_long(optarg, 1, 1000000000, &a->index_every)) ||
+			   (ch == 'X' && str_to_long(optarg, 0, 3600000, &a->index_idle_ms))))
 			return cli_usage(&cmd_serve, e, "unknown option, or a number out of range");
 	}
 	if (argc - optind != 0)
@@ -130,7 +134,7 @@ static void block_signals(sigset_t *set)
 
 static int serve_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
-	struct serve_args a = {NULL, NULL, NULL, 1024, 128, 30, 30000, 30000, 2, 1000, 32768,
+	struct serve_args a = {NULL, NULL, NULL, 1024, 128, 30, 30000, 30000, 2, 1000, 32768, 0, 100,
 			       false};
 	struct serve_options o = {0};
 	unsigned char *token = NULL;
@@ -149,7 +153,8 @@ static int serve_run(struct ctx *x, int argc, char **argv, struct err *e)
 	o = (struct serve_options){x->db_path, fd, token, o.token_len, x->now_fixed, x->now,
 				   (unsigned)a.connections, (unsigned)a.per_ip,
 				   (unsigned)a.timeout_s, a.busy_wait_ms, a.drain_ms,
-				   (unsigned)a.threads, a.epoll, a.group_wait_us, a.wal_frames};
+				   (unsigned)a.threads, a.epoll, a.group_wait_us, a.wal_frames,
+				   a.index_every, a.index_idle_ms};
 	if ((rc = serve_start(&sv, &o, e)) != 0)
 		goto out;
 	log_info("cutoff serve: answering on %s", where);
@@ -194,7 +199,10 @@ const struct command cmd_serve = {
 	"  --group-wait-us U   how long a group commit may wait for the requests in flight\n"
 	"                      to join it (default 1000; 0: never)\n"
 	"  --checkpoint-frames N  past N frames (4 KiB pages) in the WAL, start it over\n"
-	"                      between two commits (default 32768: 128 MiB)\n\n"
+	"                      between two commits (default 32768: 128 MiB)\n"
+	"  --index-every N     add the logins' keys for support lookups in bulk, once N\n"
+	"                      logins are left out (default 32768; 1: after each commit)\n"
+	"  --index-idle-ms MS  and once no login came for MS ms (default 100; 0: not)\n\n"
 	"Logins are decided by one thread in group commits: an answer is sent only after the\n"
 	"transaction recording it committed. SIGTERM or SIGINT: stop accepting, finish the\n"
 	"requests in flight, exit 0. With --now, every login is decided at that time.\n",

@@ -37,6 +37,8 @@
 #define CKPT_CONVERGED_FRAMES 1024 /* a pass that copied this few: the rest is the decider's */
 #define CKPT_PASSES_MAX 16  /* passes back to back, at most, before asking for the restart */
 #define DECIDER_CACHE_KIB 4096 /* the decider's page cache: see decider_main */
+#define INDEX_EVERY 32768 /* default index_every: the tail's logins indexed in one bulk */
+#define INDEX_STEP_KEYS 1024 /* keys sorted or added by one step of a bulk */
 #define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
 #define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
 
@@ -59,13 +61,15 @@ struct histogram {
 };
 
 /* The decider's steps, each timed once per batch (docs/api.md, Performance). */
-enum step { STEP_GATHER, STEP_DECIDE, STEP_COMMIT, STEP_CHECKPOINT, STEP_COUNT };
-static const char *const step_names[STEP_COUNT] = {"gather", "decide", "commit", "checkpoint"};
+enum step { STEP_GATHER, STEP_DECIDE, STEP_COMMIT, STEP_CHECKPOINT, STEP_INDEX, STEP_COUNT };
+static const char *const step_names[STEP_COUNT] = {"gather", "decide", "commit", "checkpoint",
+						   "index"};
 
 struct metrics {
 	atomic_uint_fast64_t requests[R_COUNT][S_COUNT];
 	struct histogram latency;
 	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
+	atomic_uint_fast64_t indexed, index_runs; /* logins added to login_by_user in bulk */
 	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
 	/* One duration per batch: gathering, deciding and committing (those that succeeded: the
 	 * commit histogram), restarting the WAL (checkpoint); their sums are the step totals. */
@@ -187,6 +191,8 @@ struct decider {
 	struct login_session *ls;
 	int64_t stale_checked_ns;
 	uint64_t logins, reminders, completions, unknown; /* of the open transaction */
+	int64_t tail; /* logins committed since the last bulk began (db/012), as counted here */
+	struct store_login_bulk bulk; /* adding the keys of the tail, step by step */
 	struct err e;
 };
 
@@ -344,6 +350,7 @@ static void decider_batch(struct decider *d, struct job *list)
 	atomic_fetch_add(&m->reminders, d->reminders);
 	atomic_fetch_add(&m->completions, d->completions);
 	atomic_fetch_add(&m->unknown, d->unknown);
+	d->tail += (int64_t)d->logins;
 	decider_reset(d, NULL);
 }
 
@@ -435,27 +442,122 @@ static void decider_restart_wal(struct decider *d)
 	int done = 0;
 	int rc = store_wal_checkpoint(d->s, STORE_CKPT_RESTART, NULL, &done, &e);
 	int64_t ns = monotonic_ns() - t0;
+	long before = atomic_load(&m->ckpt_backfilled);
 
 	histogram_add(&m->steps[STEP_CHECKPOINT], ns);
 	if (rc == 0) {
 		atomic_fetch_add(&m->ckpt_restart, 1);
-		atomic_store(&m->restart_frames, done - atomic_load(&m->ckpt_backfilled));
+		/* Fewer than the checkpointer's last pass had copied: the WAL started over since
+		 * (SQLite does it at the first commit after a pass copied it whole), and all of
+		 * these are the restart's own. */
+		atomic_store(&m->restart_frames, done >= before ? done - before : done);
 	} else if (rc != ERR_TEMPFAIL) {
 		log_warnx("serve: checkpoint: %s", e.msg);
+	}
+}
+
+/* Whether a WAL sync failed: nothing more is written then. */
+static bool decider_writes_stopped(struct decider *d)
+{
+	bool stopped;
+
+	pthread_mutex_lock(&d->sv->lock);
+	stopped = d->sv->sync_errno != 0;
+	pthread_mutex_unlock(&d->sv->lock);
+	return stopped;
+}
+
+/*
+ * One step of the bulk that adds the tail's keys to login_by_user in key order, starting one
+ * when none runs (store_login_bulk_step): the batches' commits leave the keys out, so that a
+ * commit of 25 logins writes one random B-tree leaf a login, not two (docs/api.md,
+ * Performance, sixth pass). A step sorts or adds INDEX_STEP_KEYS keys (1.2 ms on average in
+ * bench/serve), run between two batches or while idle: the whole bulk at once held every
+ * request for 25 to 100 ms. A failure abandons the bulk; the tail stays, to be indexed by a later one.
+ */
+static void decider_index_step(struct decider *d)
+{
+	struct metrics *m = &d->sv->m;
+	int64_t t0 = monotonic_ns();
+	struct err e = {0};
+	bool piece;
+	int rc = 0;
+
+	if (decider_writes_stopped(d))
+		return;
+	if (!d->bulk.active) {
+		rc = store_login_bulk_start(d->s, &d->bulk, &e);
+		d->tail = 0; /* the logins committed from now on are the next bulk's */
+	}
+	if (rc == 0 && d->bulk.active) {
+		piece = d->bulk.next >= d->bulk.last;
+		rc = store_login_bulk_step(d->s, &d->bulk, INDEX_STEP_KEYS, &e);
+		if (piece) /* a transaction: the checkpointer looks at the WAL */
+			atomic_fetch_add(&m->index_runs, 1);
+		if (rc == 0 && !d->bulk.active)
+			atomic_fetch_add(&m->indexed, (uint64_t)(d->bulk.last - d->bulk.through));
+	}
+	histogram_add(&m->steps[STEP_INDEX], monotonic_ns() - t0);
+	if (rc != 0)
+		log_warnx("serve: indexing the logins for support (tried again later): %s", e.msg);
+}
+
+/* At the stop: the whole tail at once (no request waits any more), so that none is left. */
+static void decider_index_all(struct decider *d)
+{
+	struct err e = {0};
+	int64_t n = 0;
+
+	if (decider_writes_stopped(d))
+		return;
+	if (store_login_index(d->s, 1, &n, &e) != 0)
+		log_warnx("serve: indexing the logins for support: %s", e.msg);
+	else
+		atomic_fetch_add(&d->sv->m.indexed, (uint64_t)n);
+}
+
+/* Waits for work; with a tail left to index, for index_idle_ms at most: true when that passed
+ * without any. Locked. */
+static bool decider_idle(struct decider *d)
+{
+	struct serve *sv = d->sv;
+	int64_t until = monotonic_ns() + sv->o.index_idle_ms * INT64_C(1000000);
+	struct timespec ts = {until / 1000000000, until % 1000000000};
+
+	if (d->tail == 0 || sv->o.index_idle_ms <= 0) {
+		pthread_cond_wait(&sv->work, &sv->lock);
+		return false;
+	}
+	return pthread_cond_timedwait(&sv->work, &sv->lock, &ts) == ETIMEDOUT &&
+	       sv->head == NULL && !sv->stop;
+}
+
+/* Waits for work. Locked. Meanwhile runs the steps of a bulk, and starts one once
+ * index_idle_ms pass without work while a tail is left. */
+static void decider_wait(struct decider *d)
+{
+	struct serve *sv = d->sv;
+
+	while (sv->head == NULL && !sv->stop) {
+		if (d->bulk.active || decider_idle(d)) {
+			pthread_mutex_unlock(&sv->lock);
+			decider_index_step(d);
+			pthread_mutex_lock(&sv->lock);
+		}
 	}
 }
 
 static void decider_loop(struct decider *d)
 {
 	struct serve *sv = d->sv;
+	int64_t index_every = sv->o.index_every > 0 ? sv->o.index_every : INDEX_EVERY;
 	struct job *list;
 	int64_t t0;
 
 	pthread_mutex_lock(&sv->lock);
 	for (;;) {
 		sv->decider_state = D_IDLE;
-		while (sv->head == NULL && !sv->stop)
-			pthread_cond_wait(&sv->work, &sv->lock);
+		decider_wait(d);
 		sv->decider_state = D_BUSY;
 		if (sv->head == NULL)
 			break;
@@ -475,6 +577,11 @@ static void decider_loop(struct decider *d)
 		if (atomic_exchange(&sv->restart_wanted, false)) {
 			pthread_mutex_unlock(&sv->lock);
 			decider_restart_wal(d);
+			pthread_mutex_lock(&sv->lock);
+		}
+		if (d->bulk.active || d->tail >= index_every) {
+			pthread_mutex_unlock(&sv->lock);
+			decider_index_step(d);
 			pthread_mutex_lock(&sv->lock);
 		}
 	}
@@ -606,11 +713,16 @@ static void *decider_main(void *arg)
 	    (rc = store_login_stream(d.s, STORE_LOGIN_MAPPED, &d.e)) == 0 &&
 	    (rc = store_cache_size(d.s, DECIDER_CACHE_KIB, &d.e)) == 0 &&
 	    (rc = store_wal_autocheckpoint(d.s, 0, &d.e)) == 0 && /* the checkpointer's job */
+	    (rc = store_login_tail(d.s, &d.tail, &d.e)) == 0 &&
 	    (rc = decider_refresh(&d)) == 0) /* also opens (creates) the WAL */
 		rc = start_syncer(&d);
+	if (rc == 0)
+		store_login_index_later(d.s, true); /* decider_index_step adds the keys in bulk */
 	decider_started(d.sv, rc, &d.e);
 	if (rc == 0)
 		decider_loop(&d);
+	if (rc == 0 && (d.tail > 0 || d.bulk.active))
+		decider_index_all(&d); /* leaves no tail behind, as the other commands do */
 	stop_syncer(d.sv); /* every committed batch synced and answered */
 	login_session_free(d.ls);
 	login_catalog_free(d.cat);
@@ -685,7 +797,8 @@ static void checkpointer_converge(struct serve *sv, struct store *s, struct ckpt
 static void checkpointer_step(struct serve *sv, struct store *s, struct ckpt_state *c)
 {
 	struct metrics *m = &sv->m;
-	uint64_t commits = atomic_load(&m->commits);
+	/* The decider's bulk index transactions write the WAL too. */
+	uint64_t commits = atomic_load(&m->commits) + atomic_load(&m->index_runs);
 	bool idle = commits == c->seen;
 	long restart_at = sv->o.wal_frames > 0 ? sv->o.wal_frames : CKPT_RESTART_FRAMES;
 	struct err e = {0};
@@ -707,6 +820,9 @@ static void checkpointer_step(struct serve *sv, struct store *s, struct ckpt_sta
 	if (rc == 0) {
 		atomic_fetch_add(&m->ckpt_truncate, 1);
 		atomic_store(&m->wal_frames, 0);
+		/* The next restart's frames are counted from an empty WAL, not from the last
+		 * pass's (test_serve.sh once saw cutoff_serve_restart_frames at -366). */
+		atomic_store(&m->ckpt_backfilled, 0);
 		c->clean = true, c->backfilled = 0;
 	} else if (rc != ERR_TEMPFAIL) {
 		log_warnx("serve: checkpoint: %s", e.msg);
@@ -1174,6 +1290,8 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 			atomic_load(&m->unknown));
 	metrics_counter(&b, "cutoff_serve_commits_total", "Transactions committed (group commits).",
 			atomic_load(&m->commits));
+	metrics_counter(&b, "cutoff_serve_logins_indexed_total", "Logins whose keys were added"
+			" to login_by_user in bulk, after their commits.", atomic_load(&m->indexed));
 	metrics_counter(&b, "cutoff_serve_busy_retries_total", "Batches retried: database busy.",
 			atomic_load(&m->busy));
 	metrics_counter(&b, "cutoff_serve_failed_batches_total", "Batches not recorded (503/500).",

@@ -45,6 +45,9 @@ struct serve_options {
 	bool epoll;                 /* the HTTP threads wait with epoll rather than poll */
 	long group_wait_us;         /* how long a batch may wait for requests in flight (0: not) */
 	long wal_frames;            /* a WAL this long is started over between commits (0: 32768) */
+	long index_every;           /* logins left out of login_by_user, then added in bulk
+				       (0: 32768; 1: after every commit) */
+	long index_idle_ms;         /* a decider idle this long adds them too (0: never) */
 };
 
 struct serve;

@@ -4,6 +4,7 @@
 #ifndef CUTOFF_STORE_INTERNAL_H
 #define CUTOFF_STORE_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
@@ -52,6 +53,8 @@ struct store {
 	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
 	struct store_login_rows logins;            /* recorded, not yet inserted */
 	struct store_login_keys login_keys;        /* inserted into login, not login_by_user */
+	int64_t login_first; /* the open transaction's first login inserted (its id); 0: none */
+	bool login_index_later; /* leave the keys to store_login_index (db/012_login_tail.sql) */
 	int wal_frames; /* in the WAL after the last commit, while own checkpoints are off */
 };
 
@@ -82,10 +85,11 @@ void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r);
 sqlite3_stmt *store_cached(struct store *s, sqlite3_stmt **slot, const char *sql,
 			   const char *what, struct err *e);
 
-/* Inserts the logins recorded in the open transaction and not inserted yet, and their keys
- * into login_by_user (store_commit does it first; a reader of the login tables on this
- * connection too). They are dropped either way: after a failure the transaction is to be
- * rolled back. 0 or store_db_error's code. */
+/* Inserts the logins recorded in the open transaction and not inserted yet, and (unless
+ * store_login_index_later) the keys of every login not in login_by_user yet, moving
+ * login_indexed.through to the last (store_commit does it first; a reader of the login tables
+ * on this connection too). They are dropped either way: after a failure the transaction is
+ * to be rolled back. 0 or store_db_error's code. */
 int store_login_flush(struct store *s, struct err *e);
 
 /* Drops the recorded logins and keys not inserted yet (store_rollback, store_close). */

@@ -20,6 +20,15 @@ enum login_stmt {
 	LS_KEY_ADD_4,
 	LS_KEY_ADD_16,
 	LS_KEY_ADD_CHUNK,
+	LS_INDEXED,
+	LS_INDEXED_SET,
+	LS_TAIL_INDEX,
+	LS_BULK_TABLE,
+	LS_BULK_CLEAR,
+	LS_BULK_FILL,
+	LS_BULK_PIECE,
+	LS_BULK_PIECE_DROP,
+	LS_BULK_LEFT,
 	LS_REMINDER_CLAIM,
 	LS_REMINDER_RELEASE,
 	LS_REMINDER_EACH,
@@ -72,6 +81,36 @@ static const char *const login_sql[LS_COUNT] = {
 		KEY_ROWS_16,
 	[LS_KEY_ADD_CHUNK] = "INSERT OR FAIL INTO login_by_user (user_id, at, login_id) VALUES "
 		KEY_ROWS_64,
+	[LS_INDEXED] =
+		"SELECT through, (SELECT coalesce(max(id), 0) FROM login) FROM login_indexed",
+	/* Never back: a bulk in steps may end after a commit that indexed further. */
+	[LS_INDEXED_SET] = "UPDATE login_indexed SET through = max(through, ?1)",
+	/* Key order: consecutive keys share the B-tree's leaves, each written once a commit. OR
+	 * IGNORE: a bulk in steps that did not finish may have added some keys of the tail. */
+	[LS_TAIL_INDEX] =
+		"INSERT OR IGNORE INTO login_by_user (user_id, at, login_id)"
+		" SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
+		" AND outcome <> 'unknown' ORDER BY user_id, at, id",
+	/* A bulk in steps (store_login_bulk_step): the tail's keys, sorted by their primary key,
+	 * in the connection's own temporary database. */
+	[LS_BULK_TABLE] =
+		"CREATE TEMP TABLE IF NOT EXISTS login_bulk (user_id TEXT NOT NULL,"
+		" at INTEGER NOT NULL, login_id INTEGER NOT NULL,"
+		" PRIMARY KEY (user_id, at, login_id)) WITHOUT ROWID",
+	[LS_BULK_CLEAR] = "DELETE FROM temp.login_bulk",
+	[LS_BULK_FILL] =
+		"INSERT OR IGNORE INTO temp.login_bulk (user_id, at, login_id)"
+		" SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
+		" AND outcome <> 'unknown'",
+	[LS_BULK_PIECE] =
+		"INSERT OR IGNORE INTO login_by_user (user_id, at, login_id)"
+		" SELECT user_id, at, login_id FROM temp.login_bulk"
+		" ORDER BY user_id, at, login_id LIMIT ?1",
+	[LS_BULK_PIECE_DROP] =
+		"DELETE FROM temp.login_bulk WHERE (user_id, at, login_id) IN"
+		" (SELECT user_id, at, login_id FROM temp.login_bulk"
+		"  ORDER BY user_id, at, login_id LIMIT ?1)",
+	[LS_BULK_LEFT] = "SELECT EXISTS (SELECT 1 FROM temp.login_bulk)",
 	[LS_REMINDER_CLAIM] =
 		"INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index,"
 		" shown_at, client_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -191,23 +230,20 @@ static void bind_key(sqlite3_stmt *st, int first, const char *user_id, int64_t a
 	sqlite3_bind_int64(st, first + 2, id);
 }
 
-/* One login and, for a known user, its key; outside a transaction. */
+/* One login outside a transaction: in one of its own, as inside one. */
 static int login_insert(struct store *s, const char *user_id, int64_t at,
 			const char *client_version, const char *platform, const char *outcome,
 			struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, LS_LOGIN_ADD, e);
-	int rc;
+	int rc = store_begin(s, e);
 
-	if (st == NULL)
-		return e->code;
-	bind_login(st, 1, user_id, at, client_version, platform, outcome);
-	if ((rc = store_step_done(s, st, "recording a login", e)) != 0 || !known(outcome))
+	if (rc != 0)
 		return rc;
-	if ((st = stmt(s, LS_KEY_ADD, e)) == NULL)
-		return e->code;
-	bind_key(st, 1, user_id, at, sqlite3_last_insert_rowid(s->db));
-	return store_step_done(s, st, "recording a login", e);
+	if ((rc = store_login_record(s, user_id, at, client_version, platform, outcome, e)) == 0)
+		rc = store_commit(s, e);
+	if (rc != 0)
+		store_rollback(s);
+	return rc;
 }
 
 /* A recorded string's offset in the rows' text, SIZE_MAX for NULL. */
@@ -232,6 +268,7 @@ void store_login_drop(struct store *s)
 	buf_reset(&s->logins.text);
 	s->login_keys.n = 0;
 	buf_reset(&s->login_keys.text);
+	s->login_first = 0;
 }
 
 /* A string's first 8 bytes (NUL-padded) as a number that orders as the bytes do. */
@@ -307,8 +344,9 @@ static void bind_kept(sqlite3_stmt *st, int first, const struct store_login_rows
 }
 
 /* Inserts the recorded rows (a full set in one statement; what a commit finds left, in chunks:
- * chunk_rows) and keeps the keys of the known ones, whose ids follow each other (each new
- * rowid is the largest plus one); the rows are dropped either way. */
+ * chunk_rows) and, unless the keys are left for later, keeps the keys of the known ones, whose
+ * ids follow each other (each new rowid is the largest plus one); notes the transaction's
+ * first id; the rows are dropped either way. */
 static int rows_flush(struct store *s, struct err *e)
 {
 	struct store_login_rows *l = &s->logins;
@@ -328,9 +366,11 @@ static int rows_flush(struct store *s, struct err *e)
 		rc = store_step_done(s, st, "recording logins", e);
 		i += chunk_rows[c];
 	}
-	if (rc == 0) {
+	if (rc == 0 && l->n > 0) {
 		int64_t first = sqlite3_last_insert_rowid(s->db) - (int64_t)l->n + 1;
-		for (i = 0; i < l->n; i++)
+		if (s->login_first == 0)
+			s->login_first = first;
+		for (i = 0; !s->login_index_later && i < l->n; i++)
 			if (known(l->v[i].outcome))
 				key_keep(&s->login_keys, kept(&l->text, l->v[i].user), l->v[i].at,
 					 first + (int64_t)i);
@@ -340,13 +380,192 @@ static int rows_flush(struct store *s, struct err *e)
 	return rc;
 }
 
+/* Reads login_indexed.through and the last login's id. */
+static int tail_bounds(struct store *s, int64_t *through, int64_t *last, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_INDEXED, e);
+	int step;
+
+	*through = *last = 0;
+	if (st == NULL)
+		return e->code;
+	if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		*through = sqlite3_column_int64(st, 0);
+		*last = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (step == SQLITE_DONE)
+		return err_set(e, ERR_IO, "database %s: the table login_indexed has lost its row:"
+			       " restore it (INSERT INTO login_indexed VALUES (1, 0), then run"
+			       " DELETE FROM login_by_user)", s->path);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the logins' index mark");
+}
+
+static int through_set(struct store *s, int64_t through, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_INDEXED_SET, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, through);
+	return store_step_done(s, st, "moving the logins' index mark", e);
+}
+
+/* Adds the keys of the known logins in (through, last] in key order; moves through to last. */
+static int tail_index(struct store *s, int64_t through, int64_t last, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_TAIL_INDEX, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, through);
+	sqlite3_bind_int64(st, 2, last);
+	if ((rc = store_step_done(s, st, "indexing logins", e)) != 0)
+		return rc;
+	return through_set(s, last, e);
+}
+
+/* The keys of the transaction's logins into login_by_user: the kept ones when the tail ends
+ * just before them (as always, unless a connection that indexes later left one), else the
+ * whole tail read back from the login table. */
+static int index_own(struct store *s, struct err *e)
+{
+	int64_t through, last;
+	int rc = tail_bounds(s, &through, &last, e);
+
+	if (rc != 0)
+		return rc;
+	if (through < s->login_first - 1)
+		return tail_index(s, through, last, e);
+	if ((rc = keys_flush(s, e)) != 0)
+		return rc;
+	return through_set(s, last, e);
+}
+
 int store_login_flush(struct store *s, struct err *e)
 {
 	int rc = rows_flush(s, e);
 
-	if (rc == 0)
-		rc = keys_flush(s, e);
+	if (rc == 0 && s->login_first != 0 && !s->login_index_later)
+		rc = index_own(s, e);
 	store_login_drop(s);
+	return rc;
+}
+
+void store_login_index_later(struct store *s, bool later)
+{
+	s->login_index_later = later;
+}
+
+int store_login_tail(struct store *s, int64_t *tail, struct err *e)
+{
+	int64_t through, last;
+	int rc = tail_bounds(s, &through, &last, e);
+
+	*tail = rc == 0 ? last - through : 0;
+	return rc;
+}
+
+/* Runs a statement of the bulk with up to two integer parameters. */
+static int bulk_run(struct store *s, enum login_stmt id, int64_t p1, int64_t p2, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, id, e);
+
+	if (st == NULL)
+		return e->code;
+	if (sqlite3_bind_parameter_count(st) >= 1)
+		sqlite3_bind_int64(st, 1, p1);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		sqlite3_bind_int64(st, 2, p2);
+	return store_step_done(s, st, "indexing logins", e);
+}
+
+int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct err *e)
+{
+	int rc;
+
+	*b = (struct store_login_bulk){0};
+	/* The sorted keys in memory, not in a temporary file (a bulk's: about 1 MiB) */
+	if (sqlite3_exec(s->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+		return store_db_error(s, e, "indexing logins");
+	if ((rc = bulk_run(s, LS_BULK_TABLE, 0, 0, e)) != 0 ||
+	    (rc = bulk_run(s, LS_BULK_CLEAR, 0, 0, e)) != 0 ||
+	    (rc = tail_bounds(s, &b->through, &b->last, e)) != 0)
+		return rc;
+	b->next = b->through;
+	b->active = b->last > b->through;
+	return 0;
+}
+
+/* Whether the sorted table still holds keys. */
+static int bulk_left(struct store *s, bool *left, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_BULK_LEFT, e);
+	int step;
+
+	if (st == NULL)
+		return e->code;
+	if ((step = sqlite3_step(st)) == SQLITE_ROW)
+		*left = sqlite3_column_int(st, 0) != 0;
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "indexing logins");
+}
+
+/* One transaction: the next `keys` sorted keys into login_by_user; the mark once none is left. */
+static int bulk_piece(struct store *s, struct store_login_bulk *b, size_t keys, struct err *e)
+{
+	bool left = true;
+	int rc;
+
+	if ((rc = store_begin(s, e)) != 0)
+		return rc;
+	if ((rc = bulk_run(s, LS_BULK_PIECE, (int64_t)keys, 0, e)) == 0 &&
+	    (rc = bulk_run(s, LS_BULK_PIECE_DROP, (int64_t)keys, 0, e)) == 0 &&
+	    (rc = bulk_left(s, &left, e)) == 0 && !left)
+		rc = through_set(s, b->last, e);
+	if (rc == 0 && (rc = store_commit(s, e)) == 0)
+		b->active = left;
+	if (rc != 0)
+		store_rollback(s);
+	return rc;
+}
+
+int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t keys,
+			  struct err *e)
+{
+	int64_t to;
+	int rc;
+
+	if (!b->active)
+		return 0;
+	if (b->next < b->last) { /* a read of the login table's last pages, sorted in memory */
+		to = b->last - b->next > (int64_t)keys ? b->next + (int64_t)keys : b->last;
+		if ((rc = bulk_run(s, LS_BULK_FILL, b->next, to, e)) == 0)
+			b->next = to;
+	} else {
+		rc = bulk_piece(s, b, keys, e);
+	}
+	if (rc != 0)
+		b->active = false;
+	return rc;
+}
+
+int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struct err *e)
+{
+	int64_t through = 0, last = 0;
+	int rc;
+
+	*indexed = 0;
+	if ((rc = store_begin(s, e)) != 0)
+		return rc;
+	if ((rc = tail_bounds(s, &through, &last, e)) == 0 && last - through >= min_tail &&
+	    last > through)
+		rc = tail_index(s, through, last, e);
+	if (rc == 0 && (rc = store_commit(s, e)) == 0 && last - through >= min_tail)
+		*indexed = last - through;
+	if (rc != 0)
+		store_rollback(s);
 	return rc;
 }
 

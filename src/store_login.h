@@ -4,6 +4,7 @@
 #define CUTOFF_STORE_LOGIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -32,11 +33,59 @@ int store_login_recipient(struct store *s, int64_t campaign_id, const char *user
  * (NULL when not), and outcome (reminder, completed, none, unknown; see db/004_login.sql: a
  * string constant, kept by address). Inside a transaction the row is inserted with others,
  * 64 at a time or at store_commit (the transaction's readers of the login table on this
- * connection see it: store_report_history flushes first); store_rollback drops it.
+ * connection see it: store_report_history flushes first); store_rollback drops it. Outside
+ * one it is committed in a transaction of its own.
  */
 int store_login_record(struct store *s, const char *user_id, int64_t at,
 		       const char *client_version, const char *platform, const char *outcome,
 		       struct err *e);
+
+/*
+ * The keys of login_by_user (a user's logins, for support) and the tail (db/012_login_tail.sql):
+ * a connection's commits add the keys of their logins, in key order, unless it said it would
+ * index later; then its logins stay in the tail, above login_indexed.through, which every
+ * reader of login_by_user also scans, until store_login_index adds their keys in bulk, many to
+ * a B-tree leaf (cutoff serve's decider: a commit of 25 logins otherwise writes one random
+ * leaf of that index a login). A commit that finds a tail before its own logins indexes it too.
+ * Above the mark some keys may be in login_by_user already (a bulk in steps cut short): each
+ * is added once, and readers list such a login once.
+ */
+
+/* later true: this connection's commits leave their logins' keys to store_login_index. */
+void store_login_index_later(struct store *s, bool later);
+
+/*
+ * Outside a transaction: when at least min_tail logins (and at least one) are in the tail,
+ * adds the keys of the known ones to login_by_user in key order and moves through to the last
+ * login, in a transaction of its own (undone whole by a failure or a crash: nothing lost,
+ * nothing doubled). *indexed is the number of logins it covered, 0 when it left them.
+ */
+int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struct err *e);
+
+/*
+ * The same bulk in short steps, each of its own, so that a service can run them between its
+ * batches instead of stopping for the whole bulk (cutoff serve: 32,768 logins took 25 to
+ * 100 ms at once). store_login_bulk_start takes the tail as it stands (b->active false when
+ * there is none); each store_login_bulk_step either sorts the keys of the next `keys` login
+ * ids into a temporary table of the connection (no write to the database) or, once all are,
+ * adds the next `keys` of them to login_by_user in one transaction, which also moves the
+ * mark after the last. b->active turns false when the mark moved, or at a failure (the bulk
+ * is then abandoned: start another). A bulk cut short by a failure or a crash leaves some
+ * keys above the mark; readers and later bulks allow for them (each key is added once).
+ * Outside a transaction. A store error, as the others.
+ */
+struct store_login_bulk {
+	int64_t through, last; /* the tail it covers: login ids in (through, last] */
+	int64_t next;          /* the ids up to next are in the sorted table */
+	bool active;
+};
+int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct err *e);
+int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t keys,
+			  struct err *e);
+
+/* *tail: how many login ids lie above login_indexed.through (logins whose keys may be missing
+ * from login_by_user). */
+int store_login_tail(struct store *s, int64_t *tail, struct err *e);
 
 /* A login reminder to claim: one recipient, one cadence period. */
 struct store_login_reminder {

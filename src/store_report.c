@@ -80,6 +80,13 @@ static const char history_sql[] =
 	" UNION ALL SELECT l.at, 4, 'login', l.outcome, NULL, 0, l.client_version, l.platform,"
 	"  NULL, NULL, NULL, l.id FROM login_by_user k JOIN login l ON l.id = k.login_id"
 	"  WHERE k.user_id = ?2"
+	/* The tail, whose keys are not in login_by_user yet (db/012): a scan of its rowids; a
+	 * bulk in steps may have added some of them already. */
+	" UNION ALL SELECT l.at, 4, 'login', l.outcome, NULL, 0, l.client_version, l.platform,"
+	"  NULL, NULL, NULL, l.id FROM login l"
+	"  WHERE l.id > (SELECT through FROM login_indexed) AND l.user_id = ?2"
+	"  AND l.outcome <> 'unknown' AND NOT EXISTS (SELECT 1 FROM login_by_user k"
+	"   WHERE k.user_id = l.user_id AND k.at = l.at AND k.login_id = l.id)"
 	" UNION ALL SELECT m.shown_at, 5, 'reminder', NULL, NULL, 0, m.client_version, NULL,"
 	"  NULL, NULL, NULL, m.period_index FROM login_reminder m WHERE m.recipient_id = ?1"
 	" UNION ALL SELECT v.at, 6, 'event', v.kind, NULL, 0, NULL, NULL, NULL, NULL, v.detail,"
@@ -148,6 +155,7 @@ static const char *const rst_sql[RS_COUNT] = {
 	[RS_FORGET_CANCEL] =
 		"UPDATE delivery SET state = 'cancelled', reason = 'forgotten', updated_at = ?2"
 		" WHERE recipient_id = ?1 AND state IN ('queued', 'deferred')",
+	/* Every login of the user, those of the tail (db/012) too: they are indexed as renamed. */
 	[RS_FORGET_LOGINS] = "UPDATE login SET user_id = 'forgotten-' || ?2 WHERE user_id = ?1",
 	[RS_FORGET_LOGIN_KEYS] =
 		"UPDATE login_by_user SET user_id = 'forgotten-' || ?2 WHERE user_id = ?1",

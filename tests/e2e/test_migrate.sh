@@ -2,8 +2,9 @@
 # Upgrading a database that holds data: one made by the migrations up to 008 (as a cutoff of
 # that schema left it, with a campaign, recipients, a delivery and an import run) is brought
 # to the latest schema by `cutoff init`; its rows are intact, the database passes SQLite's
-# integrity check, and migration 009's CHECK constraints (comparisons, not IN lists) refuse
-# what the old ones refused, on a fresh connection that reads the rewritten schema.
+# integrity check, its logins are indexed for support (011, 012), and migration 009's CHECK
+# constraints (comparisons, not IN lists) refuse what the old ones refused, on a fresh
+# connection that reads the rewritten schema.
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || { echo "SKIP: the sqlite3 shell is missing (apt-get install sqlite3)"; exit 77; }
 DB=$T/old.db
@@ -37,7 +38,10 @@ sql "$DB" "PRAGMA foreign_keys = ON;
            (2, 1, 'u2', 'U2@example.test', 8, 'completed', 0, 0);
   INSERT INTO import_run (campaign_id, file, started_at, state) VALUES (1, 'users.csv', 0, 'done');
   INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, due_at, created_at,
-    updated_at) VALUES (1, 1, 'reminder', 5, 'deferred', 9, 0, 0);" >"$OUT" 2>"$ERR"
+    updated_at) VALUES (1, 1, 'reminder', 5, 'deferred', 9, 0, 0);
+  INSERT INTO login (id, user_id, at, client_version, platform, outcome)
+    VALUES (1, 'u1', 10, '4.6', 'windows', 'none'), (2, 'x9', 11, NULL, NULL, 'unknown'),
+           (3, 'u2', 12, '5.0', NULL, 'completed');" >"$OUT" 2>"$ERR"
 check "$(cat "$ERR")" "" "rows go into the old schema"
 before=$(rows)
 
@@ -47,6 +51,10 @@ expect_out "migrated from schema version 8 to" "it says from which version"
 check "$(sql "$DB" 'PRAGMA integrity_check')" "ok" "the migrated database passes the integrity check"
 after=$(rows)
 check "$after" "$before" "every row is as it was"
+# 011 indexed the known users' logins; 012's mark says all of them are (no tail to scan).
+check "$(sql "$DB" "SELECT group_concat(user_id || '@' || at || '#' || login_id, ' ')
+    FROM login_by_user")" "u1@10#1 u2@12#3" "the logins' keys are in login_by_user"
+check "$(sql "$DB" "SELECT through FROM login_indexed")" "3" "and marked indexed up to the last login"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK%' AND sql LIKE '% IN (%'")" \
     "0" "no CHECK is an IN list any more"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK (state = ''%'")" "4" \

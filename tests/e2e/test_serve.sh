@@ -400,6 +400,62 @@ echo "note: WAL high-water mark $walmax bytes, $restarts restart(s), $commits co
 check "$(sql "$DB" "PRAGMA integrity_check")" "ok" "the database is sound"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
 
+# ---- login_by_user in bulk (db/012): the service's commits leave their logins' keys out (the
+# tail, above login_indexed.through); the history lists those logins at once, exactly once;
+# a bulk adds them after --index-every logins, after --index-idle-ms without any, and at the
+# stop; a kill -9 at any point loses nothing and doubles nothing ----
+# keys_off: keys missing from login_by_user below the mark, plus keys in it that should not be.
+keys_off() {
+    sql "$DB" "SELECT (SELECT count(*) FROM (SELECT user_id, at, id FROM login
+        WHERE outcome <> 'unknown' AND id <= (SELECT through FROM login_indexed)
+        EXCEPT SELECT user_id, at, login_id FROM login_by_user))
+      + (SELECT count(*) FROM (SELECT user_id, at, login_id FROM login_by_user
+        EXCEPT SELECT user_id, at, id FROM login WHERE outcome <> 'unknown'
+        AND id <= (SELECT through FROM login_indexed)))"
+}
+tail_n() { sql "$DB" "SELECT coalesce((SELECT max(id) FROM login), 0) - through FROM login_indexed"; }
+history_logins() {
+    get "/v1/users/$1"
+    json '[h["what"] for p in a["people"] for h in p["history"]].count("login")'
+}
+check "$(tail_n) $(keys_off)" "0 0" "the service's stop left no tail, and login_by_user is exact"
+start_serve "$NOW" --index-every 1000000 --index-idle-ms 0
+before=$(history_logins u00000299)
+check "$(login u00000299 4.6) $(login u00000299 4.6) $(login nobody2 4.6)" "- - -" "three logins"
+check "$(tail_n)" "3" "in the tail"
+check "$(sql "$DB" "SELECT count(*) FROM login_by_user WHERE login_id > (SELECT through FROM login_indexed)")"     "0" "their keys not in login_by_user"
+check "$(history_logins u00000299)" "$((before + 2))" "GET /v1/users lists the known user's two, once each"
+"$CUTOFF_BIN" --config "$T/cutoff.conf" user u00000299 --format json >"$T/user299.json"
+check "$(cat "$OUT")" "$(cat "$T/user299.json")" "as cutoff user does"
+kill -KILL "$SPID"; wait "$SPID" 2>/dev/null
+check "$(tail_n) $(keys_off)" "3 0" "killed: the tail is still there, login_by_user as it was"
+# Bulks every 50 logins under load, and a kill -9 in the middle of it.
+start_serve "$NOW" --index-every 50 --index-idle-ms 0
+n0=$(logins "")
+"$CLIENT" "$URL" "$T/token" 8 2000 'u%300' 4.6 >"$T/idxload" 2>"$T/idxload.err" &
+CPID=$!
+sleep 1
+kill -KILL "$SPID"; wait "$SPID" 2>/dev/null
+wait "$CPID"
+answered=$(grep -o 'ok=[0-9]*' "$T/idxload" | cut -d= -f2)
+n1=$(logins "")
+[ "$((n1 - n0))" -ge "${answered:-0}" ]; check $? 0 "killed under load: every answered login recorded ($((n1 - n0)) for ${answered:-0} answers)"
+check "$(keys_off)" "0" "and login_by_user exact up to the mark"
+echo "note: killed under load after ${answered:-0} answers, leaving a tail of $(tail_n) logins"
+check "$(sql "$DB" "PRAGMA integrity_check")" "ok" "the database is sound"
+start_serve "$NOW" --index-every 1000000
+login u00000298 4.6 >/dev/null
+for i in $(seq 100); do [ "$(tail_n)" = 0 ] && break; sleep 0.1; done # a few bulks of 1,024
+check "$(tail_n) $(keys_off)" "0 0" "idle for --index-idle-ms (100 by default): the tail indexed"
+get /metrics
+[ "$(m cutoff_serve_logins_indexed_total)" -ge 1 ]; check $? 0 "counted in cutoff_serve_logins_indexed_total"
+# (the tail the kill left is indexed first, as soon as the decider is idle)
+[ "$(m 'cutoff_serve_decider_step_duration_seconds_count{step="index"}')" -ge 1 ]
+check $? 0 "and timed in step=\"index\""
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
+check "$(sql "$DB" "SELECT count(*) FROM login_by_user") $(tail_n)" \
+    "$(logins "WHERE outcome <> 'unknown'") 0" "every known login has its key, once"
+
 # ---- a busy database: retried while another writer holds it; 503 once it gives up ----
 start_serve "$NOW" --busy-wait-ms 0
 n0=$(logins "")
