@@ -147,6 +147,10 @@ int cmd_send_parallel(struct ctx *x, const struct campaign *c, int64_t campaign_
 		collect(pids[i], fds[i], sum, &worst);
 	if (rc == 0 && worst != 0)
 		rc = err_set(e, worst, "a sending worker failed (see its message above)");
+	/* What is left is counted once every worker has settled its last messages: the count
+	 * sender_send made when this process was done missed those still in another's flight. */
+	if (rc == 0)
+		rc = store_delivery_due(x->store, campaign_id, o->now, &sum->remaining, e);
 	return rc;
 }
 

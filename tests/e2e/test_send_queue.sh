@@ -59,13 +59,20 @@ check "$(sql "$DB" "SELECT count(*) FROM recipient r JOIN queue_mark m ON m.segm
 [ "$pending_due" -gt $((N / 2)) ]; check $? 0 "most users are due ($pending_due of $N)"
 
 # --limit: ten messages go, the whole wave is queued all the same, and the summary says so.
-rm -f "$DB" "$DB-wal" "$DB-shm"; cp "$T/base.db" "$DB"
-run --config "$CONF" --now $NOW send $C --limit 10
-expect_rc 0 "a limited run ends well"
-check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sent'")" 10 "ten are sent"
-check "$(sql "$DB" "$queued")" "$pending_due" "the rest of the wave is queued"
-expect_out "queued now: $pending_due initial" "the summary counts the whole wave queued"
-expect_out "$((pending_due - 10)) due and not sent" "and what is left to send"
-check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sending'")" 0 \
-    "nothing left in flight"
+# Two workers send five each; what is left is counted once both are done (a worker that
+# finished first used to count the other's messages in flight as left to send: 5995 for
+# 5990, now and then), so the run is repeated to give that race its chances.
+for round in 1 2 3 4; do
+    rm -f "$DB" "$DB-wal" "$DB-shm"; cp "$T/base.db" "$DB"
+    run --config "$CONF" --now $NOW send $C --limit 10 --workers 2
+    expect_rc 0 "a limited run ends well ($round)"
+    check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sent'")" 10 \
+        "ten are sent ($round)"
+    check "$(sql "$DB" "$queued")" "$pending_due" "the rest of the wave is queued ($round)"
+    expect_out "queued now: $pending_due initial" \
+        "the summary counts the whole wave queued ($round)"
+    expect_out "$((pending_due - 10)) due and not sent" "and what is left to send ($round)"
+    check "$(sql "$DB" "SELECT count(*) FROM delivery WHERE state = 'sending'")" 0 \
+        "nothing left in flight ($round)"
+done
 finish
