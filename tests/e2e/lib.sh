@@ -59,6 +59,16 @@ start_smtpd() {
     [ -s "$T/smtpd.ready" ] || { echo "FAIL: smtpd did not start"; cat "$T/smtpd.log"; exit 1; }
     touch "$SMTP_OUT"
 }
+# start_sink: Postfix's smtp-sink (accepts everything, stores nothing) on a free port; sets
+# SINK_PORT; stopped at exit. Skips the test without it.
+start_sink() {
+    [ -x /usr/sbin/smtp-sink ] || { echo "SKIP: no /usr/sbin/smtp-sink (Postfix)"; exit 77; }
+    SINK_PORT=$(free_port)
+    /usr/sbin/smtp-sink -u postfix -c 127.0.0.1:"$SINK_PORT" 256 >"$T/sink.log" 2>&1 &
+    local pid=$!
+    CLEANUP+=("kill $pid; wait $pid")
+    sleep 0.3
+}
 # write_config FILE PORT [EXTRA]: a cutoff.conf for a relay on loopback with a VERP secret. The
 # relay's timeout is $RELAY_TIMEOUT seconds (default 3, which the fault tests' stalls rely on;
 # start_postfix raises it: a real MTA on a loaded machine may take longer to answer).

@@ -8,14 +8,9 @@
 # smtp-sink and strace, else skipped.
 . "$(dirname "$0")/lib.sh"
 command -v strace >/dev/null || { echo "SKIP: no strace to count the ledger's commits"; exit 77; }
-[ -x /usr/sbin/smtp-sink ] || { echo "SKIP: no /usr/sbin/smtp-sink (Postfix)"; exit 77; }
-port=$(free_port)
-/usr/sbin/smtp-sink -u postfix -c 127.0.0.1:"$port" 256 >"$T/sink.log" 2>&1 &
-sink=$!
-CLEANUP+=("kill $sink; wait $sink")
-sleep 0.3
+start_sink
 CONF=$T/cutoff.conf DB=$T/cutoff.db N=6000
-write_config "$CONF" "$port"
+write_config "$CONF" "$SINK_PORT"
 sed -i 's/connections = 4;/connections = 8;/' "$CONF"
 copy_campaign
 gen_users $N 11 "$T/users.csv"

@@ -6,14 +6,9 @@
 # once. A run stopped early (--limit) still leaves the whole wave queued, as when it was queued
 # up front. 6,000 users, Postfix's smtp-sink; skipped without it.
 . "$(dirname "$0")/lib.sh"
-[ -x /usr/sbin/smtp-sink ] || { echo "SKIP: no /usr/sbin/smtp-sink (Postfix)"; exit 77; }
-port=$(free_port)
-/usr/sbin/smtp-sink -u postfix -c 127.0.0.1:"$port" 256 >"$T/sink.log" 2>&1 &
-sink=$!
-CLEANUP+=("kill $sink; wait $sink")
-sleep 0.3
+start_sink
 CONF=$T/cutoff.conf DB=$T/cutoff.db N=6000 NOW=2003-08-26T17:00:00Z
-write_config "$CONF" "$port"
+write_config "$CONF" "$SINK_PORT"
 sed -i 's/connections = 4;/connections = 8;/' "$CONF"
 copy_campaign
 gen_users $N 17 "$T/users.csv"

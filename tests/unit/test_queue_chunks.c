@@ -108,19 +108,6 @@ static int64_t add_user(struct store *s, int64_t cid, int64_t seg, const char *u
 	return id;
 }
 
-/* The integer the one-value query sql returns. */
-static int64_t sql_int(struct store *s, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 /*
  * Campaign t: N_OLD + 1 recipients in "old" (one of them completed), interleaved by id with
  * recipients of "gone" (due too) and of another campaign u, and 3 in "late" (not due yet).
@@ -201,13 +188,13 @@ static void assert_each_once(struct store *s, const char *segments, int64_t expe
 				  " AND NOT EXISTS (SELECT 1 FROM delivery d"
 				  "                 WHERE d.recipient_id = r.id)", segments);
 
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM delivery WHERE kind = 'initial'"),
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM delivery WHERE kind = 'initial'"),
 			 expected);
-	assert_int_equal(sql_int(s, "SELECT count(DISTINCT recipient_id) FROM delivery"),
+	assert_int_equal(scratch_int(s, "SELECT count(DISTINCT recipient_id) FROM delivery"),
 			 expected);
-	assert_int_equal(sql_int(s, missing), 0);
+	assert_int_equal(scratch_int(s, missing), 0);
 	free(missing);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM delivery d JOIN recipient r"
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM delivery d JOIN recipient r"
 				 " ON r.id = d.recipient_id WHERE r.state <> 'pending'"), 0);
 }
 
@@ -247,7 +234,7 @@ static void test_chunks_add_up(void **state)
 		assert_int_equal(queued, 0);
 		assert_true(done);
 	}
-	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM delivery"), N_OLD);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), N_OLD);
 }
 
 /*
@@ -267,12 +254,12 @@ static void test_crash_between_chunks(void **state)
 	chunk(f, 10, &first, &done);
 	assert_int_equal(first, 9); /* old0..old9, old5 completed */
 	assert_false(done);
-	mark = sql_int(f->s, "SELECT watermark FROM queue_mark");
+	mark = scratch_int(f->s, "SELECT watermark FROM queue_mark");
 	assert_int_equal(store_begin(f->s, &e), 0);
 	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &queued, &done, &e), 0);
 	assert_int_equal(queued, 10);
 	store_rollback(f->s);          /* killed before its commit */
-	assert_int_equal(sql_int(f->s, "SELECT watermark FROM queue_mark"), mark);
+	assert_int_equal(scratch_int(f->s, "SELECT watermark FROM queue_mark"), mark);
 	add_user(f->s, f->t_id, f->t_seg[0], "imported-meanwhile");
 
 	assert_int_equal(store_open(&next, f->db, 0, &e), 0);
@@ -299,7 +286,7 @@ static void test_carries_on_from_the_mark(void **state)
 	chunk(f, 0, &queued, &done); /* the rest, in one piece */
 	assert_true(done);
 	assert_int_equal(queued, N_OLD - 9);
-	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM delivery"), N_OLD - 1);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), N_OLD - 1);
 	/* A move into the segment drops the marks: the next queueing looks at everyone. */
 	sqlite3_exec(f->s->db, "DELETE FROM queue_mark", NULL, NULL, NULL);
 	chunk(f, 0, &queued, &done);
@@ -317,12 +304,12 @@ static void test_moved_in_below_the_mark(void **state)
 	char *sql;
 	bool done;
 
-	moved = sql_int(f->s, "SELECT min(r.id) FROM recipient r JOIN segment g"
+	moved = scratch_int(f->s, "SELECT min(r.id) FROM recipient r JOIN segment g"
 			" ON g.id = r.segment_id WHERE g.name = 'gone'");
 	chunk(f, 20, &total, &done);
-	assert_true(sql_int(f->s, "SELECT watermark FROM queue_mark") > moved);
+	assert_true(scratch_int(f->s, "SELECT watermark FROM queue_mark") > moved);
 	assert_int_equal(store_recipient_set_segment(f->s, moved, f->t_seg[0], 0, &e), 0);
-	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM queue_mark"), 0);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM queue_mark"), 0);
 	for (int calls = 0; !done && calls < 100; calls++) {
 		chunk(f, 20, &queued, &done);
 		total += queued;
@@ -331,7 +318,7 @@ static void test_moved_in_below_the_mark(void **state)
 	assert_int_equal(total, N_OLD + 1);
 	sql = xasprintf("SELECT count(*) FROM delivery WHERE recipient_id = %lld",
 			(long long)moved);
-	assert_int_equal(sql_int(f->s, sql), 1);
+	assert_int_equal(scratch_int(f->s, sql), 1);
 	free(sql);
 	assert_each_once(f->s, "'old'", N_OLD + 1);
 }
@@ -343,7 +330,7 @@ static void test_queue_due_some(void **state)
 	struct fx *f = *state;
 	struct queue_counts n, all = {0, 0, 0};
 	struct err e = {0};
-	int64_t gone = sql_int(f->s, "SELECT count(*) FROM recipient r JOIN segment g"
+	int64_t gone = scratch_int(f->s, "SELECT count(*) FROM recipient r JOIN segment g"
 			       " ON g.id = r.segment_id WHERE g.name = 'gone'");
 	bool done = false;
 	int calls = 0;
@@ -363,7 +350,7 @@ static void test_queue_due_some(void **state)
 	assert_each_once(f->s, "'old', 'gone'", N_OLD + gone);
 	assert_int_equal(queue_due(f->s, f->c, f->t_id, f->now, &n, &e), 0);
 	assert_int_equal(n.initial, 0);
-	assert_int_equal(sql_int(f->s, "SELECT count(*) FROM campaign"
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM campaign"
 				 " WHERE name = 't' AND sending_started_at IS NOT NULL"), 1);
 }
 

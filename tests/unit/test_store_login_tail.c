@@ -19,27 +19,14 @@
 #include "store_internal.h" /* the connection itself: the tables are checked with SQL */
 #include "scratch.h"
 
-/* One integer from sql on s's connection. */
-static int64_t sql_int(struct store *s, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 /* Whether login_by_user holds exactly the keys of the known logins up to through, no more. */
 static void assert_keys_match(struct store *s)
 {
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM (SELECT user_id, at, id FROM login"
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM (SELECT user_id, at, id FROM login"
 				    " WHERE outcome <> 'unknown' AND id <= (SELECT through FROM"
 				    " login_indexed) EXCEPT SELECT user_id, at, login_id FROM"
 				    " login_by_user)"), 0);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM (SELECT user_id, at, login_id FROM"
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM (SELECT user_id, at, login_id FROM"
 				    " login_by_user EXCEPT SELECT user_id, at, id FROM login"
 				    " WHERE outcome <> 'unknown' AND id <= (SELECT through FROM"
 				    " login_indexed))"), 0);
@@ -116,7 +103,7 @@ static void test_tail_is_found_then_indexed(void **state)
 	record(s, "u1", "unknown", 1, &at);
 	record(s, "u2", "reminder", 2, &at);
 	assert_int_equal(store_commit(s, &e), 0);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 0);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 0);
 	assert_int_equal(tail(s), 6);
 	assert_int_equal(history_logins(s, "u1"), 3);
 	assert_int_equal(history_logins(s, "u2"), 2);
@@ -134,7 +121,7 @@ static void test_tail_is_found_then_indexed(void **state)
 	assert_int_equal(store_login_index(s, 7, &n, &e), 0);
 	assert_int_equal(n, 7);
 	assert_int_equal(tail(s), 0);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 6);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 6);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u1"), 4);
 	assert_int_equal(history_logins(s, "u2"), 2);
@@ -159,14 +146,14 @@ static void test_commit_indexes_a_tail_left_before(void **state)
 	assert_int_equal(tail(b), 7);
 	commit_logins(b, "u2", "reminder", 3, &at);
 	assert_int_equal(tail(b), 0);
-	assert_int_equal(sql_int(b, "SELECT count(*) FROM login_by_user"), 8);
+	assert_int_equal(scratch_int(b, "SELECT count(*) FROM login_by_user"), 8);
 	assert_keys_match(b);
 	assert_int_equal(history_logins(b, "u1"), 5);
 
 	commit_logins(a, "u1", "none", 2, &at);
 	assert_int_equal(store_login_record(b, "u2", at++, NULL, NULL, "none", &e), 0);
 	assert_int_equal(tail(b), 0);
-	assert_int_equal(sql_int(b, "SELECT count(*) FROM login_by_user"), 11);
+	assert_int_equal(scratch_int(b, "SELECT count(*) FROM login_by_user"), 11);
 	assert_keys_match(b);
 	assert_int_equal(history_logins(a, "u1"), 7);
 	assert_int_equal(history_logins(a, "u2"), 4);
@@ -195,7 +182,7 @@ static void test_failed_bulk_loses_and_doubles_nothing(void **state)
 	assert_non_null(strstr(e.msg, "disk full"));
 	assert_int_equal(n, 0);
 	assert_int_equal(tail(s), 3);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 4);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 4);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u1"), 7);
 
@@ -203,7 +190,7 @@ static void test_failed_bulk_loses_and_doubles_nothing(void **state)
 	e = (struct err){0};
 	assert_int_equal(store_login_index(s, 1, &n, &e), 0);
 	assert_int_equal(n, 3);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 7);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 7);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u1"), 7);
 	store_close(s);
@@ -229,8 +216,8 @@ static void test_forget_reaches_the_tail(void **state)
 	assert_int_equal(history_logins(s, "forgotten-42"), 5);
 	assert_int_equal(store_login_index(s, 1, &n, &e), 0);
 	assert_int_equal(n, 3);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user WHERE user_id = 'u1'"), 0);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user WHERE user_id = 'u1'"), 0);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"
 				    " WHERE user_id = 'forgotten-42'"), 5);
 	assert_keys_match(s);
 	store_close(s);
@@ -263,7 +250,7 @@ static void test_bulk_in_steps(void **state)
 		assert_int_equal(tail(s), b.active ? 9 : 1);
 	}
 	assert_int_equal(steps, 4 + 4); /* 8 ids sorted 2 at a time; 7 keys added 2 at a time */
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 7);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 7);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u3"), 1);
 	assert_int_equal(store_login_bulk_start(s, &b, &e), 0); /* u3's login */
@@ -293,7 +280,7 @@ static void test_bulk_cut_short(void **state)
 	assert_true(b.active);
 	store_close(s); /* its temporary table goes with it */
 	assert_int_equal(store_open(&s, *state, 0, &e), 0);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 2);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 2);
 	assert_int_equal(tail(s), 5);
 	assert_int_equal(history_logins(s, "u1"), 5);
 
@@ -302,7 +289,7 @@ static void test_bulk_cut_short(void **state)
 	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
 	while (b.active)
 		assert_int_equal(store_login_bulk_step(s, &b, 3, &e), 0);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 5);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 5);
 	assert_keys_match(s);
 
 	/* cut short again; then a commit of another connection indexes the tail, OR IGNORE */
@@ -314,7 +301,7 @@ static void test_bulk_cut_short(void **state)
 	assert_int_equal(store_open(&t, *state, 0, &e), 0);
 	commit_logins(t, "u2", "none", 1, &at);
 	assert_int_equal(tail(t), 0);
-	assert_int_equal(sql_int(t, "SELECT count(*) FROM login_by_user"), 10);
+	assert_int_equal(scratch_int(t, "SELECT count(*) FROM login_by_user"), 10);
 	assert_keys_match(t);
 	/* the bulk cut short, finished after that commit, moves nothing back */
 	while (b.active)
@@ -329,7 +316,7 @@ static void test_bulk_cut_short(void **state)
 	assert_int_equal(store_login_bulk_step(s, &b, 1, &e), 0);
 	assert_int_equal(store_login_index(s, 1, &n, &e), 0);
 	assert_int_equal(n, 3);
-	assert_int_equal(sql_int(s, "SELECT count(*) FROM login_by_user"), 13);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 13);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u1"), 12);
 	store_close(s);

@@ -19,6 +19,7 @@
 #include "store_internal.h" /* the connection itself */
 #include "store_walbuf.h"
 #include "util.h"
+#include "scratch.h"
 
 /* ---- counting the writes to -wal files, under the unix VFS ---- */
 
@@ -124,19 +125,6 @@ static void close_pair(struct fixture *f)
 }
 
 
-/* One integer from sql on s. */
-static int64_t query_int(struct store *s, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 static char *query_text(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
@@ -173,7 +161,7 @@ static void write_rows(struct store *s, int from, int to, int round)
 /* What the reader sees of t, as one number that changes with any row's key or value. */
 static int64_t digest(struct store *s)
 {
-	return query_int(s, "SELECT count(*) * 1000003 + coalesce(sum(k * length(v)), 0) +"
+	return scratch_int(s, "SELECT count(*) * 1000003 + coalesce(sum(k * length(v)), 0) +"
 			    " coalesce(sum(CAST(substr(v, 2991) AS INTEGER)), 0) FROM t");
 }
 

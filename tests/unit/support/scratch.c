@@ -1,10 +1,16 @@
 /* scratch.c — a scratch database for unit tests (see scratch.h). */
 #include "scratch.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "store_internal.h"
 #include "util.h"
 
 int scratch_db(void **state)
@@ -33,4 +39,16 @@ int scratch_db_remove(void **state)
 	free(dir);
 	free(db);
 	return 0;
+}
+
+int64_t scratch_int(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
 }
