@@ -37,7 +37,6 @@ enum login_stmt {
 	LS_COMPLETE_QUEUED,
 	LS_COMPLETE_CANCEL,
 	LS_COMPLETE_EVENT,
-	LS_MARK_FRESH,
 	LS_MARK_SET,
 	LS_COUNT
 };
@@ -139,10 +138,6 @@ static const char *const login_sql[LS_COUNT] = {
 	[LS_COMPLETE_EVENT] =
 		"INSERT INTO event (campaign_id, recipient_id, at, kind, detail)"
 		" VALUES (?1, ?2, ?3, 'completed', ?4)",
-	[LS_MARK_FRESH] =
-		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
-		" AND kind = ?2 AND occurrence = ?3), -1),"
-		" (SELECT coalesce(max(id), 0) FROM recipient)",
 	[LS_MARK_SET] =
 		"INSERT INTO queue_mark (segment_id, kind, occurrence, watermark, queued_at)"
 		" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (segment_id, kind, occurrence)"
@@ -738,27 +733,6 @@ int store_recipient_complete(struct store *s, int64_t campaign_id, int64_t recip
 	if ((rc = complete_cancel(s, recipient_id, now, cancelled, e)) != 0)
 		return rc;
 	return complete_event(s, campaign_id, recipient_id, now, detail, e);
-}
-
-int store_queue_mark_fresh(struct store *s, int64_t segment_id, const char *kind,
-			   int64_t occurrence, bool *fresh, int64_t *watermark, struct err *e)
-{
-	sqlite3_stmt *st = stmt(s, LS_MARK_FRESH, e);
-	int step;
-
-	*fresh = false, *watermark = 0;
-	if (st == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, segment_id);
-	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, occurrence);
-	step = sqlite3_step(st);
-	if (step == SQLITE_ROW) {
-		*watermark = sqlite3_column_int64(st, 1);
-		*fresh = sqlite3_column_int64(st, 0) >= *watermark;
-	}
-	sqlite3_reset(st);
-	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the queue marks");
 }
 
 int store_queue_mark_set(struct store *s, int64_t segment_id, const char *kind,

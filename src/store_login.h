@@ -167,14 +167,6 @@ int store_recipient_complete(struct store *s, int64_t campaign_id, int64_t recip
 
 /* ---- queue marks: what the daily run has queued in full ---- */
 
-/*
- * Whether (segment_id, kind, occurrence) was queued in full and nothing since could need
- * another delivery (db/004_login.sql, queue_mark): *fresh. *watermark is the highest
- * recipient id now, to pass to store_queue_mark_set after queueing.
- */
-int store_queue_mark_fresh(struct store *s, int64_t segment_id, const char *kind,
-			   int64_t occurrence, bool *fresh, int64_t *watermark, struct err *e);
-
 /* Records that (segment_id, kind, occurrence) is queued for every pending recipient up to
  * watermark. Call in the transaction that queued them. */
 int store_queue_mark_set(struct store *s, int64_t segment_id, const char *kind,
