@@ -17,6 +17,10 @@
 #include "store_walbuf.h"
 #include "util.h"
 
+/* store_recipient_insert_run: the parameters of a row, and at most 1 << 6 rows a statement. */
+#define STORE_INSERT_PARAMS 16
+#define STORE_INSERT_RUN_LG 6
+
 /* Every statement, prepared once per connection on first use. */
 enum stmt_id {
 	ST_CAMPAIGN_GET,
@@ -42,6 +46,10 @@ enum stmt_id {
 	ST_SUPPRESS,
 	ST_RECIPIENT_BY_ID,
 	ST_IMPORT_FORGOTTEN_ANY,
+	ST_IMPORT_PARENT,
+	/* store_recipient_insert_run's INSERT OR FAIL of 1, 2, 4 ... 64 rows (SQL built there) */
+	ST_RECIPIENT_INSERT_RUN,
+	ST_RECIPIENT_INSERT_RUN_LAST = ST_RECIPIENT_INSERT_RUN + 6,
 	ST_COUNT
 };
 
@@ -140,6 +148,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" FROM recipient WHERE id = ?1",
 	[ST_IMPORT_FORGOTTEN_ANY] =
 		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
+	/* Segment 0: the campaign alone. */
+	[ST_IMPORT_PARENT] =
+		"SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?1) AND (?2 = 0 OR EXISTS"
+		" (SELECT 1 FROM segment WHERE id = ?2 AND campaign_id = ?1))",
 };
 
 #include "store_internal.h" /* struct store, shared with store_bounces.c */
@@ -522,7 +534,37 @@ int store_import_mode(struct store *s, bool on, struct err *e)
 	 * writes -> 644k, 408k reads -> 342k). 1000 is SQLite's default, store_open's. */
 	if ((rc = store_wal_autocheckpoint(s, on ? 32768 : 1000, e)) != 0)
 		return rc;
+	/* Foreign keys off: a multi-row INSERT that may break one needs a statement journal,
+	 * which copied every page the statement wrote (a third more CPU than a row at a time);
+	 * store_import_parents_check does their work once a transaction instead. */
+	if ((rc = exec(s, on ? "PRAGMA foreign_keys = OFF" : "PRAGMA foreign_keys = ON", e)) != 0)
+		return rc;
 	return store_set_durable(s, !on, e);
+}
+
+int store_import_parents_check(struct store *s, int64_t campaign_id, const int64_t *segment_ids,
+			       size_t n, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_PARENT, e);
+	int rc = 0;
+
+	if (st == NULL)
+		return e->code;
+	for (size_t i = 0; i <= n && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, campaign_id);
+		sqlite3_bind_int64(st, 2, i < n ? segment_ids[i] : 0);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			rc = sqlite3_column_int(st, 0) ? 0 : 1;
+		else
+			rc = db_error(s, e, "checking the campaign and its segments");
+	}
+	sqlite3_reset(st);
+	if (rc == 1)
+		rc = err_set(e, ERR_TEMPFAIL, "the campaign or one of its segments was removed or"
+			     " replaced while importing; import the file again");
+	return rc;
 }
 
 /* ---- campaigns ---- */
@@ -823,6 +865,84 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 	if (sqlite3_changes(s->db) == 0)
 		return 1; /* the user id or the address is taken */
 	*id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+/* The INSERT OR FAIL of 1 << lg rows, prepared on first use: each row's 16 parameters bound
+ * as store_recipient_insert binds its one row's, at 16 * i + 1 on. No function calls in the
+ * VALUES (not even nullif): one makes SQLite give a multi-row INSERT a statement journal, a
+ * temporary file that every page the statement writes is first copied to. */
+static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
+{
+	sqlite3_stmt **slot = &s->stmts[ST_RECIPIENT_INSERT_RUN + lg];
+	struct buf sql;
+	sqlite3_stmt *st;
+
+	if (*slot != NULL)
+		return store_cached(s, slot, NULL, "preparing a statement", e);
+	buf_init(&sql);
+	buf_puts(&sql, "INSERT OR FAIL INTO recipient (campaign_id, user_id, email, name, locale,"
+		 " timezone, client, version, platform, os, attrs, segment_id, digest, state,"
+		 " import_run, created_at, updated_at) VALUES ");
+	for (int i = 0, b = 0; i < 1 << lg; i++, b += STORE_INSERT_PARAMS)
+		buf_printf(&sql, "%s(?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d,"
+			   " ?%d, ?%d, ?%d, ?%d, ?%d)", i ? ", " : "", b + 1, b + 2,
+			   b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12,
+			   b + 13, b + 14, b + 16, b + 15, b + 15);
+	st = store_cached(s, slot, sql.data, "preparing a statement", e);
+	buf_free(&sql);
+	return st;
+}
+
+/* Inserts rows[0, 1 << lg) in one statement; *inserted how many went in before a conflict.
+ * 0 (all, or some and then a conflict), or the database error. */
+static int insert_run_step(struct store *s, const struct store_recipient *rows, int lg,
+			   int64_t now, size_t *inserted, struct err *e)
+{
+	sqlite3_stmt *st = insert_run_stmt(s, lg, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	for (int i = 0, b = 0; i < 1 << lg; i++, b += STORE_INSERT_PARAMS) {
+		sqlite3_bind_int64(st, b + 1, rows[i].campaign_id);
+		sqlite3_bind_text(st, b + 2, rows[i].user_id, -1, SQLITE_STATIC);
+		bind_fields(st, b + 3, &rows[i]);
+		sqlite3_bind_int64(st, b + 15, now);
+		if (rows[i].import_run != 0)
+			sqlite3_bind_int64(st, b + 16, rows[i].import_run);
+	}
+	rc = sqlite3_step(st);
+	/* OR FAIL keeps the rows before the one that failed, and sqlite3_changes counts them. */
+	*inserted = (size_t)sqlite3_changes(s->db);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	rc = sqlite3_extended_errcode(s->db);
+	sqlite3_reset(st);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE)
+		return 0; /* the user id or the address of rows[*inserted] is taken */
+	*inserted = 0;
+	return db_error(s, e, "adding recipients");
+}
+
+int store_recipient_insert_run(struct store *s, const struct store_recipient *rows, size_t n,
+			       int64_t now, size_t *inserted, struct err *e)
+{
+	*inserted = 0;
+	while (*inserted < n) {
+		size_t left = n - *inserted, done = 0;
+		int lg = 0, rc;
+
+		while (lg < STORE_INSERT_RUN_LG && (size_t)2 << lg <= left)
+			lg++;
+		if ((rc = insert_run_step(s, rows + *inserted, lg, now, &done, e)) != 0)
+			return rc;
+		*inserted += done;
+		if (done < (size_t)1 << lg)
+			break; /* rows[*inserted] conflicts */
+	}
 	return 0;
 }
 
