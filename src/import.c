@@ -28,7 +28,7 @@
 #define QUEUE_SLOTS 1024
 #define QUEUE_BYTES (4 * 1024 * 1024)
 #define SLOT_KEEP_BYTES (64 * 1024) /* a slot's buffers beyond this are given back */
-#define STORE_CHUNK 64              /* rows the store thread takes per lock */
+#define STORE_CHUNK 256             /* rows the store thread takes per lock */
 #define RUN_ROWS 64                 /* new rows stored at once (store_recipient_insert_run) */
 /* With a checkpoint thread, the WAL is started over past this many frames by default (128 MiB
  * of 4 KiB pages, as the connection's own checkpoints in import mode did). */
@@ -1024,67 +1024,107 @@ static const struct slot *queued(const struct importer *im, size_t i)
 	return &im->q.slots[(im->q.head + i) % QUEUE_SLOTS];
 }
 
-/* (store) Whether a queued row is simply a new recipient to try inserting: checked, affected,
- * and not forgotten. 0 or the store's error. */
-static int slot_insertable(struct importer *im, const struct slot *sl, bool *yes)
+/* What a queued row is to a run of new rows (store_some). */
+enum run_role {
+	ROLE_NEW,       /* a new recipient to insert with the run */
+	ROLE_REJECTED,  /* written to the rejects file in its turn: nothing stored */
+	ROLE_FORGOTTEN, /* counted as not affected: nothing stored */
+	ROLE_NOOP,      /* not affected and unknown, before the run and in it: nothing stored */
+	ROLE_ALONE      /* to be stored by itself, after the run */
+};
+
+/* (store) The role of queued row sl in a run whose new rows so far are rows[0, n). A row that
+ * is not affected is a no-op only if no recipient has its user id, neither stored nor among
+ * rows[0, n). 0 or the store's error. */
+static int slot_role(struct importer *im, const struct slot *sl,
+		     const struct store_recipient *rows, size_t n, enum run_role *role)
 {
+	struct store_recipient_key k;
 	bool forgotten = false;
 	int rc;
 
-	*yes = false;
-	if (sl->rejected || sl->segment_id == 0)
+	*role = sl->rejected ? ROLE_REJECTED : ROLE_ALONE;
+	if (sl->rejected)
 		return 0;
 	if (im->any_forgotten &&
 	    (rc = store_report_address_forgotten(im->s, sl->w.email, &forgotten, im->e)) != 0)
 		return rc;
-	*yes = !forgotten;
-	return 0;
+	if (forgotten || sl->segment_id != 0) {
+		*role = forgotten ? ROLE_FORGOTTEN : ROLE_NEW;
+		return 0;
+	}
+	for (size_t j = 0; j < n; j++)
+		if (strcmp(rows[j].user_id, sl->w.v[COL_USER_ID]) == 0)
+			return 0;
+	rc = store_recipient_find_user(im->s, im->campaign_id, sl->w.v[COL_USER_ID], &k, im->e);
+	if (rc == 1)
+		*role = ROLE_NOOP;
+	return rc < 0 ? rc : 0;
 }
 
-/* (store) Inserts rows[0, n) (queued from slot i on) in multi-row statements, in file order;
- * the first that conflicts is stored the slow way, and the rows after it are left for the
- * next call, so every row sees the rows before it stored, as one by one. Returns the slots
- * it took. */
-static size_t store_run(struct importer *im, size_t i, const struct store_recipient *rows,
-			size_t n)
+/* (store) Counts a queued row of a run that stored nothing or was inserted with it. */
+static void run_count(struct importer *im, const struct slot *sl, enum run_role role)
 {
-	size_t done = 0;
-
-	if ((im->fatal = store_recipient_insert_run(im->s, rows, n, im->o->now, &done, im->e)))
-		return n;
-	for (size_t k = 0; k < done; k++) {
-		im->r->counts.rows++;
-		im->r->counts.added++;
-		im->in_batch++;
-		progress(im, false);
+	if (role == ROLE_REJECTED || role == ROLE_FORGOTTEN) {
+		slot_store(im, sl, false); /* touches no recipient */
+		return;
 	}
-	if (done < n) {
-		slot_store(im, queued(im, i + done), true);
+	im->r->counts.rows++;
+	if (role == ROLE_NEW)
+		im->r->counts.added++;
+	else
+		im->r->counts.not_affected++;
+	im->in_batch++;
+}
+
+/* (store) Inserts rows[0, n), the new rows among the m queued from slot i on (their roles in
+ * roles), in multi-row statements, then counts the m rows in file order; the first new row
+ * that conflicts is stored the slow way, and the rows after it are left for the next call,
+ * so every row sees the rows before it stored, as one by one. Returns the slots it took. */
+static size_t store_run(struct importer *im, size_t i, const struct store_recipient *rows,
+			size_t n, const enum run_role *roles, size_t m)
+{
+	size_t done = n, k = 0, taken;
+
+	if (n > 0 &&
+	    (im->fatal = store_recipient_insert_run(im->s, rows, n, im->o->now, &done, im->e)))
+		return m;
+	for (taken = 0; taken < m && !im->fatal; taken++) {
+		if (roles[taken] == ROLE_NEW && k++ == done) { /* it conflicts */
+			slot_store(im, queued(im, i + taken++), true);
+			progress(im, false);
+			break;
+		}
+		run_count(im, queued(im, i + taken), roles[taken]);
 		progress(im, false);
 	}
 	batch_boundary(im);
-	return done < n ? done + 1 : n;
+	return taken;
 }
 
 /* (store) Stores the queued rows from slot i on (of the n taken): a run of new rows at once,
- * up to RUN_ROWS and the end of the batch, or else the next row by itself. Returns the slots
- * it took (at least one). */
+ * with the rows around them that store nothing, up to RUN_ROWS new rows and the end of the
+ * batch; or else the next row by itself. Returns the slots it took (at least one). */
 static size_t store_some(struct importer *im, size_t i, size_t n)
 {
 	struct store_recipient rows[RUN_ROWS];
-	size_t run = 0, room = (size_t)(commit_every(im) - im->in_batch);
-	bool yes = true;
+	enum run_role roles[STORE_CHUNK];
+	size_t m = 0, nrows = 0, counted = 0, room = (size_t)(commit_every(im) - im->in_batch);
 
-	while (i + run < n && run < RUN_ROWS && run < room && yes) {
-		if ((im->fatal = slot_insertable(im, queued(im, i + run), &yes)) != 0)
+	while (i + m < n && nrows < RUN_ROWS && counted < room) {
+		const struct slot *sl = queued(im, i + m);
+
+		if ((im->fatal = slot_role(im, sl, rows, nrows, &roles[m])) != 0)
 			return n - i;
-		if (yes) {
-			row_to_recipient(im, queued(im, i + run), &rows[run]);
-			run++;
-		}
+		if (roles[m] == ROLE_ALONE)
+			break;
+		if (roles[m] == ROLE_NEW)
+			row_to_recipient(im, sl, &rows[nrows++]);
+		counted += roles[m] == ROLE_NEW || roles[m] == ROLE_NOOP;
+		m++;
 	}
-	if (run > 0)
-		return store_run(im, i, rows, run);
+	if (m > 0)
+		return store_run(im, i, rows, nrows, roles, m);
 	slot_store(im, queued(im, i), false);
 	progress(im, false);
 	batch_boundary(im);

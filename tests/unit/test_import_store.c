@@ -649,6 +649,53 @@ static void test_rows_stored_one_by_one_in_effect(void **state)
 	assert_sound(f);
 }
 
+/* The rejects file at path lists exactly the lines in want (comma-separated), in order. */
+static void check_rejected_lines(const char *path, const char *want)
+{
+	char line[1024], got[256] = "";
+	FILE *in = fopen(path, "r");
+
+	assert_non_null(in);
+	assert_non_null(fgets(line, sizeof line, in)); /* the header */
+	while (fgets(line, sizeof line, in) != NULL)
+		snprintf(got + strlen(got), sizeof got - strlen(got), "%s%ld", *got ? "," : "",
+			 strtol(line, NULL, 10));
+	fclose(in);
+	assert_string_equal(got, want);
+}
+
+/* Rows that store nothing (not affected and unknown, rejected) go with a run of new rows, yet
+ * a row that is not affected still sees the rows before it stored and none after it: n1's
+ * second row makes the n1 just added unaffected, n2's first row (n2 unknown then) is a no-op
+ * and its second row adds n2; the rejected row keeps its place in the rejects file. */
+static void test_not_affected_rows_in_a_run(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+
+	write_csv(f, "user_id,email,client,version,platform,os,country\n"
+		     "n1,n1@example.test,msn-messenger,4.6,windows,XP,FR\n"
+		     "n1,n1@example.test,msn-messenger,6.0,windows,XP,FR\n"
+		     "n2,n2@example.test,msn-messenger,6.0,windows,XP,FR\n"
+		     "n9,n9@example.test,msn-messenger,v4,windows,XP,FR\n"
+		     "n2,n2@example.test,msn-messenger,4.6,windows,XP,FR\n"
+		     "n3,n3@example.test,msn-messenger,4.6,windows,XP,FR\n");
+	import(f, &r);
+	assert_int_equal(r.counts.rows, 6);
+	assert_int_equal(r.counts.added, 3);
+	assert_int_equal(r.counts.not_affected, 2);
+	assert_int_equal(r.counts.rejected, 1);
+	assert_int_equal(r.counts.merged, 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'n1'"
+				      " AND state = 'unaffected' AND segment_id IS NULL"),
+			 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'n2'"
+				      " AND state = 'pending' AND segment_id IS NOT NULL"),
+			 1);
+	check_rejected_lines(r.rejects_path, "5");
+	free(r.rejects_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -666,6 +713,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_insert_run_stops_at_the_first_conflict, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_parents_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_affected_rows_in_a_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rows_stored_one_by_one_in_effect, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_stops_the_reader, setup,
