@@ -18,7 +18,7 @@
 #include "util.h"
 
 /* store_recipient_insert_run: the parameters of a row, and at most 1 << 6 rows a statement. */
-#define STORE_INSERT_PARAMS 16
+#define STORE_INSERT_PARAMS 12
 #define STORE_INSERT_RUN_LG 6
 
 /* Every statement, prepared once per connection on first use. */
@@ -868,30 +868,51 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 	return 0;
 }
 
-/* The INSERT OR FAIL of 1 << lg rows, prepared on first use: each row's 16 parameters bound
- * as store_recipient_insert binds its one row's, at 16 * i + 1 on. No function calls in the
- * VALUES (not even nullif): one makes SQLite give a multi-row INSERT a statement journal, a
- * temporary file that every page the statement writes is first copied to. */
+/* The INSERT OR FAIL of 1 << lg rows, prepared on first use. ?1, ?2 and ?3 (the campaign, the
+ * time, the import run) are shared; row i's own 12 values follow from 3 + 12 * i + 1 on
+ * (bind_run_row). No function calls in the VALUES (not even nullif): one makes SQLite give a
+ * multi-row INSERT a statement journal, a temporary file that every page the statement writes
+ * is first copied to. */
 static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
 {
 	sqlite3_stmt **slot = &s->stmts[ST_RECIPIENT_INSERT_RUN + lg];
 	struct buf sql;
-	sqlite3_stmt *st;
 
-	if (*slot != NULL)
-		return store_cached(s, slot, NULL, "preparing a statement", e);
+	if (*slot != NULL) {
+		sqlite3_reset(*slot); /* every parameter is bound again: no clearing */
+		return *slot;
+	}
 	buf_init(&sql);
 	buf_puts(&sql, "INSERT OR FAIL INTO recipient (campaign_id, user_id, email, name, locale,"
 		 " timezone, client, version, platform, os, attrs, segment_id, digest, state,"
 		 " import_run, created_at, updated_at) VALUES ");
-	for (int i = 0, b = 0; i < 1 << lg; i++, b += STORE_INSERT_PARAMS)
-		buf_printf(&sql, "%s(?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d,"
-			   " ?%d, ?%d, ?%d, ?%d, ?%d)", i ? ", " : "", b + 1, b + 2,
-			   b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12,
-			   b + 13, b + 14, b + 16, b + 15, b + 15);
-	st = store_cached(s, slot, sql.data, "preparing a statement", e);
+	for (int i = 0, b = 3; i < 1 << lg; i++, b += STORE_INSERT_PARAMS) {
+		buf_puts(&sql, i ? ", (?1" : "(?1");
+		for (int k = 1; k <= STORE_INSERT_PARAMS; k++)
+			buf_printf(&sql, ", ?%d", b + k);
+		buf_printf(&sql, ", CASE WHEN ?%d IS NULL THEN 'unaffected' ELSE 'pending' END,"
+			   " ?3, ?2, ?2)", b + 11);
+	}
+	store_cached(s, slot, sql.data, "preparing a statement", e);
 	buf_free(&sql);
-	return st;
+	return *slot;
+}
+
+/* Binds row r's own values from position b + 1 on, as store_recipient_insert binds them: its
+ * user id, the imported fields (NULL for empty ones), its segment (NULL for none), its digest. */
+static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *r)
+{
+	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
+			   r->version, r->platform, r->os, r->attrs};
+
+	sqlite3_bind_text(st, b + 1, r->user_id, -1, SQLITE_STATIC);
+	for (int i = 0; i < 9; i++)
+		bind_text(st, b + 2 + i, v[i]);
+	if (r->segment_id)
+		sqlite3_bind_int64(st, b + 11, r->segment_id);
+	else
+		sqlite3_bind_null(st, b + 11);
+	sqlite3_bind_int64(st, b + 12, (sqlite3_int64)r->digest);
 }
 
 /* Inserts rows[0, 1 << lg) in one statement; *inserted how many went in before a conflict.
@@ -904,14 +925,14 @@ static int insert_run_step(struct store *s, const struct store_recipient *rows, 
 
 	if (st == NULL)
 		return e->code;
-	for (int i = 0, b = 0; i < 1 << lg; i++, b += STORE_INSERT_PARAMS) {
-		sqlite3_bind_int64(st, b + 1, rows[i].campaign_id);
-		sqlite3_bind_text(st, b + 2, rows[i].user_id, -1, SQLITE_STATIC);
-		bind_fields(st, b + 3, &rows[i]);
-		sqlite3_bind_int64(st, b + 15, now);
-		if (rows[i].import_run != 0)
-			sqlite3_bind_int64(st, b + 16, rows[i].import_run);
-	}
+	sqlite3_bind_int64(st, 1, rows[0].campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	if (rows[0].import_run != 0)
+		sqlite3_bind_int64(st, 3, rows[0].import_run);
+	else
+		sqlite3_bind_null(st, 3);
+	for (int i = 0, b = 3; i < 1 << lg; i++, b += STORE_INSERT_PARAMS)
+		bind_run_row(st, b, &rows[i]);
 	rc = sqlite3_step(st);
 	/* OR FAIL keeps the rows before the one that failed, and sqlite3_changes counts them. */
 	*inserted = (size_t)sqlite3_changes(s->db);
@@ -931,6 +952,11 @@ int store_recipient_insert_run(struct store *s, const struct store_recipient *ro
 			       int64_t now, size_t *inserted, struct err *e)
 {
 	*inserted = 0;
+	for (size_t i = 1; i < n; i++)
+		if (rows[i].campaign_id != rows[0].campaign_id ||
+		    rows[i].import_run != rows[0].import_run)
+			return err_set(e, ERR_SOFTWARE, "recipients of one run of inserts must share"
+				       " their campaign and import run");
 	while (*inserted < n) {
 		size_t left = n - *inserted, done = 0;
 		int lg = 0, rc;

@@ -184,6 +184,7 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
  * campaign already has. Sets *inserted to how many went in: rows[0, *inserted); when that is
  * less than n, rows[*inserted] conflicts and the rows after it were not tried. Meant for import
  * mode (store_import_mode: without foreign keys, a statement needs no statement journal).
+ * The rows share rows[0]'s campaign and import run (ERR_SOFTWARE otherwise).
  * Returns 0, or <0 (a database error; *inserted is then meaningless).
  */
 int store_recipient_insert_run(struct store *s, const struct store_recipient *rows, size_t n,

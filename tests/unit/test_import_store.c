@@ -552,6 +552,12 @@ static void test_insert_run_stops_at_the_first_conflict(void **state)
 	must(store_recipient_insert_run(f->s, rows, 10, 0, &done, &e), &e);
 	assert_int_equal(done, 6);
 	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id LIKE 's%'"), 6);
+	/* One run is of one campaign and one import run. */
+	run_rows(f, rows, names, 3, "u");
+	rows[2].import_run = 7;
+	assert_int_equal(store_recipient_insert_run(f->s, rows, 3, 0, &done, &e), ERR_SOFTWARE);
+	memset(&e, 0, sizeof e);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id LIKE 'u%'"), 0);
 	/* A missing user id is no conflict but an error. */
 	run_rows(f, rows, names, 3, "t");
 	rows[1].user_id = NULL;
