@@ -28,7 +28,8 @@
 #define QUEUE_SLOTS 1024
 #define QUEUE_BYTES (4 * 1024 * 1024)
 #define SLOT_KEEP_BYTES (64 * 1024) /* a slot's buffers beyond this are given back */
-#define STORE_CHUNK 64              /* rows the store thread takes per lock */
+#define STORE_CHUNK 256             /* rows the store thread takes per lock */
+#define RUN_ROWS 64                 /* new rows stored at once (store_recipient_insert_run) */
 /* With a checkpoint thread, the WAL is started over past this many frames by default (128 MiB
  * of 4 KiB pages, as the connection's own checkpoints in import mode did). */
 #define IMPORT_WAL_FRAMES 32768
@@ -708,7 +709,8 @@ static int row_update(struct importer *im, const struct slot *sl, struct store_r
 				      im->e);
 }
 
-static int row_store(struct importer *im, const struct slot *sl, enum outcome *out)
+/* Stores one row; tried: its INSERT was tried already (store_run) and conflicted. */
+static int row_store(struct importer *im, const struct slot *sl, bool tried, enum outcome *out)
 {
 	struct store_recipient r;
 	struct store_recipient_key k;
@@ -717,7 +719,7 @@ static int row_store(struct importer *im, const struct slot *sl, enum outcome *o
 
 	row_to_recipient(im, sl, &r);
 	/* Most rows are new: one INSERT that turns out a no-op on a duplicate is the fast path. */
-	if (sl->segment_id != 0) {
+	if (sl->segment_id != 0 && !tried) {
 		if ((rc = store_recipient_insert(im->s, &r, im->o->now, &id, im->e)) <= 0) {
 			*out = OUT_ADDED;
 			return rc;
@@ -778,8 +780,9 @@ static void row_process(struct importer *im)
 	row_push(im);
 }
 
-/* (store) One queued row, in file order: rejected, or stored as the import did inline. */
-static void slot_store(struct importer *im, const struct slot *sl)
+/* (store) One queued row, in file order: rejected, or stored as the import did inline;
+ * tried: store_run tried its INSERT already, and it conflicted. */
+static void slot_store(struct importer *im, const struct slot *sl, bool tried)
 {
 	enum outcome o = OUT_SKIPPED;
 	bool forgotten = false;
@@ -801,7 +804,7 @@ static void slot_store(struct importer *im, const struct slot *sl)
 		im->r->counts.not_affected++;
 		return;
 	}
-	if ((rc = row_store(im, sl, &o)) != 0) {
+	if ((rc = row_store(im, sl, tried, &o)) != 0) {
 		im->fatal = rc;
 		return;
 	}
@@ -831,19 +834,34 @@ static void progress(struct importer *im, bool final)
 		(long long)im->r->counts.rejected, final ? "\n" : "");
 }
 
+static int64_t commit_every(const struct importer *im)
+{
+	return im->o->commit_every > 0 ? im->o->commit_every : 50000;
+}
+
+/* Opens a write transaction and checks what the foreign keys (off in import mode) would have
+ * checked of each row written in it. 0 or the store's error. */
+static int batch_begin(struct importer *im)
+{
+	int rc = store_begin(im->s, im->e);
+
+	if (rc == 0)
+		rc = store_import_parents_check(im->s, im->campaign_id, im->segment_ids,
+						im->c->n_segments, im->e);
+	return rc;
+}
+
 /* Commits every commit_every rows so other writers get a turn during a long import. */
 static void batch_boundary(struct importer *im)
 {
-	int64_t every = im->o->commit_every > 0 ? im->o->commit_every : 50000;
-
-	if (im->in_batch < every || im->fatal)
+	if (im->in_batch < commit_every(im) || im->fatal)
 		return;
 	if ((im->fatal = store_commit(im->s, im->e)) != 0)
 		return;
 	if (im->ck != NULL) /* copied while the next batch is stored (checkpointer.h) */
 		checkpointer_committed(im->ck, im->s,
 				       im->o->wal_frames > 0 ? im->o->wal_frames : IMPORT_WAL_FRAMES);
-	im->fatal = store_begin(im->s, im->e);
+	im->fatal = batch_begin(im);
 	im->in_batch = 0;
 }
 
@@ -1001,6 +1019,118 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+static const struct slot *queued(const struct importer *im, size_t i)
+{
+	return &im->q.slots[(im->q.head + i) % QUEUE_SLOTS];
+}
+
+/* What a queued row is to a run of new rows (store_some). */
+enum run_role {
+	ROLE_NEW,       /* a new recipient to insert with the run */
+	ROLE_REJECTED,  /* written to the rejects file in its turn: nothing stored */
+	ROLE_FORGOTTEN, /* counted as not affected: nothing stored */
+	ROLE_NOOP,      /* not affected and unknown, before the run and in it: nothing stored */
+	ROLE_ALONE      /* to be stored by itself, after the run */
+};
+
+/* (store) The role of queued row sl in a run whose new rows so far are rows[0, n). A row that
+ * is not affected is a no-op only if no recipient has its user id, neither stored nor among
+ * rows[0, n). 0 or the store's error. */
+static int slot_role(struct importer *im, const struct slot *sl,
+		     const struct store_recipient *rows, size_t n, enum run_role *role)
+{
+	struct store_recipient_key k;
+	bool forgotten = false;
+	int rc;
+
+	*role = sl->rejected ? ROLE_REJECTED : ROLE_ALONE;
+	if (sl->rejected)
+		return 0;
+	if (im->any_forgotten &&
+	    (rc = store_report_address_forgotten(im->s, sl->w.email, &forgotten, im->e)) != 0)
+		return rc;
+	if (forgotten || sl->segment_id != 0) {
+		*role = forgotten ? ROLE_FORGOTTEN : ROLE_NEW;
+		return 0;
+	}
+	for (size_t j = 0; j < n; j++)
+		if (strcmp(rows[j].user_id, sl->w.v[COL_USER_ID]) == 0)
+			return 0;
+	rc = store_recipient_find_user(im->s, im->campaign_id, sl->w.v[COL_USER_ID], &k, im->e);
+	if (rc == 1)
+		*role = ROLE_NOOP;
+	return rc < 0 ? rc : 0;
+}
+
+/* (store) Counts a queued row of a run that stored nothing or was inserted with it. */
+static void run_count(struct importer *im, const struct slot *sl, enum run_role role)
+{
+	if (role == ROLE_REJECTED || role == ROLE_FORGOTTEN) {
+		slot_store(im, sl, false); /* touches no recipient */
+		return;
+	}
+	im->r->counts.rows++;
+	if (role == ROLE_NEW)
+		im->r->counts.added++;
+	else
+		im->r->counts.not_affected++;
+	im->in_batch++;
+}
+
+/* (store) Inserts rows[0, n), the new rows among the m queued from slot i on (their roles in
+ * roles), in multi-row statements, then counts the m rows in file order; the first new row
+ * that conflicts is stored the slow way, and the rows after it are left for the next call,
+ * so every row sees the rows before it stored, as one by one. Returns the slots it took. */
+static size_t store_run(struct importer *im, size_t i, const struct store_recipient *rows,
+			size_t n, const enum run_role *roles, size_t m)
+{
+	size_t done = n, k = 0, taken;
+
+	if (n > 0 &&
+	    (im->fatal = store_recipient_insert_run(im->s, rows, n, im->o->now, &done, im->e)))
+		return m;
+	for (taken = 0; taken < m && !im->fatal; taken++) {
+		if (roles[taken] == ROLE_NEW && k++ == done) { /* it conflicts */
+			slot_store(im, queued(im, i + taken++), true);
+			progress(im, false);
+			break;
+		}
+		run_count(im, queued(im, i + taken), roles[taken]);
+		progress(im, false);
+	}
+	batch_boundary(im);
+	return taken;
+}
+
+/* (store) Stores the queued rows from slot i on (of the n taken): a run of new rows at once,
+ * with the rows around them that store nothing, up to RUN_ROWS new rows and the end of the
+ * batch; or else the next row by itself. Returns the slots it took (at least one). */
+static size_t store_some(struct importer *im, size_t i, size_t n)
+{
+	struct store_recipient rows[RUN_ROWS];
+	enum run_role roles[STORE_CHUNK];
+	size_t m = 0, nrows = 0, counted = 0, room = (size_t)(commit_every(im) - im->in_batch);
+
+	while (i + m < n && nrows < RUN_ROWS && counted < room) {
+		const struct slot *sl = queued(im, i + m);
+
+		if ((im->fatal = slot_role(im, sl, rows, nrows, &roles[m])) != 0)
+			return n - i;
+		if (roles[m] == ROLE_ALONE)
+			break;
+		if (roles[m] == ROLE_NEW)
+			row_to_recipient(im, sl, &rows[nrows++]);
+		counted += roles[m] == ROLE_NEW || roles[m] == ROLE_NOOP;
+		m++;
+	}
+	if (m > 0)
+		return store_run(im, i, rows, nrows, roles, m);
+	slot_store(im, queued(im, i), false);
+	progress(im, false);
+	batch_boundary(im);
+	return 1;
+}
+
 /* (store) Stores the queued rows as they come, committing every commit_every rows, until the
  * reader is done or a store error; then stops the reader. 0 or the store's error. */
 static int store_rows(struct importer *im)
@@ -1009,11 +1139,8 @@ static int store_rows(struct importer *im)
 
 	/* A chunk of rows per lock: the mutex's cache line does not cross cores for each row. */
 	while (!im->fatal && (n = queue_take(&im->q)) > 0) {
-		for (size_t i = 0; i < n && !im->fatal; i++) {
-			slot_store(im, &im->q.slots[(im->q.head + i) % QUEUE_SLOTS]);
-			progress(im, false);
-			batch_boundary(im);
-		}
+		for (size_t i = 0; i < n && !im->fatal;)
+			i += store_some(im, i, n);
 		queue_release(&im->q, n);
 	}
 	queue_stop(&im->q);
@@ -1098,8 +1225,10 @@ static int import_body(struct importer *im)
 {
 	int rc;
 
-	if ((rc = store_begin(im->s, im->e)) != 0)
+	if ((rc = batch_begin(im)) != 0) {
+		store_rollback(im->s);
 		return rc;
+	}
 	if ((rc = read_and_store(im)) == 0 && !im->have_header)
 		rc = err_set(im->e, ERR_DATA, "%s is empty: the first row must name the columns,"
 			     " one of them email", im->path);
@@ -1135,7 +1264,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	    (rc = store_import_forgotten_any(s, &im.any_forgotten, e)) != 0 ||
 	    (rc = store_import_mode(s, true, e)) != 0 || (rc = import_checkpointer(&im)) != 0)
 		goto out;
-	if ((rc = store_begin(s, e)) != 0 ||
+	if ((rc = batch_begin(&im)) != 0 ||
 	    (rc = store_import_start(s, campaign_id, path, o->now, &r->run_id, e)) != 0 ||
 	    (rc = store_commit(s, e)) != 0) {
 		store_rollback(s);

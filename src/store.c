@@ -17,6 +17,10 @@
 #include "store_walbuf.h"
 #include "util.h"
 
+/* store_recipient_insert_run: the parameters of a row, and at most 1 << 6 rows a statement. */
+#define STORE_INSERT_PARAMS 12
+#define STORE_INSERT_RUN_LG 6
+
 /* Every statement, prepared once per connection on first use. */
 enum stmt_id {
 	ST_CAMPAIGN_GET,
@@ -42,6 +46,10 @@ enum stmt_id {
 	ST_SUPPRESS,
 	ST_RECIPIENT_BY_ID,
 	ST_IMPORT_FORGOTTEN_ANY,
+	ST_IMPORT_PARENT,
+	/* store_recipient_insert_run's INSERT OR FAIL of 1, 2, 4 ... 64 rows (SQL built there) */
+	ST_RECIPIENT_INSERT_RUN,
+	ST_RECIPIENT_INSERT_RUN_LAST = ST_RECIPIENT_INSERT_RUN + 6,
 	ST_COUNT
 };
 
@@ -140,6 +148,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" FROM recipient WHERE id = ?1",
 	[ST_IMPORT_FORGOTTEN_ANY] =
 		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
+	/* Segment 0: the campaign alone. */
+	[ST_IMPORT_PARENT] =
+		"SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?1) AND (?2 = 0 OR EXISTS"
+		" (SELECT 1 FROM segment WHERE id = ?2 AND campaign_id = ?1))",
 };
 
 #include "store_internal.h" /* struct store, shared with store_bounces.c */
@@ -522,7 +534,37 @@ int store_import_mode(struct store *s, bool on, struct err *e)
 	 * writes -> 644k, 408k reads -> 342k). 1000 is SQLite's default, store_open's. */
 	if ((rc = store_wal_autocheckpoint(s, on ? 32768 : 1000, e)) != 0)
 		return rc;
+	/* Foreign keys off: a multi-row INSERT that may break one needs a statement journal,
+	 * which copied every page the statement wrote (a third more CPU than a row at a time);
+	 * store_import_parents_check does their work once a transaction instead. */
+	if ((rc = exec(s, on ? "PRAGMA foreign_keys = OFF" : "PRAGMA foreign_keys = ON", e)) != 0)
+		return rc;
 	return store_set_durable(s, !on, e);
+}
+
+int store_import_parents_check(struct store *s, int64_t campaign_id, const int64_t *segment_ids,
+			       size_t n, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_IMPORT_PARENT, e);
+	int rc = 0;
+
+	if (st == NULL)
+		return e->code;
+	for (size_t i = 0; i <= n && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, campaign_id);
+		sqlite3_bind_int64(st, 2, i < n ? segment_ids[i] : 0);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			rc = sqlite3_column_int(st, 0) ? 0 : 1;
+		else
+			rc = db_error(s, e, "checking the campaign and its segments");
+	}
+	sqlite3_reset(st);
+	if (rc == 1)
+		rc = err_set(e, ERR_TEMPFAIL, "the campaign or one of its segments was removed or"
+			     " replaced while importing; import the file again");
+	return rc;
 }
 
 /* ---- campaigns ---- */
@@ -823,6 +865,110 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 	if (sqlite3_changes(s->db) == 0)
 		return 1; /* the user id or the address is taken */
 	*id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+/* The INSERT OR FAIL of 1 << lg rows, prepared on first use. ?1, ?2 and ?3 (the campaign, the
+ * time, the import run) are shared; row i's own 12 values follow from 3 + 12 * i + 1 on
+ * (bind_run_row). No function calls in the VALUES (not even nullif): one makes SQLite give a
+ * multi-row INSERT a statement journal, a temporary file that every page the statement writes
+ * is first copied to. */
+static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
+{
+	sqlite3_stmt **slot = &s->stmts[ST_RECIPIENT_INSERT_RUN + lg];
+	struct buf sql;
+
+	if (*slot != NULL) {
+		sqlite3_reset(*slot); /* every parameter is bound again: no clearing */
+		return *slot;
+	}
+	buf_init(&sql);
+	buf_puts(&sql, "INSERT OR FAIL INTO recipient (campaign_id, user_id, email, name, locale,"
+		 " timezone, client, version, platform, os, attrs, segment_id, digest, state,"
+		 " import_run, created_at, updated_at) VALUES ");
+	for (int i = 0, b = 3; i < 1 << lg; i++, b += STORE_INSERT_PARAMS) {
+		buf_puts(&sql, i ? ", (?1" : "(?1");
+		for (int k = 1; k <= STORE_INSERT_PARAMS; k++)
+			buf_printf(&sql, ", ?%d", b + k);
+		buf_printf(&sql, ", CASE WHEN ?%d IS NULL THEN 'unaffected' ELSE 'pending' END,"
+			   " ?3, ?2, ?2)", b + 11);
+	}
+	store_cached(s, slot, sql.data, "preparing a statement", e);
+	buf_free(&sql);
+	return *slot;
+}
+
+/* Binds row r's own values from position b + 1 on, as store_recipient_insert binds them: its
+ * user id, the imported fields (NULL for empty ones), its segment (NULL for none), its digest. */
+static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *r)
+{
+	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
+			   r->version, r->platform, r->os, r->attrs};
+
+	sqlite3_bind_text(st, b + 1, r->user_id, -1, SQLITE_STATIC);
+	for (int i = 0; i < 9; i++)
+		bind_text(st, b + 2 + i, v[i]);
+	if (r->segment_id)
+		sqlite3_bind_int64(st, b + 11, r->segment_id);
+	else
+		sqlite3_bind_null(st, b + 11);
+	sqlite3_bind_int64(st, b + 12, (sqlite3_int64)r->digest);
+}
+
+/* Inserts rows[0, 1 << lg) in one statement; *inserted how many went in before a conflict.
+ * 0 (all, or some and then a conflict), or the database error. */
+static int insert_run_step(struct store *s, const struct store_recipient *rows, int lg,
+			   int64_t now, size_t *inserted, struct err *e)
+{
+	sqlite3_stmt *st = insert_run_stmt(s, lg, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, rows[0].campaign_id);
+	sqlite3_bind_int64(st, 2, now);
+	if (rows[0].import_run != 0)
+		sqlite3_bind_int64(st, 3, rows[0].import_run);
+	else
+		sqlite3_bind_null(st, 3);
+	for (int i = 0, b = 3; i < 1 << lg; i++, b += STORE_INSERT_PARAMS)
+		bind_run_row(st, b, &rows[i]);
+	rc = sqlite3_step(st);
+	/* OR FAIL keeps the rows before the one that failed, and sqlite3_changes counts them. */
+	*inserted = (size_t)sqlite3_changes(s->db);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	rc = sqlite3_extended_errcode(s->db);
+	sqlite3_reset(st);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE)
+		return 0; /* the user id or the address of rows[*inserted] is taken */
+	*inserted = 0;
+	return db_error(s, e, "adding recipients");
+}
+
+int store_recipient_insert_run(struct store *s, const struct store_recipient *rows, size_t n,
+			       int64_t now, size_t *inserted, struct err *e)
+{
+	*inserted = 0;
+	for (size_t i = 1; i < n; i++)
+		if (rows[i].campaign_id != rows[0].campaign_id ||
+		    rows[i].import_run != rows[0].import_run)
+			return err_set(e, ERR_SOFTWARE, "recipients of one run of inserts must share"
+				       " their campaign and import run");
+	while (*inserted < n) {
+		size_t left = n - *inserted, done = 0;
+		int lg = 0, rc;
+
+		while (lg < STORE_INSERT_RUN_LG && (size_t)2 << lg <= left)
+			lg++;
+		if ((rc = insert_run_step(s, rows + *inserted, lg, now, &done, e)) != 0)
+			return rc;
+		*inserted += done;
+		if (done < (size_t)1 << lg)
+			break; /* rows[*inserted] conflicts */
+	}
 	return 0;
 }
 

@@ -177,6 +177,18 @@ int store_recipient_find_email(struct store *s, int64_t campaign_id, const char 
  */
 int store_recipient_insert(struct store *s, const struct store_recipient *r, int64_t now,
 			   int64_t *id, struct err *e);
+
+/*
+ * Inserts rows[0, n) in that order, as store_recipient_insert would one by one, in multi-row
+ * statements (up to 64 rows each), and stops at the first row whose user_id or address the
+ * campaign already has. Sets *inserted to how many went in: rows[0, *inserted); when that is
+ * less than n, rows[*inserted] conflicts and the rows after it were not tried. Meant for import
+ * mode (store_import_mode: without foreign keys, a statement needs no statement journal).
+ * The rows share rows[0]'s campaign and import run (ERR_SOFTWARE otherwise).
+ * Returns 0, or <0 (a database error; *inserted is then meaningless).
+ */
+int store_recipient_insert_run(struct store *s, const struct store_recipient *rows, size_t n,
+			       int64_t now, size_t *inserted, struct err *e);
 /*
  * Overwrites the imported fields of recipient r->id (not user_id, state or completion).
  * keys_kept: the caller knows r->email and r->segment_id are the stored ones, so the address
@@ -220,10 +232,21 @@ int store_import_finish(struct store *s, int64_t run_id, const struct store_impo
 /*
  * Tunes the connection for a bulk import (on) or back to the defaults (off): commits are not
  * fsynced (the caller makes the last one durable with store_set_durable(s, true)), the WAL is
- * checkpointed every 32768 pages instead of every 1000. CHECK constraints stay on (since
- * db/009 they cost next to nothing). Returns 0 or the database error.
+ * checkpointed every 32768 pages instead of every 1000, and foreign keys are not enforced
+ * (the importer calls store_import_parents_check in each transaction instead). CHECK
+ * constraints stay on (since db/009 they cost next to nothing). Outside a transaction only
+ * (SQLite ignores the foreign_keys pragma inside one). Returns 0 or the database error.
  */
 int store_import_mode(struct store *s, bool on, struct err *e);
+
+/*
+ * What the foreign keys, off in import mode, would check of each row the importer writes:
+ * that the campaign and each of segment_ids[0, n) (its segments) still exist. Called once a
+ * transaction (no other connection can remove them until it ends). Returns 0, ERR_TEMPFAIL
+ * (one is gone: another process changed the campaign between two batches), or <0.
+ */
+int store_import_parents_check(struct store *s, int64_t campaign_id, const int64_t *segment_ids,
+			       size_t n, struct err *e);
 /* Sets *out to whether any address was ever forgotten (so the importer may skip checking
  * each row when none was). Returns 0 or the database error. */
 int store_import_forgotten_any(struct store *s, bool *out, struct err *e);

@@ -136,11 +136,14 @@ static void test_counts_and_the_connection_after(void **state)
 	assert_int_equal(query_int(f, "PRAGMA synchronous"), 2);
 	assert_int_equal(query_int(f, "PRAGMA ignore_check_constraints"), 0);
 	assert_int_equal(query_int(f, "PRAGMA wal_autocheckpoint"), 1000);
+	assert_int_equal(query_int(f, "PRAGMA foreign_keys"), 1);
 	must(store_import_mode(f->s, true, &e), &e);
 	assert_int_equal(query_int(f, "PRAGMA wal_autocheckpoint"), 32768);
 	assert_int_equal(query_int(f, "PRAGMA synchronous"), 1);
+	assert_int_equal(query_int(f, "PRAGMA foreign_keys"), 0);
 	must(store_import_mode(f->s, false, &e), &e);
 	assert_int_equal(query_int(f, "PRAGMA wal_autocheckpoint"), 1000);
+	assert_int_equal(query_int(f, "PRAGMA foreign_keys"), 1);
 	assert_int_not_equal(sqlite3_exec(f->s->db,
 					  "UPDATE recipient SET state = 'bogus' WHERE user_id = 'a1'",
 					  NULL, NULL, NULL),
@@ -497,6 +500,208 @@ static void test_checkpoint_thread_keeps_the_wal_short(void **state)
 	free(wal);
 }
 
+/* Fills rows[0, n) with new recipients of the fixture's campaign: user <prefix><i> at
+ * <prefix><i>@example.test, whose strings live in names (n * 2 of 32 bytes). */
+static void run_rows(struct fx *f, struct store_recipient *rows, char (*names)[32], int n,
+		     const char *prefix)
+{
+	for (int i = 0; i < n; i++) {
+		snprintf(names[2 * i], 32, "%s%d", prefix, i);
+		snprintf(names[2 * i + 1], 32, "%s%d@example.test", prefix, i);
+		rows[i] = (struct store_recipient){.campaign_id = f->campaign_id,
+						   .user_id = names[2 * i],
+						   .email = names[2 * i + 1], .digest = 1};
+	}
+}
+
+/* store_recipient_insert_run inserts rows in order, several per statement, and stops at the
+ * first whose user id or address is taken (by a stored recipient or by an earlier row of the
+ * run), leaving the rows after it untried; a constraint other than uniqueness is an error. */
+static void test_insert_run_stops_at_the_first_conflict(void **state)
+{
+	struct fx *f = *state;
+	struct store_recipient rows[100], one = {0};
+	char names[200][32];
+	size_t done = 0;
+	int64_t id = 0;
+	struct err e = {0};
+
+	one.campaign_id = f->campaign_id, one.user_id = "x5", one.email = "x5@example.test";
+	must(store_recipient_insert(f->s, &one, 0, &id, &e), &e);
+	must(store_import_mode(f->s, true, &e), &e);
+	must(store_begin(f->s, &e), &e);
+	run_rows(f, rows, names, 100, "r");
+	rows[70].user_id = "x5"; /* a stored recipient's user id: in the third statement (64 + 4 + 2) */
+	must(store_recipient_insert_run(f->s, rows, 100, 0, &done, &e), &e);
+	assert_int_equal(done, 70);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 71);
+	must(store_recipient_insert_run(f->s, rows + 71, 29, 0, &done, &e), &e);
+	assert_int_equal(done, 29);
+	/* In row order, ids rising: r99 is the last and highest. */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient a JOIN recipient b"
+				      " ON a.id < b.id WHERE a.user_id LIKE 'r%' AND b.user_id LIKE 'r%'"
+				      " AND CAST(substr(a.user_id, 2) AS INTEGER)"
+				      " > CAST(substr(b.user_id, 2) AS INTEGER)"),
+			 0);
+	assert_int_equal(query_int(f, "SELECT max(id) = (SELECT id FROM recipient"
+				      " WHERE user_id = 'r99') FROM recipient"),
+			 1);
+	/* A conflict with an earlier row of the same run, by address. */
+	run_rows(f, rows, names, 10, "s");
+	rows[6].email = rows[2].email;
+	must(store_recipient_insert_run(f->s, rows, 10, 0, &done, &e), &e);
+	assert_int_equal(done, 6);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id LIKE 's%'"), 6);
+	/* One run is of one campaign and one import run. */
+	run_rows(f, rows, names, 3, "u");
+	rows[2].import_run = 7;
+	assert_int_equal(store_recipient_insert_run(f->s, rows, 3, 0, &done, &e), ERR_SOFTWARE);
+	memset(&e, 0, sizeof e);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id LIKE 'u%'"), 0);
+	/* A missing user id is no conflict but an error. */
+	run_rows(f, rows, names, 3, "t");
+	rows[1].user_id = NULL;
+	assert_true(store_recipient_insert_run(f->s, rows, 3, 0, &done, &e) < 0);
+	assert_non_null(strstr(e.msg, "NOT NULL"));
+	store_rollback(f->s);
+	must(store_import_mode(f->s, false, &e), &e);
+}
+
+/* store_import_parents_check stands in for the foreign keys import mode turns off: it fails,
+ * asking for the import to be run again, once the campaign or one of the segments is gone. */
+static void test_parents_check(void **state)
+{
+	struct fx *f = *state;
+	int64_t ids[2] = {0, 0};
+	struct err e = {0};
+
+	must(store_segment_id(f->s, f->campaign_id, f->c->segments[0].name, &ids[0], &e), &e);
+	must(store_segment_id(f->s, f->campaign_id, f->c->segments[1].name, &ids[1], &e), &e);
+	must(store_import_parents_check(f->s, f->campaign_id, ids, 2, &e), &e);
+	assert_int_equal(store_import_parents_check(f->s, f->campaign_id + 1, ids, 0, &e),
+			 ERR_TEMPFAIL);
+	assert_non_null(strstr(e.msg, "import the file again"));
+	memset(&e, 0, sizeof e);
+	assert_int_equal(sqlite3_exec(f->s->db, "DELETE FROM segment WHERE id = (SELECT max(id)"
+				      " FROM segment)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	ids[1] = query_int(f, "SELECT max(id) + 1 FROM segment");
+	assert_int_equal(store_import_parents_check(f->s, f->campaign_id, ids, 2, &e),
+			 ERR_TEMPFAIL);
+	must(store_import_parents_check(f->s, f->campaign_id, ids, 1, &e), &e);
+}
+
+/* The connection's commits: sqlite3_total_changes at each, for the ordering test below. */
+struct commits {
+	sqlite3 *db;
+	int n;
+	int64_t changes[64];
+};
+
+static int on_commit(void *ud)
+{
+	struct commits *c = ud;
+
+	if (c->n < 64)
+		c->changes[c->n++] = sqlite3_total_changes64(c->db);
+	return 0;
+}
+
+/* New rows are inserted several at a time, yet each row still sees every row before it
+ * stored, as one by one: an address a recipient moves away from is free for the next row,
+ * and a duplicate is merged; a batch still ends after exactly commit_every rows. */
+static void test_rows_stored_one_by_one_in_effect(void **state)
+{
+	struct fx *f = *state;
+	struct import_options o = {.now = 1000, .commit_every = 7, .db_path = f->db};
+	struct commits c = {.db = f->s->db};
+	struct import_result r;
+	struct err e = {0};
+	int64_t base;
+	FILE *out;
+
+	write_csv(f, "user_id,email,client,version,platform,os,country\n"
+		     "m1,m1@example.test,msn-messenger,4.7,windows,XP,FR\n");
+	import(f, &r);
+	out = fopen(f->csv, "w");
+	assert_non_null(out);
+	fputs("user_id,email,client,version,platform,os,country\n"
+	      "m1,m1-new@example.test,msn-messenger,4.7,windows,XP,FR\n"
+	      "m2,m1@example.test,msn-messenger,4.7,windows,XP,FR\n", out);
+	/* Rows 2 to 101: b0 ... b98, every tenth a copy of the row before it (merged). */
+	for (int i = 0; i < 100; i++)
+		fprintf(out, "b%d,b%d@example.test,msn-messenger,4.7,windows,XP,FR\n",
+			i % 10 == 9 ? i - 1 : i, i % 10 == 9 ? i - 1 : i);
+	assert_int_equal(fclose(out), 0);
+	sqlite3_commit_hook(f->s->db, on_commit, &c);
+	must(import_csv(f->s, f->c, f->campaign_id, f->csv, &o, &r, &e), &e);
+	sqlite3_commit_hook(f->s->db, NULL, NULL);
+	free(r.rejects_path);
+	assert_int_equal(r.counts.updated, 1);
+	assert_int_equal(r.counts.added, 91);
+	assert_int_equal(r.counts.merged, 10);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'm2'"
+				      " AND email = 'm1@example.test'"),
+			 1);
+	/* Commits: the run's start, one per 7 rows stored (102 rows: 14), the last rows, the
+	 * run's end. Before the k-th batch's commit, 7k rows were stored: one update (m1),
+	 * then m2 and the b rows, a tenth of them merged without a write. */
+	assert_int_equal(c.n, 1 + 14 + 1 + 1);
+	base = c.changes[0];
+	for (int k = 1; k <= 14; k++) {
+		int b_rows = 7 * k - 2;
+		assert_int_equal(c.changes[k] - base, 2 + b_rows - b_rows / 10);
+	}
+	assert_sound(f);
+}
+
+/* The rejects file at path lists exactly the lines in want (comma-separated), in order. */
+static void check_rejected_lines(const char *path, const char *want)
+{
+	char line[1024], got[256] = "";
+	FILE *in = fopen(path, "r");
+
+	assert_non_null(in);
+	assert_non_null(fgets(line, sizeof line, in)); /* the header */
+	while (fgets(line, sizeof line, in) != NULL)
+		snprintf(got + strlen(got), sizeof got - strlen(got), "%s%ld", *got ? "," : "",
+			 strtol(line, NULL, 10));
+	fclose(in);
+	assert_string_equal(got, want);
+}
+
+/* Rows that store nothing (not affected and unknown, rejected) go with a run of new rows, yet
+ * a row that is not affected still sees the rows before it stored and none after it: n1's
+ * second row makes the n1 just added unaffected, n2's first row (n2 unknown then) is a no-op
+ * and its second row adds n2; the rejected row keeps its place in the rejects file. */
+static void test_not_affected_rows_in_a_run(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+
+	write_csv(f, "user_id,email,client,version,platform,os,country\n"
+		     "n1,n1@example.test,msn-messenger,4.6,windows,XP,FR\n"
+		     "n1,n1@example.test,msn-messenger,6.0,windows,XP,FR\n"
+		     "n2,n2@example.test,msn-messenger,6.0,windows,XP,FR\n"
+		     "n9,n9@example.test,msn-messenger,v4,windows,XP,FR\n"
+		     "n2,n2@example.test,msn-messenger,4.6,windows,XP,FR\n"
+		     "n3,n3@example.test,msn-messenger,4.6,windows,XP,FR\n");
+	import(f, &r);
+	assert_int_equal(r.counts.rows, 6);
+	assert_int_equal(r.counts.added, 3);
+	assert_int_equal(r.counts.not_affected, 2);
+	assert_int_equal(r.counts.rejected, 1);
+	assert_int_equal(r.counts.merged, 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'n1'"
+				      " AND state = 'unaffected' AND segment_id IS NULL"),
+			 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'n2'"
+				      " AND state = 'pending' AND segment_id IS NOT NULL"),
+			 1);
+	check_rejected_lines(r.rejects_path, "5");
+	free(r.rejects_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +715,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_moves_the_address_and_the_segment, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_thread_keeps_the_wal_short, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_insert_run_stops_at_the_first_conflict, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_parents_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_affected_rows_in_a_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rows_stored_one_by_one_in_effect, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_stops_the_reader, setup,
 						teardown),
