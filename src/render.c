@@ -403,6 +403,11 @@ static void set_str(json_t *o, const char *key, const char *s)
 	if (s == NULL ? json_is_null(old)
 		      : json_is_string(old) && strcmp(json_string_value(old), s) == 0)
 		return;
+	/* A string only o holds (a user id, an address, a name) is rewritten where it is:
+	 * no new value, no hash table update, no release of the old one. json_string_set
+	 * refuses a value that is not UTF-8 and leaves old as it was; null is set below. */
+	if (s != NULL && json_is_string(old) && old->refcount == 1 && json_string_set(old, s) == 0)
+		return;
 	v = json_str_or_null(s); /* NULL for a value that is not UTF-8: render it empty */
 	json_object_set_new_nocheck(o, key, v != NULL ? v : json_null());
 }
