@@ -1031,40 +1031,33 @@ out:
 	return rc;
 }
 
-/* The distinct zones seen so far by sender_warm_zones, and how many recipients it looked at. */
+/* What sender_warm_zones has loaded so far. */
 struct zone_warm {
 	const struct campaign *c;
-	char *seen[SENDER_WARM_ZONES];
-	size_t n_seen, looked;
+	size_t n;
 };
 
-static int zone_warm_one(void *ud, const struct store_recipient *r)
+static int zone_warm_one(void *ud, const char *tz)
 {
 	struct zone_warm *w = ud;
 	struct schedule_civil civ;
 
-	if (w->looked++ == SENDER_WARM_SAMPLE || w->n_seen == SENDER_WARM_ZONES)
-		return 1; /* enough: stop the walk */
-	if (r->timezone == NULL || *r->timezone == '\0')
-		return 0;
-	for (size_t i = 0; i < w->n_seen; i++)
-		if (strcmp(w->seen[i], r->timezone) == 0)
-			return 0;
-	w->seen[w->n_seen++] = xstrdup(r->timezone);
+	if (w->n == SENDER_WARM_ZONES)
+		return 1; /* enough: stop */
+	w->n++;
 	/* The instants the render looks up first (zone_fill): libical expands the zone's
 	 * rules over the years they need, once for the process and its later children. */
-	(void)schedule_local_civil(w->c->cutoff_at, r->timezone, &civ);
-	(void)schedule_local_civil(w->c->reminder_start_at, r->timezone, &civ);
+	(void)schedule_local_civil(w->c->cutoff_at, tz, &civ);
+	(void)schedule_local_civil(w->c->reminder_start_at, tz, &civ);
 	return 0;
 }
 
 size_t sender_warm_zones(struct store *s, const struct campaign *c, int64_t campaign_id)
 {
-	struct zone_warm w = {.c = c};
+	struct zone_warm w = {c, 0};
 	struct err ignored = {0}; /* best effort: the send meets any error again and reports it */
 
-	(void)store_recipient_each(s, campaign_id, zone_warm_one, &w, &ignored);
-	for (size_t i = 0; i < w.n_seen; i++)
-		free(w.seen[i]);
-	return w.n_seen;
+	(void)store_recipient_zones(s, campaign_id, SENDER_WARM_SAMPLE, zone_warm_one, &w,
+				    &ignored);
+	return w.n;
 }
