@@ -310,6 +310,38 @@ static void test_message_id_forms(void **state)
 	}
 }
 
+/* The Message-ID's time is Date's, every field zero-padded, from year 1 to 9999, and the
+ * delivery number zero-padded to 18 digits. */
+static void test_message_id_dates(void **state)
+{
+	const struct {
+		int64_t date;
+		const char *delivery, *head;
+	} cases[] = {
+		{INT64_C(-62132730894), "7", "00010203040506.000000000000000007."},
+		{INT64_C(946684799), "0", "19991231235959.000000000000000000."},
+		{INT64_C(253402300799), "999999999999999999", "99991231235959.999999999999999999."},
+		{INT64_C(946684799), NULL, "19991231235959."},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mime_message_spec s = spec_base();
+		size_t head = strlen(cases[i].head);
+		struct buf b;
+		char *id;
+
+		s.date = cases[i].date, s.delivery_id = cases[i].delivery;
+		buf_init(&b);
+		id = compose_ok(&s, &b);
+		assert_true(str_starts_with(id, cases[i].head));
+		assert_true(is_hex(id + head, 24));
+		assert_string_equal(id + head + 24, "@msn.example.test");
+		free(id);
+		buf_free(&b);
+	}
+}
+
 static void test_ascii_text_only(void **state)
 {
 	struct mime_message_spec s = spec_base();
@@ -1316,6 +1348,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ascii_text_only),
 		cmocka_unit_test(test_message_id_forms),
+		cmocka_unit_test(test_message_id_dates),
 		cmocka_unit_test(test_international_names_and_subjects),
 		cmocka_unit_test(test_html_alternative_and_long_lines),
 		cmocka_unit_test(test_ics_and_unsubscribe),
