@@ -125,6 +125,8 @@ int cmd_send_parallel(struct ctx *x, const struct campaign *c, int64_t campaign_
 	wo.share = workers, wo.progress = false;
 	if (o->limit > 0)
 		wo.limit = (o->limit + workers - 1) / workers;
+	/* The workers inherit the zones loaded here instead of each expanding them again. */
+	(void)sender_warm_zones(x->store, c, campaign_id);
 	fflush(NULL);
 	for (int i = 1; i < workers && i < 16; i++) {
 		int p[2];

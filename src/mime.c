@@ -36,6 +36,7 @@
 #define DOMAIN_MAX_OCTETS 253
 #define LABEL_MAX_OCTETS 63
 #define ID_MAX_OCTETS 200
+#define MAILBOX_PLAIN_MAX 76 /* a plain mailbox line up to this is GMime's as it is */
 #define URI_MAX_OCTETS 900    /* so " <uri>," stays far below 998 on its own line */
 #define RANDOM_OCTETS 12      /* 96 bits for the Message-ID and for each boundary */
 
@@ -310,7 +311,7 @@ static int uri_chars_check(const struct check *c, const char *what, const char *
 	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
 		if (*p >= 0x80)
 			return refuse(c, what, "contains non-ASCII characters (percent-encode them)");
-		if (strchr(" <>\"\\", *p) != NULL) {
+		if (*p == ' ' || *p == '<' || *p == '>' || *p == '"' || *p == '\\') {
 			snprintf(problem, sizeof problem,
 				 "contains '%c', which must be percent-encoded", *p);
 			return refuse(c, what, problem);
@@ -527,26 +528,37 @@ static void hex_encode(char *out, const unsigned char *p, size_t n)
 	out[2 * n] = '\0';
 }
 
+/* Writes v (>= 0) as exactly width decimal digits, zero-padded; returns the end. */
+static char *digits_put(char *out, long long v, int width)
+{
+	for (int i = width - 1; i >= 0; i--, v /= 10)
+		out[i] = (char)('0' + v % 10);
+	return out + width;
+}
+
 /*
- * "YYYYMMDDhhmmss.[<delivery, 18 digits>.]<hex>@domain", the time that of Date:
- * the fixed-size head through one snprintf on the stack and the domain appended
- * (xasprintf formatted the whole of it twice, a tenth of composing's own time).
+ * "YYYYMMDDhhmmss.[<delivery, 18 digits>.]<hex>@domain", the time that of Date
+ * (years 1-9999, which spec_check enforces): the fixed-size head written digit by
+ * digit on the stack and the domain appended (a format string cost more than the
+ * rest of the Message-ID).
  */
 static char *message_id_make(const struct tm *tm, const char *delivery, const char *hex,
 			     const char *domain)
 {
-	char head[80];
+	char head[80], *p = head;
 	struct buf b;
 
-	if (delivery != NULL)
-		snprintf(head, sizeof head, "%04d%02d%02d%02d%02d%02d.%018lld.%s",
-			 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min,
-			 tm->tm_sec, strtoll(delivery, NULL, 10), hex);
-	else
-		snprintf(head, sizeof head, "%04d%02d%02d%02d%02d%02d.%s", tm->tm_year + 1900,
-			 tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min, tm->tm_sec, hex);
+	p = digits_put(p, tm->tm_year + 1900LL, 4), p = digits_put(p, tm->tm_mon + 1, 2);
+	p = digits_put(p, tm->tm_mday, 2), p = digits_put(p, tm->tm_hour, 2);
+	p = digits_put(p, tm->tm_min, 2), p = digits_put(p, tm->tm_sec, 2);
+	*p++ = '.';
+	if (delivery != NULL) {
+		p = digits_put(p, strtoll(delivery, NULL, 10), 18);
+		*p++ = '.';
+	}
 	buf_init(&b);
-	buf_puts(&b, head);
+	buf_append(&b, head, (size_t)(p - head));
+	buf_puts(&b, hex);
 	buf_putc(&b, '@');
 	buf_puts(&b, domain);
 	return buf_steal(&b);
@@ -607,11 +619,27 @@ static int randomness_make(const struct mime_message_spec *s, struct composer *c
 		c->message_id = message_id_make(&tm, s->delivery_id, hex, s->message_id_domain);
 	else
 		c->message_id = message_id_make(&tm, NULL, hex, s->message_id_domain);
-	hex_encode(hex, rnd + RANDOM_OCTETS, RANDOM_OCTETS);
-	snprintf(c->alt_boundary, sizeof c->alt_boundary, "=-alt-%s", hex);
-	hex_encode(hex, rnd + 2 * RANDOM_OCTETS, RANDOM_OCTETS);
-	snprintf(c->mix_boundary, sizeof c->mix_boundary, "=-mix-%s", hex);
+	/* "=-alt-" and "=-mix-" (6 octets) and the hex digits written in place, no format. */
+	memcpy(c->alt_boundary, "=-alt-", 6);
+	hex_encode(c->alt_boundary + 6, rnd + RANDOM_OCTETS, RANDOM_OCTETS);
+	memcpy(c->mix_boundary, "=-mix-", 6);
+	hex_encode(c->mix_boundary + 6, rnd + 2 * RANDOM_OCTETS, RANDOM_OCTETS);
 	return 0;
+}
+
+/*
+ * Appends the strings up to the NULL that ends the list: the fixed skeleton of
+ * a header around its values, without a format string to parse for each line.
+ */
+static void puts_all(struct buf *out, ...)
+{
+	const char *s;
+	va_list ap;
+
+	va_start(ap, out);
+	while ((s = va_arg(ap, const char *)) != NULL)
+		buf_puts(out, s);
+	va_end(ap);
 }
 
 /* Appends p[0..n) to out with every bare LF made CRLF (GMime folds with LF). */
@@ -649,12 +677,59 @@ static void addresses_append(struct buf *out, const char *header, InternetAddres
 	g_string_free(str, TRUE);
 }
 
+static bool is_alnum(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+/*
+ * Whether GMime's encoder would write the mailbox as "Header: name <addr>" (or
+ * "Header: addr" without a name) on one line, untouched: a name of ASCII letters and
+ * digits in words that single spaces separate (nothing to quote or encode), an address
+ * of letters, digits and ".-_+" with an ASCII domain GMime's IDN step leaves as it is
+ * (idn_is_identity), and a line short enough that GMime does not fold it (it folds past
+ * 78 columns). Half the worked example's names are such; the others go through GMime.
+ */
+static bool mailbox_plain(const char *header, const char *name, const char *addr,
+			  size_t *line_len)
+{
+	size_t len = strlen(header) + 2;
+	const char *p;
+
+	for (p = addr; *p; p++)
+		if (!is_alnum((unsigned char)*p) && strchr(".-_+@", *p) == NULL)
+			return false;
+	len += (size_t)(p - addr);
+	if (name != NULL && *name != '\0') {
+		for (p = name; *p; p++)
+			if (*p == ' ' ? p == name || p[1] == ' ' || p[1] == '\0'
+				      : !is_alnum((unsigned char)*p))
+				return false;
+		len += (size_t)(p - name) + 3; /* " <" and ">" */
+	}
+	*line_len = len;
+	return len <= MAILBOX_PLAIN_MAX && idn_is_identity(addr);
+}
+
 /* One mailbox; the display name is RFC 2047-encoded in UTF-8 where it needs to be. */
 static void mailbox_append(struct buf *out, const char *header, const char *name,
 			   const char *addr)
 {
-	InternetAddressList *list = internet_address_list_new();
-	InternetAddress *ia = internet_address_mailbox_new(name ? name : "", addr);
+	InternetAddressList *list;
+	InternetAddress *ia;
+	size_t line_len;
+
+	if (mailbox_plain(header, name, addr, &line_len)) {
+		buf_grow(out, line_len + 2);
+		puts_all(out, header, ": ", NULL);
+		if (name != NULL && *name != '\0')
+			puts_all(out, name, " <", addr, ">\r\n", NULL);
+		else
+			puts_all(out, addr, "\r\n", NULL);
+		return;
+	}
+	list = internet_address_list_new();
+	ia = internet_address_mailbox_new(name ? name : "", addr);
 
 	mailbox_idn_preset(INTERNET_ADDRESS_MAILBOX(ia));
 	/* UTF-8 encoded words, not GMime's default pick of the smallest charset. */
@@ -676,21 +751,6 @@ static void subject_append(struct buf *out, const char *subject)
 	g_free(folded);
 	g_free(header);
 	g_free(encoded);
-}
-
-/*
- * Appends the strings up to the NULL that ends the list: the fixed skeleton of
- * a header around its values, without a format string to parse for each line.
- */
-static void puts_all(struct buf *out, ...)
-{
-	const char *s;
-	va_list ap;
-
-	va_start(ap, out);
-	while ((s = va_arg(ap, const char *)) != NULL)
-		buf_puts(out, s);
-	va_end(ap);
 }
 
 /* RFC 2369 List-Unsubscribe, one URI per line; RFC 8058 List-Unsubscribe-Post. */

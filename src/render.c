@@ -403,6 +403,11 @@ static void set_str(json_t *o, const char *key, const char *s)
 	if (s == NULL ? json_is_null(old)
 		      : json_is_string(old) && strcmp(json_string_value(old), s) == 0)
 		return;
+	/* A string only o holds (a user id, an address, a name) is rewritten where it is:
+	 * no new value, no hash table update, no release of the old one. json_string_set
+	 * refuses a value that is not UTF-8 and leaves old as it was; null is set below. */
+	if (s != NULL && json_is_string(old) && old->refcount == 1 && json_string_set(old, s) == 0)
+		return;
 	v = json_str_or_null(s); /* NULL for a value that is not UTF-8: render it empty */
 	json_object_set_new_nocheck(o, key, v != NULL ? v : json_null());
 }
@@ -736,7 +741,7 @@ static int unsubscribe_url(struct render *r, const struct render_request *q, con
 			   struct err *e)
 {
 	const struct campaign *c = r->c;
-	char token[RENDER_TOKEN_LEN + 1];
+	char token[RENDER_TOKEN_LEN + 1], id[24];
 	int rc;
 
 	*out = NULL;
@@ -752,10 +757,17 @@ static int unsubscribe_url(struct render *r, const struct render_request *q, con
 		r->mac = hmac_sha256_new(r->o.secret, r->o.secret_len);
 	if ((rc = token_make(r->mac, c->name, q->recipient->id, token, e)) != 0)
 		return rc;
+	/* "<url>?c=<campaign>&r=<id>&t=<token>" ('&' when url has a query): one a message, so
+	 * appended piece by piece rather than through a format string (buf_printf parses it twice). */
+	snprintf(id, sizeof id, "%lld", (long long)q->recipient->id);
 	buf_reset(&r->url);
-	buf_printf(&r->url, "%s%cc=%s&r=%lld&t=%s", c->unsubscribe_url,
-		   strchr(c->unsubscribe_url, '?') ? '&' : '?', c->name,
-		   (long long)q->recipient->id, token);
+	buf_puts(&r->url, c->unsubscribe_url);
+	buf_puts(&r->url, strchr(c->unsubscribe_url, '?') ? "&c=" : "?c=");
+	buf_puts(&r->url, c->name);
+	buf_puts(&r->url, "&r=");
+	buf_puts(&r->url, id);
+	buf_puts(&r->url, "&t=");
+	buf_puts(&r->url, token);
 	*out = r->url.data;
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include "mailer.h"
 #include "render.h"
 #include "retry.h"
+#include "schedule.h"
 #include "verp.h"
 
 /*
@@ -1028,4 +1029,35 @@ out:
 	sigaction(SIGTERM, &old_term, NULL);
 	teardown(&x);
 	return rc;
+}
+
+/* What sender_warm_zones has loaded so far. */
+struct zone_warm {
+	const struct campaign *c;
+	size_t n;
+};
+
+static int zone_warm_one(void *ud, const char *tz)
+{
+	struct zone_warm *w = ud;
+	struct schedule_civil civ;
+
+	if (w->n == SENDER_WARM_ZONES)
+		return 1; /* enough: stop */
+	w->n++;
+	/* The instants the render looks up first (zone_fill): libical expands the zone's
+	 * rules over the years they need, once for the process and its later children. */
+	(void)schedule_local_civil(w->c->cutoff_at, tz, &civ);
+	(void)schedule_local_civil(w->c->reminder_start_at, tz, &civ);
+	return 0;
+}
+
+size_t sender_warm_zones(struct store *s, const struct campaign *c, int64_t campaign_id)
+{
+	struct zone_warm w = {c, 0};
+	struct err ignored = {0}; /* best effort: the send meets any error again and reports it */
+
+	(void)store_recipient_zones(s, campaign_id, SENDER_WARM_SAMPLE, zone_warm_one, &w,
+				    &ignored);
+	return w.n;
 }

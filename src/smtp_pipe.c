@@ -189,13 +189,41 @@ static void expect_push(struct smtp_pipe *p, enum step cmd, size_t i)
 		p->data_awaited++;
 }
 
+/* Writes " SIZE=<n>" at the end of out[0..cap) and returns its length. */
+static size_t size_param(char *out, size_t cap, size_t n)
+{
+	static const char prefix[] = " SIZE=";
+	char digits[24];
+	size_t d = 0, len = sizeof prefix - 1;
+
+	do
+		digits[d++] = (char)('0' + n % 10);
+	while ((n /= 10) > 0 && d < sizeof digits);
+	memcpy(out, prefix, len);
+	while (d > 0 && len + 1 < cap)
+		out[len++] = digits[--d];
+	return len;
+}
+
+static void rcpt_append(struct buf *out, const char *rcpt)
+{
+	buf_puts(out, "RCPT TO:<");
+	buf_puts(out, rcpt);
+	buf_append(out, ">\r\n", 3);
+}
+
 static void emit_mail(struct smtp_pipe *p, struct pmsg *m)
 {
 	const struct mailer_job *j = m->job;
 
-	buf_printf(&p->out, "MAIL FROM:<%s>", j->envelope_from);
+	char size[32];
+
+	/* Two commands a message: pieces appended, no format string parsed twice (buf_printf). */
+	buf_puts(&p->out, "MAIL FROM:<");
+	buf_puts(&p->out, j->envelope_from);
+	buf_puts(&p->out, ">");
 	if (p->size)
-		buf_printf(&p->out, " SIZE=%zu", j->data.len);
+		buf_append(&p->out, size, size_param(size, sizeof size, j->data.len));
 	if (p->smtputf8 && (non_ascii(j->envelope_from) || non_ascii(j->rcpt)))
 		buf_puts(&p->out, " SMTPUTF8");
 	buf_append(&p->out, "\r\n", 2);
@@ -215,7 +243,7 @@ static void emit(struct smtp_pipe *p, size_t i)
 	if (m->next == STEP_MAIL)
 		emit_mail(p, m);
 	else if (m->next == STEP_RCPT)
-		buf_printf(&p->out, "RCPT TO:<%s>\r\n", m->job->rcpt);
+		rcpt_append(&p->out, m->job->rcpt);
 	else
 		buf_append(&p->out, "DATA\r\n", 6);
 	expect_push(p, m->next, i);

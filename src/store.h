@@ -393,6 +393,15 @@ int store_delivery_expire(struct store *s, int64_t campaign_id, int64_t now, int
 int store_delivery_due(struct store *s, int64_t campaign_id, int64_t now, int64_t *due,
 		       struct err *e);
 
+/*
+ * Calls fn with each distinct, non-empty time zone among the first `sample` recipients of
+ * the campaign in index order (not sorted: a bounded read, whatever the campaign's size);
+ * tz is valid during the call only, and fn returning non-zero stops (returned). For the
+ * sender's warm-up before its workers fork. Returns 0, fn's value, or ERR_IO.
+ */
+int store_recipient_zones(struct store *s, int64_t campaign_id, int64_t sample,
+			  int (*fn)(void *ud, const char *tz), void *ud, struct err *e);
+
 /* Deliveries of a campaign by state, and those due now. */
 struct store_delivery_counts {
 	int64_t queued, sending, sent, deferred, failed, bounced, suppressed, cancelled;

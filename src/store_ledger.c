@@ -22,6 +22,7 @@ enum ledger_stmt {
 	LD_DELIVERY_DUE,
 	LD_QUEUE_MARK,
 	LD_QUEUE_CHUNK_END,
+	LD_RECIPIENT_ZONES,
 	LD_COUNT
 };
 
@@ -89,6 +90,10 @@ static const char *const ledger_sql[LD_COUNT] = {
 	[LD_QUEUE_CHUNK_END] =
 		"SELECT id FROM recipient WHERE campaign_id = ?1 AND segment_id = ?2 AND id > ?3"
 		" ORDER BY id LIMIT 1 OFFSET ?4",
+	/* No ORDER BY: the first ?2 entries of recipient_segment, not a sort of them all. */
+	[LD_RECIPIENT_ZONES] =
+		"SELECT DISTINCT timezone FROM (SELECT timezone FROM recipient"
+		" WHERE campaign_id = ?1 LIMIT ?2) WHERE timezone IS NOT NULL AND timezone <> ''",
 };
 
 _Static_assert(LD_COUNT <= sizeof((struct store *)0)->ledger_stmts /
@@ -390,4 +395,22 @@ int store_delivery_due(struct store *s, int64_t campaign_id, int64_t now, int64_
 		*due = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "counting deliveries due");
+}
+
+int store_recipient_zones(struct store *s, int64_t campaign_id, int64_t sample,
+			  int (*fn)(void *ud, const char *tz), void *ud, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_RECIPIENT_ZONES, e);
+	int rc = 0, step = SQLITE_DONE;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_int64(st, 2, sample);
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+		rc = fn(ud, (const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_db_error(s, e, "listing the recipients' time zones");
+	return rc;
 }

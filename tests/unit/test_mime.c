@@ -310,6 +310,38 @@ static void test_message_id_forms(void **state)
 	}
 }
 
+/* The Message-ID's time is Date's, every field zero-padded, from year 1 to 9999, and the
+ * delivery number zero-padded to 18 digits. */
+static void test_message_id_dates(void **state)
+{
+	const struct {
+		int64_t date;
+		const char *delivery, *head;
+	} cases[] = {
+		{INT64_C(-62132730894), "7", "00010203040506.000000000000000007."},
+		{INT64_C(946684799), "0", "19991231235959.000000000000000000."},
+		{INT64_C(253402300799), "999999999999999999", "99991231235959.999999999999999999."},
+		{INT64_C(946684799), NULL, "19991231235959."},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct mime_message_spec s = spec_base();
+		size_t head = strlen(cases[i].head);
+		struct buf b;
+		char *id;
+
+		s.date = cases[i].date, s.delivery_id = cases[i].delivery;
+		buf_init(&b);
+		id = compose_ok(&s, &b);
+		assert_true(str_starts_with(id, cases[i].head));
+		assert_true(is_hex(id + head, 24));
+		assert_string_equal(id + head + 24, "@msn.example.test");
+		free(id);
+		buf_free(&b);
+	}
+}
+
 static void test_ascii_text_only(void **state)
 {
 	struct mime_message_spec s = spec_base();
@@ -1038,6 +1070,54 @@ static void test_mailboxes_as_gmime_writes_them(void **state)
 	}
 }
 
+/*
+ * Mailboxes that cutoff writes without GMime (plain ASCII names, simple addresses, short
+ * lines) are byte for byte what GMime writes, up to and past the length where GMime folds;
+ * and the ones next to them (a dot, an apostrophe, a double space, a long word, an xn--
+ * label, a line one column longer) too, whichever way they are written.
+ */
+static void test_plain_mailboxes_as_gmime_writes_them(void **state)
+{
+	static const char *const addrs[] = {
+		"a@b.example.test", "Jane.Doe@Users.Example.TEST", "user+tag_1@sub-d.example.org",
+		"u@xn--bcher-kva.example", "u@ab--cd.example", "x@y.z",
+	};
+	static const char *const names[] = {
+		"", "Jane Doe", "J", "123", "Jane  Doe", " Jane", "Jane ", "Jr.", "O'Brien",
+		"A-B", "Ann_Lee", "Jos\xc3\xa9", "Ann (Lee)",
+		"JaneDoeJaneDoeJaneDoeJaneDoeJaneDoeJaneDoeJaneDoeJaneDoeJaneDoeJaneDoeJane",
+	};
+	char name[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof addrs / sizeof *addrs; i++) {
+		for (size_t j = 0; j < sizeof names / sizeof *names + 40; j++) {
+			struct mime_message_spec s = spec_base();
+			struct buf b;
+			char *id, *want, *got;
+
+			if (j < sizeof names / sizeof *names) {
+				snprintf(name, sizeof name, "%s", names[j]);
+			} else { /* words of five letters, lines of 44 to 125 columns */
+				size_t n = 2 * (j - sizeof names / sizeof *names) + 20;
+				for (size_t k = 0; k < n; k++)
+					name[k] = k % 6 == 5 ? ' ' : (char)('a' + k % 26);
+				name[n] = '\0';
+				if (name[n - 1] == ' ')
+					name[n - 1] = 'Z';
+			}
+			s.to_addr = addrs[i], s.to_name = name;
+			buf_init(&b);
+			id = compose_ok(&s, &b);
+			want = gmime_mailbox_header("To", s.to_name, s.to_addr);
+			got = header_of(&b, "To");
+			assert_string_equal(got, want);
+			free(want), free(got), free(id);
+			buf_free(&b);
+		}
+	}
+}
+
 /* A copy of the message with its random parts (24 hex digits) masked; the caller frees it. */
 static char *masked(const struct buf *b)
 {
@@ -1268,10 +1348,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ascii_text_only),
 		cmocka_unit_test(test_message_id_forms),
+		cmocka_unit_test(test_message_id_dates),
 		cmocka_unit_test(test_international_names_and_subjects),
 		cmocka_unit_test(test_html_alternative_and_long_lines),
 		cmocka_unit_test(test_ics_and_unsubscribe),
 		cmocka_unit_test(test_hostile_values_refused),
+		cmocka_unit_test(test_plain_mailboxes_as_gmime_writes_them),
 		cmocka_unit_test(test_error_without_recipient_id),
 		cmocka_unit_test(test_date_header_and_range),
 		cmocka_unit_test(test_injection_text_stays_inside_the_name),

@@ -863,6 +863,41 @@ static void test_context_reused_across_recipients(void **state)
 	write_file("upgrade/login.mustache", "Login {{days_left}} {{target_version}}\n");
 }
 
+/* The one-click URL: "?c=" after a bare URL, "&c=" after one that has a query already;
+ * the recipient id in decimal, whatever its size. */
+static void test_unsubscribe_url_query(void **state)
+{
+	static const unsigned char secret[] = "0123456789abcdef0123";
+	struct render_options o = {secret, sizeof secret - 1, false};
+	const char *at = strstr(campaign_text, "/unsubscribe\"");
+	char *text = xasprintf("%.*s/unsubscribe?list=7%s", (int)(at - campaign_text),
+			       campaign_text, at + strlen("/unsubscribe"));
+	struct campaign *c = NULL;
+	struct store_recipient r = recipient_base();
+	struct render_result res;
+	char token[RENDER_TOKEN_LEN + 1], *want;
+	GMimeMessage *m;
+	struct err e = {0};
+
+	(void)state;
+	if (campaign_load_text(&c, text, "t.cfg", scratch, &e) != 0)
+		fail_msg("campaign: %s", e.msg);
+	r.id = 9876543210LL;
+	render_result_init(&res);
+	render_ok(c, &r, 0, &o, &res);
+	m = parse_back(&res.message);
+	assert_int_equal(render_unsubscribe_token(secret, sizeof secret - 1, "t", r.id, token, &e),
+			 0);
+	want = xasprintf("<https://test.example.test/unsubscribe?list=7&c=t&r=9876543210&t=%s>",
+			 token);
+	assert_string_equal(header(m, "List-Unsubscribe"), want);
+	g_object_unref(m);
+	free(want);
+	free(text);
+	render_result_free(&res);
+	campaign_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -881,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_text_only_and_calendar),
 		cmocka_unit_test(test_zone_cache),
 		cmocka_unit_test(test_context_reused_across_recipients),
+		cmocka_unit_test(test_unsubscribe_url_query),
 	};
 	int rc;
 

@@ -375,6 +375,29 @@ static void test_mail_parameters(void **state)
 	free_left(p);
 }
 
+/* SIZE= carries the message's length in decimal, however many digits (0, 10, 100000). */
+static void test_size_digits(void **state)
+{
+	const char *const caps[] = {"250-mx.example.test", "250-PIPELINING", "250 SIZE", NULL};
+	static const size_t lens[] = {0, 10, 100000, 1234567};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+		struct smtp_pipe *p = pipe_with(caps);
+		struct mailer_job *j = job_new("f@x.test", "a@y.test", "");
+		char *want;
+
+		for (size_t n = 0; n < lens[i]; n++)
+			buf_append(&j->data, "x", 1);
+		smtp_pipe_add(p, j);
+		want = xasprintf("MAIL FROM:<f@x.test> SIZE=%zu\r\nRCPT TO:<a@y.test>\r\nDATA\r\n",
+				 lens[i]);
+		expect_out(p, want);
+		free(want);
+		free_left(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_dot_stuffing),
 		cmocka_unit_test(test_dot_stuffing_large_body_in_pieces),
 		cmocka_unit_test(test_mail_parameters),
+		cmocka_unit_test(test_size_digits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
