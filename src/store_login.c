@@ -159,16 +159,16 @@ static const char *const login_sql[LS_COUNT] = {
 		" campaign_id, period_index, shown_at, client_version)"
 		" SELECT recipient_id, period_start, id, campaign_id, period_index, shown_at,"
 		" client_version FROM login_reminder_tail WHERE id > ?1 AND id <= ?2",
-	/* Key order. Only claims still in the tail: a deleted recipient's left with it. OR
-	 * IGNORE: a bulk cut short may have copied some already. */
+	/* Key order: the subquery's, a co-routine that scans the sorted table (an ORDER BY
+	 * outside it sorted the rows again). Only claims still in the tail: a deleted
+	 * recipient's left with it. OR IGNORE: a bulk cut short may have copied some already. */
 	[LS_CLAIMS_PIECE] =
 		"INSERT OR IGNORE INTO login_reminder_indexed (recipient_id, period_start, campaign_id,"
 		" period_index, shown_at, client_version)"
 		" SELECT recipient_id, period_start, campaign_id, period_index, shown_at,"
 		" client_version FROM (SELECT * FROM temp.claim_bulk"
 		"  ORDER BY recipient_id, period_start LIMIT ?1) b"
-		" WHERE EXISTS (SELECT 1 FROM login_reminder_tail t WHERE t.id = b.tail_id)"
-		" ORDER BY recipient_id, period_start",
+		" WHERE EXISTS (SELECT 1 FROM login_reminder_tail t WHERE t.id = b.tail_id)",
 	[LS_CLAIMS_PIECE_DROP] =
 		"DELETE FROM temp.claim_bulk WHERE (recipient_id, period_start) IN"
 		" (SELECT recipient_id, period_start FROM temp.claim_bulk"
