@@ -254,6 +254,68 @@ static void test_bulk_cut_short(void **state)
 	store_close(s);
 }
 
+struct fact_sums {
+	int64_t reminders[6], first[6], last[6];
+};
+
+static int on_fact(void *ud, const struct store_fact *f)
+{
+	struct fact_sums *w = ud;
+
+	if (f->recipient_id >= 1 && f->recipient_id <= 5) {
+		w->reminders[f->recipient_id] = f->reminders;
+		w->first[f->recipient_id] = f->first_reminder_at;
+		w->last[f->recipient_id] = f->last_reminder_at;
+	}
+	return 0;
+}
+
+/* The report's facts count a recipient's claims in the B-tree and in the tail together, and
+ * a claim copied into the B-tree by a bulk cut short once. */
+static void test_report_counts_tail_claims(void **state)
+{
+	struct store *s = open_with_recipients(state), *b = NULL;
+	struct store_login_bulk k;
+	struct fact_sums w = {0};
+	struct err e = {0};
+
+	assert_int_equal(sqlite3_exec(s->db,
+				      "INSERT INTO segment (id, campaign_id, name, position, template,"
+				      " send_at) VALUES (1, 1, 'all', 0, 't', 0);"
+				      "UPDATE recipient SET segment_id = 1",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(store_open(&b, *state, 0, &e), 0);
+	store_login_index_later(s, true);
+	assert_true(claim(b, 1, 10)); /* the B-tree */
+	assert_true(claim(s, 1, 11)); /* the tail */
+	assert_true(claim(s, 1, 9));
+	assert_true(claim(s, 2, 10));
+	assert_true(claim(s, 3, 10));
+	assert_int_equal(store_report_facts(s, 1, 0, on_fact, &w, &e), 0);
+	assert_int_equal(w.reminders[1], 3);
+	assert_int_equal(w.first[1], 9 * DAY + 60);
+	assert_int_equal(w.last[1], 11 * DAY + 60);
+	assert_int_equal(w.reminders[2], 1);
+	assert_int_equal(w.reminders[3], 1);
+	assert_int_equal(w.reminders[4], 0);
+	assert_int_equal(w.first[4], 0);
+
+	/* a bulk cut short after its first piece: copies in both places, counted once */
+	assert_int_equal(store_login_bulk_start(s, &k, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &k, 64, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &k, 2, &e), 0);
+	assert_int_equal(tail_rows(s), 4);
+	w = (struct fact_sums){0};
+	assert_int_equal(store_report_facts(s, 1, 0, on_fact, &w, &e), 0);
+	assert_int_equal(w.reminders[1], 3);
+	assert_int_equal(w.reminders[2], 1);
+	assert_int_equal(w.reminders[3], 1);
+	assert_int_equal(w.last[1], 11 * DAY + 60);
+	store_close(s);
+	store_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +326,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bulk_moves_claims, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_cut_short, scratch_db,
+						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_report_counts_tail_claims, scratch_db,
 						scratch_db_remove),
 	};
 
