@@ -968,9 +968,12 @@ static int release_tail(struct store *s, struct claim_key k, struct err *e)
 	if (c != NULL && (i = claims_find(c, k)) != SIZE_MAX) {
 		c->v[i].recipient_id = -1; /* freed: probing goes on past it */
 		c->v[i].period_start = 0;
-		c->last_id = 0;
 		s->claims_dirty = true;
 	}
+	if (last && c->seen == c->last_id)
+		c->seen--; /* the next row appended takes its id again: it is to be read */
+	if (c != NULL)
+		c->last_id = 0;
 	return store_step_done(s, st, "taking back a login reminder", e);
 }
 

@@ -170,6 +170,33 @@ static void test_rollback_release_delete(void **state)
 	store_close(b);
 }
 
+/* The last claim of the tail, released and committed, frees its rowid: the next row appended,
+ * by another connection, takes it, and the connection that released it still reads it. */
+static void test_released_rowid_taken_again(void **state)
+{
+	struct store *a = open_with_recipients(state), *c = NULL;
+	struct store_login_reminder r = {1, 5, 10 * DAY, 10, 10 * DAY, NULL};
+	struct err e = {0};
+	bool claimed = false;
+
+	assert_int_equal(store_open(&c, *state, 0, &e), 0);
+	store_login_index_later(a, true);
+	store_login_index_later(c, true);
+	assert_true(claim(a, 1, 10));
+	assert_int_equal(store_begin(a, &e), 0);
+	assert_int_equal(store_login_reminder_claim(a, &r, &claimed, &e), 0);
+	assert_true(claimed);
+	assert_int_equal(store_login_reminder_release(a, 5, 10 * DAY, &e), 0);
+	assert_int_equal(store_commit(a, &e), 0);
+	assert_true(claim(c, 2, 10));
+	assert_int_equal(scratch_int(a, "SELECT id FROM login_reminder_tail WHERE recipient_id = 2"),
+			 2);
+	assert_false(claim(a, 2, 10));
+	assert_claims(a, 2, 1);
+	store_close(a);
+	store_close(c);
+}
+
 /* A bulk in steps of 2 moves the claims in key order after the logins' keys: at every step each
  * claim is read once and blocks a second; claims made meanwhile stay for the next bulk; at
  * the end the moved ones are out of the tail. */
@@ -322,6 +349,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tail_claim_blocks_others, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_rollback_release_delete, scratch_db,
+						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_released_rowid_taken_again, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_moves_claims, scratch_db,
 						scratch_db_remove),
