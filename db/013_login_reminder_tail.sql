@@ -26,8 +26,9 @@ CREATE TABLE login_reminder_tail (
 );
 
 -- Changes whenever rows leave the tail other than by the release of a claim in the transaction
--- that made it: a bulk moved them (and the tail's rowids may start again at 1), or a
--- recipient was deleted (its claims went with it, and its id may come back). A connection that
+-- that made it: a bulk moved them (and the tail's rowids may start again at 1), a recipient
+-- was deleted (its claims went with it, and its id may come back), or a claim was deleted
+-- through the view. Only these three delete from the tail (and store_login.c's release). A connection that
 -- keeps the tail's keys in memory reads them all again when it changed. One row (one = 1).
 CREATE TABLE login_reminder_tail_epoch (
     one   INTEGER PRIMARY KEY, -- 1
@@ -69,4 +70,5 @@ BEGIN
         AND period_start = OLD.period_start;
     DELETE FROM login_reminder_tail WHERE recipient_id = OLD.recipient_id
         AND period_start = OLD.period_start;
+    UPDATE login_reminder_tail_epoch SET epoch = epoch + 1;
 END;

@@ -41,6 +41,7 @@ enum login_stmt {
 	LS_CLAIMS_CLEAR,
 	LS_CLAIMS_FILL,
 	LS_CLAIMS_PIECE,
+	LS_CLAIMS_PIECE_ALL,
 	LS_CLAIMS_PIECE_DROP,
 	LS_CLAIMS_LEFT,
 	LS_CLAIMS_MOVE_ALL,
@@ -169,6 +170,13 @@ static const char *const login_sql[LS_COUNT] = {
 		" client_version FROM (SELECT * FROM temp.claim_bulk"
 		"  ORDER BY recipient_id, period_start LIMIT ?1) b"
 		" WHERE EXISTS (SELECT 1 FROM login_reminder_tail t WHERE t.id = b.tail_id)",
+	/* The same when no row left the tail since the bulk began (its epoch unchanged): each
+	 * sorted claim is still there, and the probe of the tail, a fifth of a piece, is spared. */
+	[LS_CLAIMS_PIECE_ALL] =
+		"INSERT OR IGNORE INTO login_reminder_indexed (recipient_id, period_start, campaign_id,"
+		" period_index, shown_at, client_version)"
+		" SELECT recipient_id, period_start, campaign_id, period_index, shown_at,"
+		" client_version FROM temp.claim_bulk ORDER BY recipient_id, period_start LIMIT ?1",
 	[LS_CLAIMS_PIECE_DROP] =
 		"DELETE FROM temp.claim_bulk WHERE (recipient_id, period_start) IN"
 		" (SELECT recipient_id, period_start FROM temp.claim_bulk"
@@ -519,6 +527,21 @@ void store_login_index_later(struct store *s, bool later)
 	s->login_index_later = later;
 }
 
+/* login_reminder_tail_epoch (db/013). */
+static int claims_epoch(struct store *s, int64_t *epoch, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LS_CLAIMS_MARK, e);
+	int step;
+
+	*epoch = 0;
+	if (st == NULL)
+		return e->code;
+	if ((step = sqlite3_step(st)) == SQLITE_ROW)
+		*epoch = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the login reminders' tail");
+}
+
 /* The claims' tail: ids in (*below, *top]; none when equal. */
 static int claims_bounds(struct store *s, int64_t *below, int64_t *top, struct err *e)
 {
@@ -574,7 +597,8 @@ int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct e
 	    (rc = bulk_run(s, LS_CLAIMS_TABLE, 0, 0, e)) != 0 ||
 	    (rc = bulk_run(s, LS_CLAIMS_CLEAR, 0, 0, e)) != 0 ||
 	    (rc = tail_bounds(s, &b->through, &b->last, e)) != 0 ||
-	    (rc = claims_bounds(s, &b->claims_next, &b->claims_last, e)) != 0)
+	    (rc = claims_bounds(s, &b->claims_next, &b->claims_last, e)) != 0 ||
+	    (rc = claims_epoch(s, &b->epoch, e)) != 0)
 		return rc;
 	b->next = b->through;
 	b->keys_done = b->last <= b->through;
@@ -609,6 +633,7 @@ static int claims_done(struct store *s, int64_t to, struct err *e)
 static int piece_run(struct store *s, struct store_login_bulk *b, size_t keys, bool *left,
 		     struct err *e)
 {
+	int64_t epoch = 0;
 	int rc;
 
 	if (!b->keys_done) {
@@ -618,8 +643,10 @@ static int piece_run(struct store *s, struct store_login_bulk *b, size_t keys, b
 			rc = through_set(s, b->last, e);
 		return rc;
 	}
-	if ((rc = bulk_run(s, LS_CLAIMS_PIECE, (int64_t)keys, 0, e)) == 0 &&
-	    (rc = bulk_run(s, LS_CLAIMS_PIECE_DROP, (int64_t)keys, 0, e)) == 0 &&
+	if ((rc = claims_epoch(s, &epoch, e)) == 0)
+		rc = bulk_run(s, epoch == b->epoch ? LS_CLAIMS_PIECE_ALL : LS_CLAIMS_PIECE,
+			      (int64_t)keys, 0, e);
+	if (rc == 0 && (rc = bulk_run(s, LS_CLAIMS_PIECE_DROP, (int64_t)keys, 0, e)) == 0 &&
 	    (rc = bulk_left(s, LS_CLAIMS_LEFT, left, e)) == 0 && !*left)
 		rc = claims_done(s, b->claims_last, e);
 	return rc;

@@ -86,6 +86,7 @@ struct store_login_bulk {
 	int64_t through, last; /* the tail it covers: login ids in (through, last] */
 	int64_t next;          /* the ids up to next are in the sorted table */
 	int64_t claims_next, claims_last; /* the claims' tail ids: in (claims_next, claims_last] */
+	int64_t epoch;         /* login_reminder_tail_epoch at the start */
 	bool keys_done;        /* the logins' part is done (the mark moved) */
 	bool wrote;            /* the last step committed a transaction */
 	bool active;

@@ -235,6 +235,37 @@ static void test_bulk_moves_claims(void **state)
 	store_close(b);
 }
 
+/* A recipient deleted while a bulk runs (its claims sorted already): its claim is not moved
+ * (it left the tail with it), the others are; and a claim deleted through the view while a
+ * bulk runs is not moved back either; another connection claims both again. */
+static void test_deleted_during_bulk(void **state)
+{
+	struct store *s = open_with_recipients(state), *b = NULL;
+	struct store_login_bulk k;
+	struct err e = {0};
+
+	assert_int_equal(store_open(&b, *state, 0, &e), 0);
+	store_login_index_later(s, true);
+	for (int i = 1; i <= 5; i++)
+		assert_true(claim(s, i, 10));
+	assert_int_equal(store_login_bulk_start(s, &k, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &k, 64, &e), 0); /* all sorted */
+	assert_int_equal(sqlite3_exec(b->db, "DELETE FROM recipient WHERE id = 2;"
+				      " DELETE FROM login_reminder WHERE recipient_id = 4",
+				      NULL, NULL, NULL), SQLITE_OK);
+	while (k.active)
+		assert_int_equal(store_login_bulk_step(s, &k, 2, &e), 0);
+	assert_int_equal(tail_rows(s), 0);
+	assert_int_equal(scratch_int(s, "SELECT group_concat(recipient_id, '') FROM"
+				    " (SELECT recipient_id FROM login_reminder_indexed ORDER BY 1)"),
+			 135);
+	assert_true(claim(b, 4, 10));
+	assert_true(claim(s, 1, 11));
+	assert_false(claim(s, 4, 10));
+	store_close(s);
+	store_close(b);
+}
+
 /* A bulk cut short (its connection gone after moving some claims, as in a crash) leaves
  * copies in both places: read once, claimed once; the next bulk, and a one-shot one, end
  * with every claim in the B-tree once and the tail empty. */
@@ -353,6 +384,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_released_rowid_taken_again, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_moves_claims, scratch_db,
+						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_deleted_during_bulk, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_cut_short, scratch_db,
 						scratch_db_remove),
