@@ -78,7 +78,7 @@ int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struc
  * is then abandoned: start another). A bulk cut short by a failure or a crash leaves some
  * keys above the mark; readers and later bulks allow for them (each key is added once).
  * Then the same for the claims of login_reminder_tail as the bulk began: sorted by their key in
- * steps, moved into login_reminder_indexed in steps, and deleted from the tail with the last
+ * steps, moved into login_reminder_indexed in steps, then deleted from the tail in steps
  * (a claim copied and not yet deleted is read once: the view login_reminder skips it).
  * Outside a transaction. A store error, as the others.
  */
@@ -87,6 +87,8 @@ struct store_login_bulk {
 	int64_t next;          /* the ids up to next are in the sorted table */
 	int64_t claims_next, claims_last; /* the claims' tail ids: in (claims_next, claims_last] */
 	int64_t epoch;         /* login_reminder_tail_epoch at the start */
+	int64_t claims_deleted; /* the moved claims' tail ids up to it are deleted */
+	bool claims_moved;     /* every claim is in login_reminder_indexed: deletes follow */
 	bool keys_done;        /* the logins' part is done (the mark moved) */
 	bool wrote;            /* the last step committed a transaction */
 	bool active;

@@ -224,7 +224,8 @@ static void test_bulk_moves_claims(void **state)
 		assert_false(claim(b, 3, 10));
 		assert_false(claim(s, 5, 10));
 	}
-	assert_int_equal(steps, 3 + 3); /* 5 claims sorted 2 at a time; moved 2 at a time */
+	/* 5 claims sorted 2 at a time; moved 2 at a time; deleted from the tail 2 at a time */
+	assert_int_equal(steps, 3 + 3 + 3);
 	assert_int_equal(tail_rows(s), 1);
 	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 5);
 	assert_false(claim(s, 2, 10)); /* its memory read again, the tail having shrunk */
@@ -297,17 +298,38 @@ static void test_bulk_cut_short(void **state)
 	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 5);
 	assert_claims(s, 5, 1);
 
+	/* cut short while it deletes the moved claims from the tail: read once, then deleted */
+	for (int i = 1; i <= 5; i++)
+		assert_true(claim(s, i, 12));
+	assert_int_equal(store_login_bulk_start(s, &k, &e), 0);
+	while (!k.claims_moved)
+		assert_int_equal(store_login_bulk_step(s, &k, 64, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &k, 2, &e), 0);
+	assert_true(k.active);
+	assert_int_equal(tail_rows(s), 3);
+	store_close(s);
+	assert_int_equal(store_open(&s, *state, 0, &e), 0);
+	store_login_index_later(s, true);
+	assert_claims(s, 10, 2);
+	assert_false(claim(s, 5, 12));
+	assert_int_equal(store_login_bulk_start(s, &k, &e), 0);
+	while (k.active)
+		assert_int_equal(store_login_bulk_step(s, &k, 64, &e), 0);
+	assert_int_equal(tail_rows(s), 0);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 10);
+	assert_claims(s, 10, 2);
+
 	/* cut short, then the one-shot bulk (cutoff serve's at its stop) */
 	assert_true(claim(s, 1, 11));
 	assert_true(claim(s, 2, 11));
 	assert_int_equal(store_login_bulk_start(s, &k, &e), 0);
 	assert_int_equal(store_login_bulk_step(s, &k, 64, &e), 0);
 	assert_int_equal(store_login_bulk_step(s, &k, 1, &e), 0);
-	assert_claims(s, 7, 2);
+	assert_claims(s, 12, 3);
 	assert_int_equal(store_login_index(s, 1, &n, &e), 0);
 	assert_int_equal(tail_rows(s), 0);
-	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 7);
-	assert_claims(s, 7, 2);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 12);
+	assert_claims(s, 12, 3);
 	assert_false(claim(s, 2, 11));
 	store_close(s);
 }
