@@ -480,7 +480,6 @@ static void decider_index_step(struct decider *d)
 	struct metrics *m = &d->sv->m;
 	int64_t t0 = monotonic_ns();
 	struct err e = {0};
-	bool piece;
 	int rc = 0;
 
 	if (decider_writes_stopped(d))
@@ -490,9 +489,8 @@ static void decider_index_step(struct decider *d)
 		d->tail = 0; /* the logins committed from now on are the next bulk's */
 	}
 	if (rc == 0 && d->bulk.active) {
-		piece = d->bulk.next >= d->bulk.last;
 		rc = store_login_bulk_step(d->s, &d->bulk, INDEX_STEP_KEYS, &e);
-		if (piece) /* a transaction: the checkpointer looks at the WAL */
+		if (d->bulk.wrote) /* a transaction: the checkpointer looks at the WAL */
 			atomic_fetch_add(&m->index_runs, 1);
 		if (rc == 0 && !d->bulk.active)
 			atomic_fetch_add(&m->indexed, (uint64_t)(d->bulk.last - d->bulk.through));

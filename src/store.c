@@ -388,6 +388,7 @@ void store_close(struct store *s)
 	for (size_t i = 0; i < sizeof s->ledger_stmts / sizeof *s->ledger_stmts; i++)
 		sqlite3_finalize(s->ledger_stmts[i]);
 	store_login_drop(s);
+	store_login_claims_free(s);
 	buf_free(&s->logins.text);
 	buf_free(&s->login_keys.text);
 	free(s->login_keys.v);
@@ -416,6 +417,7 @@ int store_schema_version_at_open(const struct store *s)
 int store_begin(struct store *s, struct err *e)
 {
 	store_login_drop(s); /* of a transaction SQLite itself rolled back, if any */
+	store_login_claims_end(s, false);
 	return exec(s, "BEGIN IMMEDIATE", e);
 }
 
@@ -428,7 +430,9 @@ int store_commit(struct store *s, struct err *e)
 {
 	int rc = store_login_flush(s, e);
 
-	return rc != 0 ? rc : exec(s, "COMMIT", e);
+	if (rc == 0 && (rc = exec(s, "COMMIT", e)) == 0)
+		store_login_claims_end(s, true);
+	return rc;
 }
 
 void store_on_rollback(struct store *s, void (*fn)(void *ud), void *ud)
@@ -439,6 +443,7 @@ void store_on_rollback(struct store *s, void (*fn)(void *ud), void *ud)
 void store_rollback(struct store *s)
 {
 	store_login_drop(s);
+	store_login_claims_end(s, false);
 	if (!sqlite3_get_autocommit(s->db))
 		exec(s, "ROLLBACK", NULL);
 }

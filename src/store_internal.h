@@ -43,12 +43,15 @@ struct store_login_keys {
 	size_t n, cap;
 };
 
+/* The keys of login_reminder_tail's claims a connection knows (store_login.c). */
+struct store_claims;
+
 struct store {
 	sqlite3 *db;
 	char *path;
 	int version_at_open;
 	sqlite3_stmt *stmts[STORE_MAX_STATEMENTS]; /* store.c's own, indexed by its enum */
-	sqlite3_stmt *login_stmts[32];             /* store_login.c's, indexed by its enum */
+	sqlite3_stmt *login_stmts[48];             /* store_login.c's, indexed by its enum */
 	sqlite3_stmt *report_stmts[32];            /* store_report.c's, indexed by its enum */
 	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
 	struct store_login_rows logins;            /* recorded, not yet inserted */
@@ -56,6 +59,9 @@ struct store {
 	int64_t login_first; /* the open transaction's first login inserted (its id); 0: none */
 	bool login_index_later; /* leave the keys to store_login_index (db/012_login_tail.sql) */
 	int wal_frames; /* in the WAL after the last commit, while own checkpoints are off */
+	struct store_claims *claims; /* the tail's claims (db/013), or NULL before the first */
+	bool claims_synced;          /* claims read in the open transaction */
+	bool claims_dirty;           /* claims holds some of the open transaction's */
 };
 
 /*
@@ -94,6 +100,14 @@ int store_login_flush(struct store *s, struct err *e);
 
 /* Drops the recorded logins and keys not inserted yet (store_rollback, store_close). */
 void store_login_drop(struct store *s);
+
+/* The transaction ended, committed or not (store_commit, store_rollback, store_begin): the
+ * claims kept in memory are read again at the next one's first claim; those of a transaction
+ * that was not committed are all read again. */
+void store_login_claims_end(struct store *s, bool committed);
+
+/* Frees the claims kept in memory (store_close). */
+void store_login_claims_free(struct store *s);
 
 /* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated
  * (the key survives forgetting the address). */

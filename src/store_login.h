@@ -51,14 +51,19 @@ int store_login_record(struct store *s, const char *user_id, int64_t at,
  * is added once, and readers list such a login once.
  */
 
-/* later true: this connection's commits leave their logins' keys to store_login_index. */
+/*
+ * later true: this connection's commits leave their logins' keys to store_login_index, and
+ * its reminder claims in login_reminder_tail (db/013_login_reminder_tail.sql), for the same
+ * bulks to move into login_reminder_indexed.
+ */
 void store_login_index_later(struct store *s, bool later);
 
 /*
- * Outside a transaction: when at least min_tail logins (and at least one) are in the tail,
- * adds the keys of the known ones to login_by_user in key order and moves through to the last
- * login, in a transaction of its own (undone whole by a failure or a crash: nothing lost,
- * nothing doubled). *indexed is the number of logins it covered, 0 when it left them.
+ * Outside a transaction: when at least min_tail logins and claims (and at least one) are in
+ * the tails, adds the keys of the known logins to login_by_user in key order and moves through
+ * to the last login, and moves the claims of login_reminder_tail into login_reminder_indexed,
+ * in a transaction of its own (undone whole by a failure or a crash: nothing lost, nothing
+ * doubled). *indexed is the number of logins it covered, 0 when it left them.
  */
 int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struct err *e);
 
@@ -72,11 +77,20 @@ int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struc
  * mark after the last. b->active turns false when the mark moved, or at a failure (the bulk
  * is then abandoned: start another). A bulk cut short by a failure or a crash leaves some
  * keys above the mark; readers and later bulks allow for them (each key is added once).
+ * Then the same for the claims of login_reminder_tail as the bulk began: sorted by their key in
+ * steps, moved into login_reminder_indexed in steps, then deleted from the tail in steps
+ * (a claim copied and not yet deleted is read once: the view login_reminder skips it).
  * Outside a transaction. A store error, as the others.
  */
 struct store_login_bulk {
 	int64_t through, last; /* the tail it covers: login ids in (through, last] */
 	int64_t next;          /* the ids up to next are in the sorted table */
+	int64_t claims_next, claims_last; /* the claims' tail ids: in (claims_next, claims_last] */
+	int64_t epoch;         /* login_reminder_tail_epoch at the start */
+	int64_t claims_deleted; /* the moved claims' tail ids up to it are deleted */
+	bool claims_moved;     /* every claim is in login_reminder_indexed: deletes follow */
+	bool keys_done;        /* the logins' part is done (the mark moved) */
+	bool wrote;            /* the last step committed a transaction */
 	bool active;
 };
 int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct err *e);
@@ -84,7 +98,7 @@ int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t ke
 			  struct err *e);
 
 /* *tail: how many login ids lie above login_indexed.through (logins whose keys may be missing
- * from login_by_user). */
+ * from login_by_user), plus the claims in login_reminder_tail. */
 int store_login_tail(struct store *s, int64_t *tail, struct err *e);
 
 /* A login reminder to claim: one recipient, one cadence period. */
@@ -99,8 +113,13 @@ struct store_login_reminder {
 
 /*
  * Records that r's reminder is shown now, unless one was shown in that period already:
- * *claimed is true only for the call that inserted it (INSERT ... ON CONFLICT DO NOTHING),
- * so of two concurrent logins exactly one gets it.
+ * *claimed is true only for the call that inserted it, so of two concurrent logins exactly one
+ * gets it. The key is looked up in login_reminder_indexed and among the claims of
+ * login_reminder_tail, which the connection keeps in memory, reads once at its transaction's
+ * first claim (all of them, or those added since it last did) and forgets when the
+ * transaction is rolled back; the write transaction (store_begin) holds every other writer
+ * off until the commit. The claim goes into the tail when the connection indexes later
+ * (store_login_index_later), else into login_reminder_indexed.
  */
 int store_login_reminder_claim(struct store *s, const struct store_login_reminder *r,
 			       bool *claimed, struct err *e);

@@ -41,7 +41,9 @@ sql "$DB" "PRAGMA foreign_keys = ON;
     updated_at) VALUES (1, 1, 'reminder', 5, 'deferred', 9, 0, 0);
   INSERT INTO login (id, user_id, at, client_version, platform, outcome)
     VALUES (1, 'u1', 10, '4.6', 'windows', 'none'), (2, 'x9', 11, NULL, NULL, 'unknown'),
-           (3, 'u2', 12, '5.0', NULL, 'completed');" >"$OUT" 2>"$ERR"
+           (3, 'u2', 12, '5.0', NULL, 'completed');
+  INSERT INTO login_reminder (recipient_id, period_start, campaign_id, period_index, shown_at,
+    client_version) VALUES (1, 86400, 1, 1, 86500, '4.6');" >"$OUT" 2>"$ERR"
 check "$(cat "$ERR")" "" "rows go into the old schema"
 before=$(rows)
 
@@ -55,6 +57,11 @@ check "$after" "$before" "every row is as it was"
 check "$(sql "$DB" "SELECT group_concat(user_id || '@' || at || '#' || login_id, ' ')
     FROM login_by_user")" "u1@10#1 u2@12#3" "the logins' keys are in login_by_user"
 check "$(sql "$DB" "SELECT through FROM login_indexed")" "3" "and marked indexed up to the last login"
+# 013 kept the login reminders in their B-tree, read through the view, with an empty tail.
+check "$(sql "$DB" "SELECT group_concat(recipient_id || '@' || period_start || '#' || shown_at, ' ')
+    FROM login_reminder_indexed")" "1@86400#86500" "the login reminders are in login_reminder_indexed"
+check "$(sql "$DB" "SELECT count(*) || ',' || (SELECT count(*) FROM login_reminder_tail)
+    FROM login_reminder")" "1,0" "read once through the view login_reminder; the tail is empty"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK%' AND sql LIKE '% IN (%'")" \
     "0" "no CHECK is an IN list any more"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK (state = ''%'")" "4" \

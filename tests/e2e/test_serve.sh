@@ -456,6 +456,38 @@ kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
 check "$(sql "$DB" "SELECT count(*) FROM login_by_user") $(tail_n)" \
     "$(logins "WHERE outcome <> 'unknown'") 0" "every known login has its key, once"
 
+# ---- reminder claims in the tail (db/013): the service's claims go to login_reminder_tail and
+# are moved into login_reminder_indexed by the same bulks; a claim in the tail blocks the
+# reminder in another process (cutoff login) and is read once by support and the view; a
+# kill -9 loses and doubles nothing ----
+rid310=$(sql "$DB" "SELECT id FROM recipient WHERE user_id = 'u00000310'")
+claims() { sql "$DB" "SELECT (SELECT count(*) FROM login_reminder WHERE recipient_id = $rid310) || ','
+    || (SELECT count(*) FROM login_reminder_tail WHERE recipient_id = $rid310) || ','
+    || (SELECT count(*) FROM login_reminder_indexed WHERE recipient_id = $rid310)"; }
+start_serve "$NOW" --index-every 1000000 --index-idle-ms 0
+check "$(login u00000310 4.6)" "messenger-upgrade" "a first login: the reminder"
+check "$(claims)" "1,1,0" "its claim in the tail, read once through the view"
+"$CUTOFF_BIN" --config "$T/cutoff.conf" --now "$NOW" login u00000310 --client-version 4.6 --json >"$OUT"
+check "$(json 'a["reminder"]')" "None" "cutoff login, another process, finds it claimed: no second reminder"
+check "$(login u00000310 4.6)" "-" "nor a second login to the service"
+get /v1/users/u00000310
+check "$(json '[h["what"] for p in a["people"] for h in p["history"]].count("reminder")')" "1" \
+    "GET /v1/users lists the reminder once"
+"$CUTOFF_BIN" --config "$T/cutoff.conf" user u00000310 --format json >"$T/user310.json"
+check "$(cat "$OUT")" "$(cat "$T/user310.json")" "as cutoff user does"
+kill -KILL "$SPID"; wait "$SPID" 2>/dev/null
+check "$(claims)" "1,1,0" "killed: the claim still in the tail, once"
+start_serve "$NOW"
+"$CUTOFF_BIN" --config "$T/cutoff.conf" --now "$NOW" login u00000310 --client-version 4.6 --json >"$OUT"
+check "$(json 'a["reminder"]')" "None" "after the restart too"
+for i in $(seq 100); do [ "$(claims)" = "1,0,1" ] && break; sleep 0.1; done
+check "$(claims)" "1,0,1" "idle: the claim moved into login_reminder_indexed, once"
+check "$(login u00000310 4.6)" "-" "and still blocks a second reminder"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "SIGTERM: exit 0"
+check "$(sql "$DB" "SELECT count(*) FROM login_reminder_tail") $(sql "$DB" "SELECT count(*) FROM
+    (SELECT recipient_id, period_start FROM login_reminder GROUP BY 1, 2 HAVING count(*) > 1)")" \
+    "0 0" "the stop left no claim in the tail, and none is read twice"
+
 # ---- a busy database: retried while another writer holds it; 503 once it gives up ----
 start_serve "$NOW" --busy-wait-ms 0
 n0=$(logins "")
