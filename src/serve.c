@@ -43,6 +43,7 @@
 #define INDEX_STEP_MIN 32    /* ... and at least, by any step */
 #define INDEX_STEP_MAX 8192  /* ... and at most */
 #define INDEX_STEP_NS 500000 /* the time a step should take: 0.5 ms (serve_pace.h) */
+#define INDEX_IDLE_NS 10000000 /* no batch for 10 ms: idle, a bulk's steps need not be short */
 #define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
 #define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
 
@@ -198,6 +199,7 @@ struct decider {
 	int64_t tail; /* logins committed since the last bulk began (db/012), as counted here */
 	struct store_login_bulk bulk; /* adding the keys of the tail, step by step */
 	struct serve_pace pace; /* each step's keys, by the time the last ones took */
+	int64_t batch_end_ns; /* when the last batch was committed (or failed) */
 	struct err e;
 };
 
@@ -479,12 +481,14 @@ static bool decider_writes_stopped(struct decider *d)
  * Performance, sixth pass). A step runs between two batches or while idle (the whole bulk at
  * once held every request for 25 to 100 ms), and takes as many keys as fit in INDEX_STEP_NS by
  * the last steps of its part (eighth pass: 1,024 keys a step took 2.5 ms at the median, up to
- * 5 ms when moving claims, and the next batch waited for it). While idle (no request waits),
- * at least INDEX_STEP_KEYS, as before: fewer transactions, and the bulk ends sooner. A failure
- * abandons the bulk; the tail stays, to be indexed by a later one.
+ * 5 ms when moving claims, and the next batch waited for it). Idle (no batch for
+ * INDEX_IDLE_NS: under load the queue is empty between most batches, while their answers are on
+ * their way), at least INDEX_STEP_KEYS, as before: fewer transactions, the bulk ends sooner. A
+ * failure abandons the bulk; the tail stays, to be indexed by a later one.
  */
-static void decider_index_step(struct decider *d, bool idle)
+static void decider_index_step(struct decider *d)
 {
+	bool idle = monotonic_ns() - d->batch_end_ns >= INDEX_IDLE_NS;
 	struct metrics *m = &d->sv->m;
 	int64_t t0 = monotonic_ns();
 	struct err e = {0};
@@ -556,7 +560,7 @@ static void decider_wait(struct decider *d)
 	while (sv->head == NULL && !sv->stop) {
 		if (d->bulk.active || decider_idle(d)) {
 			pthread_mutex_unlock(&sv->lock);
-			decider_index_step(d, true);
+			decider_index_step(d);
 			pthread_mutex_lock(&sv->lock);
 		}
 	}
@@ -582,7 +586,7 @@ static void decider_loop(struct decider *d)
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
-		t0 = monotonic_ns();
+		d->batch_end_ns = t0 = monotonic_ns();
 		pthread_mutex_lock(&sv->lock);
 		if (list->result == 200)
 			sync_queue_put(sv, list); /* answered once its WAL frames are on disk */
@@ -596,7 +600,7 @@ static void decider_loop(struct decider *d)
 		}
 		if (d->bulk.active || d->tail >= index_every) {
 			pthread_mutex_unlock(&sv->lock);
-			decider_index_step(d, false);
+			decider_index_step(d);
 			pthread_mutex_lock(&sv->lock);
 		}
 	}
