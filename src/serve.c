@@ -27,6 +27,7 @@
 #include "log.h"
 #include "login.h"
 #include "report.h"
+#include "serve_pace.h"
 #include "store.h"
 #include "store_login.h"
 #include "util.h"
@@ -38,7 +39,11 @@
 #define CKPT_PASSES_MAX 16  /* passes back to back, at most, before asking for the restart */
 #define DECIDER_CACHE_KIB 4096 /* the decider's page cache: see decider_main */
 #define INDEX_EVERY 32768 /* default index_every: the tail's logins indexed in one bulk */
-#define INDEX_STEP_KEYS 1024 /* keys sorted or added by one step of a bulk */
+#define INDEX_STEP_KEYS 1024 /* keys sorted or added by a bulk's first step of each part */
+#define INDEX_STEP_MIN 32    /* ... and at least, by any step */
+#define INDEX_STEP_MAX 8192  /* ... and at most */
+#define INDEX_STEP_NS 500000 /* the time a step should take: 0.5 ms (serve_pace.h) */
+#define INDEX_IDLE_NS 10000000 /* no batch for 10 ms: idle, a bulk's steps need not be short */
 #define TXN_EVENTS_MAX 5000 /* events decided in one transaction, at most (whole requests) */
 #define DISCARD_MAX (4 * SERVE_BATCH_BODY_MAX) /* an oversized body is read this far, then cut */
 
@@ -193,6 +198,8 @@ struct decider {
 	uint64_t logins, reminders, completions, unknown; /* of the open transaction */
 	int64_t tail; /* logins committed since the last bulk began (db/012), as counted here */
 	struct store_login_bulk bulk; /* adding the keys of the tail, step by step */
+	struct serve_pace pace; /* each step's keys, by the time the last ones took */
+	int64_t batch_end_ns; /* when the last batch was committed (or failed) */
 	struct err e;
 };
 
@@ -471,12 +478,17 @@ static bool decider_writes_stopped(struct decider *d)
  * One step of the bulk that adds the tail's keys to login_by_user in key order, starting one
  * when none runs (store_login_bulk_step): the batches' commits leave the keys out, so that a
  * commit of 25 logins writes one random B-tree leaf a login, not two (docs/api.md,
- * Performance, sixth pass). A step sorts or adds INDEX_STEP_KEYS keys (1.2 ms on average in
- * bench/serve), run between two batches or while idle: the whole bulk at once held every
- * request for 25 to 100 ms. A failure abandons the bulk; the tail stays, to be indexed by a later one.
+ * Performance, sixth pass). A step runs between two batches or while idle (the whole bulk at
+ * once held every request for 25 to 100 ms), and takes as many keys as fit in INDEX_STEP_NS by
+ * the last steps of its part (eighth pass: 1,024 keys a step took 2.5 ms at the median, up to
+ * 5 ms when moving claims, and the next batch waited for it). Idle (no batch for
+ * INDEX_IDLE_NS: under load the queue is empty between most batches, while their answers are on
+ * their way), at least INDEX_STEP_KEYS, as before: fewer transactions, the bulk ends sooner. A
+ * failure abandons the bulk; the tail stays, to be indexed by a later one.
  */
 static void decider_index_step(struct decider *d)
 {
+	bool idle = monotonic_ns() - d->batch_end_ns >= INDEX_IDLE_NS;
 	struct metrics *m = &d->sv->m;
 	int64_t t0 = monotonic_ns();
 	struct err e = {0};
@@ -489,7 +501,16 @@ static void decider_index_step(struct decider *d)
 		d->tail = 0; /* the logins committed from now on are the next bulk's */
 	}
 	if (rc == 0 && d->bulk.active) {
-		rc = store_login_bulk_step(d->s, &d->bulk, INDEX_STEP_KEYS, &e);
+		enum store_bulk_part part = store_login_bulk_part(&d->bulk);
+		size_t keys = serve_pace_keys(&d->pace, (int)part);
+		int64_t t1 = monotonic_ns();
+
+		if (idle && keys < INDEX_STEP_KEYS)
+			keys = INDEX_STEP_KEYS;
+		rc = store_login_bulk_step(d->s, &d->bulk, keys, &e);
+		/* only whole steps: the one that ended its part took fewer keys */
+		if (rc == 0 && store_login_bulk_part(&d->bulk) == part)
+			serve_pace_done(&d->pace, (int)part, keys, monotonic_ns() - t1);
 		if (d->bulk.wrote) /* a transaction: the checkpointer looks at the WAL */
 			atomic_fetch_add(&m->index_runs, 1);
 		if (rc == 0 && !d->bulk.active)
@@ -565,7 +586,7 @@ static void decider_loop(struct decider *d)
 		list = queue_take(sv);
 		pthread_mutex_unlock(&sv->lock);
 		decider_batch(d, list);
-		t0 = monotonic_ns();
+		d->batch_end_ns = t0 = monotonic_ns();
 		pthread_mutex_lock(&sv->lock);
 		if (list->result == 200)
 			sync_queue_put(sv, list); /* answered once its WAL frames are on disk */
@@ -696,6 +717,8 @@ static void *decider_main(void *arg)
 {
 	struct decider d = {.sv = arg};
 	int rc;
+
+	serve_pace_init(&d.pace, INDEX_STEP_NS, INDEX_STEP_MIN, INDEX_STEP_KEYS, INDEX_STEP_MAX);
 
 	(void)pthread_setname_np(pthread_self(), "cutoff-decider"); /* for top -H and perf */
 	/*

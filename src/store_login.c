@@ -742,6 +742,17 @@ int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t ke
 	return rc;
 }
 
+enum store_bulk_part store_login_bulk_part(const struct store_login_bulk *b)
+{
+	if (!b->active)
+		return STORE_BULK_NONE;
+	if (b->claims_moved)
+		return STORE_BULK_CLAIMS_DELETE;
+	if (!b->keys_done)
+		return b->next < b->last ? STORE_BULK_KEYS_SORT : STORE_BULK_KEYS_ADD;
+	return b->claims_next < b->claims_last ? STORE_BULK_CLAIMS_SORT : STORE_BULK_CLAIMS_MOVE;
+}
+
 /* Every claim of the tail up to `top` into login_reminder_indexed in key order, out of the tail. */
 static int claims_move_all(struct store *s, int64_t top, struct err *e)
 {

@@ -97,6 +97,19 @@ int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct e
 int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t keys,
 			  struct err *e);
 
+/* Which part of the bulk b's next step runs (each costs differently a key, so that a caller
+ * can size each apart): the logins' keys sorted, then added; the claims sorted, then moved,
+ * then deleted from the tail; STORE_BULK_NONE when b is not active. */
+enum store_bulk_part {
+	STORE_BULK_KEYS_SORT,
+	STORE_BULK_KEYS_ADD,
+	STORE_BULK_CLAIMS_SORT,
+	STORE_BULK_CLAIMS_MOVE,
+	STORE_BULK_CLAIMS_DELETE,
+	STORE_BULK_NONE
+};
+enum store_bulk_part store_login_bulk_part(const struct store_login_bulk *b);
+
 /* *tail: how many login ids lie above login_indexed.through (logins whose keys may be missing
  * from login_by_user), plus the claims in login_reminder_tail. */
 int store_login_tail(struct store *s, int64_t *tail, struct err *e);

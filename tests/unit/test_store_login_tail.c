@@ -243,6 +243,9 @@ static void test_bulk_in_steps(void **state)
 	assert_int_equal(b.last - b.through, 8);
 	commit_logins(s, "u3", "none", 1, &at); /* after the start: the next bulk's */
 	while (b.active) {
+		/* the part each step runs, which the service sizes its steps by */
+		assert_int_equal(store_login_bulk_part(&b),
+				 steps < 4 ? STORE_BULK_KEYS_SORT : STORE_BULK_KEYS_ADD);
 		assert_int_equal(store_login_bulk_step(s, &b, 2, &e), 0);
 		steps++;
 		assert_int_equal(history_logins(s, "u1"), 4);
@@ -250,6 +253,7 @@ static void test_bulk_in_steps(void **state)
 		assert_int_equal(tail(s), b.active ? 9 : 1);
 	}
 	assert_int_equal(steps, 4 + 4); /* 8 ids sorted 2 at a time; 7 keys added 2 at a time */
+	assert_int_equal(store_login_bulk_part(&b), STORE_BULK_NONE);
 	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 7);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u3"), 1);

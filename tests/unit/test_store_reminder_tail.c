@@ -218,6 +218,10 @@ static void test_bulk_moves_claims(void **state)
 	assert_true(k.active);
 	assert_true(claim(s, 1, 11)); /* after the start: the next bulk's */
 	while (k.active) {
+		/* the part each step runs, which the service sizes its steps by */
+		assert_int_equal(store_login_bulk_part(&k), steps < 3   ? STORE_BULK_CLAIMS_SORT
+							   : steps < 6 ? STORE_BULK_CLAIMS_MOVE
+								       : STORE_BULK_CLAIMS_DELETE);
 		assert_int_equal(store_login_bulk_step(s, &k, 2, &e), 0);
 		steps++;
 		assert_claims(s, 6, 2);
@@ -226,6 +230,7 @@ static void test_bulk_moves_claims(void **state)
 	}
 	/* 5 claims sorted 2 at a time; moved 2 at a time; deleted from the tail 2 at a time */
 	assert_int_equal(steps, 3 + 3 + 3);
+	assert_int_equal(store_login_bulk_part(&k), STORE_BULK_NONE);
 	assert_int_equal(tail_rows(s), 1);
 	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 5);
 	assert_false(claim(s, 2, 10)); /* its memory read again, the tail having shrunk */
