@@ -30,12 +30,18 @@ static const char *const ledger_sql[LD_COUNT] = {
 	[LD_CAMPAIGN_MARK_SENDING] =
 		"UPDATE campaign SET sending_started_at = ?2 WHERE id = ?1"
 		" AND sending_started_at IS NULL",
+	/* A recipient unsubscribed from the campaign gets its row settled as suppressed at
+	 * once, so no sender can claim it (what db/003's trigger did, db/014). */
 	[LD_DELIVERY_QUEUE] =
-		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, due_at,"
-		" created_at, updated_at)"
-		" SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM recipient"
-		" WHERE campaign_id = ?1 AND segment_id = ?2 AND state = 'pending'"
-		" AND id > ?7 AND id <= ?8"
+		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, reason,"
+		" due_at, created_at, updated_at)"
+		" SELECT ?1, r.id, ?3, ?4,"
+		" CASE WHEN u.recipient_id IS NULL THEN 'queued' ELSE 'suppressed' END,"
+		" CASE WHEN u.recipient_id IS NOT NULL THEN 'unsubscribe' END, ?5, ?6, ?6"
+		" FROM recipient r LEFT JOIN campaign_unsubscribe u"
+		" ON u.campaign_id = ?1 AND u.recipient_id = r.id"
+		" WHERE r.campaign_id = ?1 AND r.segment_id = ?2 AND r.state = 'pending'"
+		" AND r.id > ?7 AND r.id <= ?8"
 		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
 	[LD_DELIVERY_CLAIM] =
 		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
