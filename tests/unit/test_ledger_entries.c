@@ -1,7 +1,7 @@
 /* test_ledger_entries.c — the ledger's schema after db/014: a delivery queued for a recipient
  * unsubscribed from the campaign is inserted suppressed by the queueing statement itself (no
  * trigger), delivery_message_id holds accepted Message-IDs only and still serves the bounce
- * look-up, and a database of schema 13 with deliveries migrates with its rows intact. */
+ * look-up, a batch of settlements writes the attempt rows of those applied, and a database of schema 13 with deliveries migrates with its rows intact. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -187,6 +187,81 @@ static void test_message_id_index(void **state)
 	store_close(s);
 }
 
+static int by_delivery_id(const void *a, const void *b)
+{
+	int64_t x = ((const struct store_claim *)a)->delivery_id;
+	int64_t y = ((const struct store_claim *)b)->delivery_id;
+
+	return (x > y) - (x < y);
+}
+
+#define N_BATCH 45 /* 32 + 8 + 5: every statement size of store_delivery_settle_batch */
+
+/* Settles N_BATCH claimed deliveries in one call, in descending id order: two were taken
+ * over by another run, every seventh had no SMTP transaction; each attempt row written has
+ * its own settlement's values, in the order given. */
+static void test_settle_batch(void **state)
+{
+	struct store *s = open_store(*state);
+	struct store_settlement t[N_BATCH];
+	const struct store_settlement *pt[N_BATCH];
+	char relay[N_BATCH][16], reply[N_BATCH][16], mid[N_BATCH][16];
+	bool applied[N_BATCH];
+	struct store_claim c[64];
+	struct err e = {0};
+	size_t n = 0;
+	int expected = 0;
+
+	seed(s->db);
+	exec_ok(s->db, "WITH RECURSIVE k(i) AS (SELECT 5 UNION ALL SELECT i + 1 FROM k"
+		       " WHERE i < 50) INSERT INTO recipient (id, campaign_id, user_id, segment_id,"
+		       " digest, created_at, updated_at) SELECT i, 1, 'u' || i, 1, i, 0, 0 FROM k");
+	queue(s, "initial", 50, 50);
+	assert_int_equal(store_delivery_claim(s, 1, RUN, 200, 500, 64, c, &n, &e), 0);
+	assert_int_equal(n, 49); /* recipient 2 is unsubscribed */
+	qsort(c, n, sizeof *c, by_delivery_id);
+	exec_ok(s->db, "UPDATE delivery SET claimed_by = 'other' WHERE id IN (SELECT id FROM"
+		       " delivery WHERE state = 'sending' ORDER BY id LIMIT 2 OFFSET 10)");
+	for (int i = 0; i < N_BATCH; i++) {
+		int64_t id = c[n - 1 - (size_t)i].delivery_id;
+		snprintf(relay[i], sizeof relay[i], "r%lld", (long long)id);
+		snprintf(reply[i], sizeof reply[i], "reply %lld", (long long)id);
+		snprintf(mid[i], sizeof mid[i], "%lld@m", (long long)id);
+		t[i] = (struct store_settlement){
+			.delivery_id = id, .state = i % 2 ? "deferred" : "sent",
+			.due_at = i % 2 ? 900 : 0, .outcome = i % 2 ? "deferred" : "sent",
+			.relay = relay[i], .code = i % 2 ? 451 : 250, .reply = reply[i],
+			.local_error = i % 2 ? "slow" : NULL, .message_id = mid[i],
+			.attempted = i % 7 != 0};
+		pt[i] = &t[i];
+	}
+	assert_int_equal(store_delivery_settle_batch(s, RUN, 300, pt, N_BATCH, applied, &e), 0);
+	for (int i = 0; i < N_BATCH; i++) {
+		char *sql = xasprintf("SELECT claimed_by IS 'other' FROM delivery WHERE id = %lld",
+				      (long long)t[i].delivery_id);
+		bool other = scratch_int(s, sql) != 0;
+
+		free(sql);
+		assert_int_equal(applied[i], !other);
+		expected += !other && t[i].attempted;
+	}
+	assert_int_equal(expected, N_BATCH - 2 - 7); /* both taken over are in the batch */
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM attempt"), expected);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM attempt a JOIN delivery d"
+				 " ON d.id = a.delivery_id WHERE a.run_id = '" RUN "' AND a.at = 300"
+				 " AND a.relay = 'r' || d.id AND a.reply = 'reply ' || d.id"
+				 " AND a.message_id = d.id || '@m' AND d.state = a.outcome"
+				 " AND a.code = CASE a.outcome WHEN 'sent' THEN 250 ELSE 451 END"
+				 " AND a.local_error IS CASE a.outcome WHEN 'sent' THEN NULL"
+				 " ELSE 'slow' END"), expected);
+	/* In the order given: descending delivery ids. */
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM attempt a JOIN attempt b"
+				 " ON b.id > a.id WHERE b.delivery_id > a.delivery_id"), 0);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM delivery WHERE claimed_by ="
+				 " 'other' AND state = 'sending'"), 2);
+	store_close(s);
+}
+
 /* A database as migrations 1..13 left it (each in its own transaction, as store.c does). */
 static void old_database(const char *path)
 {
@@ -246,6 +321,7 @@ int main(void)
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_message_id_index, scratch_db,
 						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_settle_batch, scratch_db, scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_migration_keeps_the_rows, scratch_db,
 						scratch_db_remove),
 	};
