@@ -262,6 +262,47 @@ static void test_settle_batch(void **state)
 	store_close(s);
 }
 
+/* A batch naming one delivery twice settles it as two calls in a row would: the first
+ * settlement applies, the second finds the row settled and writes nothing. */
+static void test_settle_batch_same_delivery(void **state)
+{
+	struct store *s = open_store(*state);
+	struct store_settlement t[8];
+	const struct store_settlement *pt[8];
+	bool applied[8];
+	struct store_claim c[8];
+	struct err e = {0};
+	size_t n = 0;
+	char *text;
+
+	seed(s->db);
+	exec_ok(s->db, "INSERT INTO recipient (id, campaign_id, user_id, segment_id, digest,"
+		       " created_at, updated_at) VALUES (5, 1, 'u5', 1, 5, 0, 0),"
+		       " (6, 1, 'u6', 1, 6, 0, 0), (7, 1, 'u7', 1, 7, 0, 0),"
+		       " (8, 1, 'u8', 1, 8, 0, 0)");
+	queue(s, "initial", 50, 8);
+	assert_int_equal(store_delivery_claim(s, 1, RUN, 200, 500, 8, c, &n, &e), 0);
+	assert_int_equal(n, 7);
+	for (size_t i = 0; i < 8; i++) {
+		t[i] = (struct store_settlement){.delivery_id = c[i % 7].delivery_id,
+						 .state = i == 7 ? "failed" : "sent",
+						 .outcome = i == 7 ? "failed" : "sent", .relay = "r",
+						 .code = i == 7 ? 550 : 250, .reply = "x",
+						 .attempted = true};
+		pt[i] = &t[i];
+	}
+	assert_int_equal(store_delivery_settle_batch(s, RUN, 300, pt, 8, applied, &e), 0);
+	for (size_t i = 0; i < 8; i++)
+		assert_int_equal(applied[i], i < 7);
+	text = q_text(s, "SELECT group_concat(state || ':' || last_code) FROM (SELECT DISTINCT"
+			 " state, last_code FROM delivery WHERE recipient_id <> 2)");
+	assert_string_equal(text, "sent:250");
+	free(text);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM attempt"), 7);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM attempt WHERE outcome = 'sent'"), 7);
+	store_close(s);
+}
+
 /* A database as migrations 1..13 left it (each in its own transaction, as store.c does). */
 static void old_database(const char *path)
 {
@@ -322,6 +363,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_message_id_index, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_settle_batch, scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_settle_batch_same_delivery, scratch_db,
+						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_migration_keeps_the_rows, scratch_db,
 						scratch_db_remove),
 	};
