@@ -271,19 +271,25 @@ static int settle_bounce(struct sender *x, const struct pending_settle *p, int64
 			       p->bounce_detail, x->e);
 }
 
-/* Writes the waiting settlements inside the caller's transaction; they stay pending on error. */
+/* Writes the waiting settlements inside the caller's transaction; they stay pending on error.
+ * All in one call: the store writes their attempt rows several to a statement. The hard
+ * bounces come after them, in the same transaction (they touch no row in flight). */
 static int settles_apply(struct sender *x)
 {
+	size_t n = x->n_settles;
+	const struct store_settlement **t = xmalloc((n ? n : 1) * sizeof *t);
+	bool *applied = xcalloc(n ? n : 1, sizeof *applied);
 	int64_t now = x->o->now;
-	bool applied;
-	int rc = 0;
+	int rc;
 
-	for (size_t i = 0; i < x->n_settles && rc == 0; i++) {
-		struct pending_settle *p = &x->settles[i];
-		rc = store_delivery_settle(x->s, x->run_id, now, &p->st, &applied, x->e);
-		if (rc == 0 && applied && p->email != NULL)
-			rc = settle_bounce(x, p, now);
-	}
+	for (size_t i = 0; i < n; i++)
+		t[i] = &x->settles[i].st;
+	rc = store_delivery_settle_batch(x->s, x->run_id, now, t, n, applied, x->e);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (applied[i] && x->settles[i].email != NULL)
+			rc = settle_bounce(x, &x->settles[i], now);
+	free(t);
+	free(applied);
 	return rc;
 }
 

@@ -379,6 +379,16 @@ int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
 			  const struct store_settlement *st, bool *applied, struct err *e);
 
 /*
+ * Settles t[0..n-1] as store_delivery_settle does each, in the caller's transaction, and
+ * says in applied[i] whether t[i] was; the attempt rows of those applied are written after
+ * the settlements, in the order of t, several to a statement. On error nothing tells which
+ * were written: roll the transaction back.
+ */
+int store_delivery_settle_batch(struct store *s, const char *run_id, int64_t now,
+				const struct store_settlement *const *t, size_t n, bool *applied,
+				struct err *e);
+
+/*
  * Fails every queued or deferred delivery of a campaign with reason 'expired'
  * (the cutoff has passed: sending now would be pointless). *expired counts them.
  */

@@ -3,10 +3,12 @@
 #include "store.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store_internal.h"
 #include "store_login.h"
+#include "util.h"
 
 enum ledger_stmt {
 	LD_CAMPAIGN_MARK_SENDING,
@@ -17,6 +19,8 @@ enum ledger_stmt {
 	LD_DELIVERY_CLAIMANTS,
 	LD_DELIVERY_SETTLE,
 	LD_ATTEMPT_ADD,
+	LD_ATTEMPT_ADD_8,
+	LD_ATTEMPT_ADD_32,
 	LD_DELIVERY_COUNTS,
 	LD_DELIVERY_EXPIRE,
 	LD_DELIVERY_DUE,
@@ -26,16 +30,32 @@ enum ledger_stmt {
 	LD_COUNT
 };
 
+#define ATTEMPT_INSERT                                                                   \
+	"INSERT INTO attempt (run_id, at, delivery_id, relay, code, reply, local_error,"   \
+	" message_id, outcome) VALUES "
+#define ATTEMPT_ROW "(?1, ?2, ?, ?, ?, ?, ?, ?, ?)"
+#define ATTEMPT_ROWS_8                                                                   \
+	ATTEMPT_ROW ", " ATTEMPT_ROW ", " ATTEMPT_ROW ", " ATTEMPT_ROW ", " ATTEMPT_ROW ", " \
+	ATTEMPT_ROW ", " ATTEMPT_ROW ", " ATTEMPT_ROW
+/* The parameters of each row of ATTEMPT_ROW besides ?1 and ?2. */
+#define ATTEMPT_ROW_PARAMS 7
+
 static const char *const ledger_sql[LD_COUNT] = {
 	[LD_CAMPAIGN_MARK_SENDING] =
 		"UPDATE campaign SET sending_started_at = ?2 WHERE id = ?1"
 		" AND sending_started_at IS NULL",
+	/* A recipient unsubscribed from the campaign gets its row settled as suppressed at
+	 * once, so no sender can claim it (what db/003's trigger did, db/014). */
 	[LD_DELIVERY_QUEUE] =
-		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, due_at,"
-		" created_at, updated_at)"
-		" SELECT ?1, id, ?3, ?4, ?5, ?6, ?6 FROM recipient"
-		" WHERE campaign_id = ?1 AND segment_id = ?2 AND state = 'pending'"
-		" AND id > ?7 AND id <= ?8"
+		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, reason,"
+		" due_at, created_at, updated_at)"
+		" SELECT ?1, r.id, ?3, ?4,"
+		" CASE WHEN u.recipient_id IS NULL THEN 'queued' ELSE 'suppressed' END,"
+		" CASE WHEN u.recipient_id IS NOT NULL THEN 'unsubscribe' END, ?5, ?6, ?6"
+		" FROM recipient r LEFT JOIN campaign_unsubscribe u"
+		" ON u.campaign_id = ?1 AND u.recipient_id = r.id"
+		" WHERE r.campaign_id = ?1 AND r.segment_id = ?2 AND r.state = 'pending'"
+		" AND r.id > ?7 AND r.id <= ?8"
 		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
 	[LD_DELIVERY_CLAIM] =
 		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
@@ -66,6 +86,13 @@ static const char *const ledger_sql[LD_COUNT] = {
 	[LD_ATTEMPT_ADD] =
 		"INSERT INTO attempt (delivery_id, run_id, at, relay, code, reply, local_error,"
 		" message_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	/* Several attempts a statement (store_delivery_settle_batch): the run and the time are
+	 * ?1 and ?2 in every row, each row's other values the next 7 parameters (see
+	 * attempt_bind). */
+	[LD_ATTEMPT_ADD_8] = ATTEMPT_INSERT ATTEMPT_ROWS_8,
+	[LD_ATTEMPT_ADD_32] =
+		ATTEMPT_INSERT ATTEMPT_ROWS_8 ", " ATTEMPT_ROWS_8 ", " ATTEMPT_ROWS_8 ", "
+		ATTEMPT_ROWS_8,
 	[LD_DELIVERY_COUNTS] =
 		"SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'sending'), 0),"
 		" coalesce(sum(state = 'sent'), 0), coalesce(sum(state = 'deferred'), 0),"
@@ -310,8 +337,52 @@ static int attempt_add(struct store *s, const char *run_id, int64_t now,
 	return store_step_done(s, st, "recording an attempt", e);
 }
 
-int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
-			  const struct store_settlement *t, bool *applied, struct err *e)
+/* Binds t's values of an attempt row whose first parameter besides ?1, ?2 is at. */
+static void attempt_bind(sqlite3_stmt *st, int at, const struct store_settlement *t)
+{
+	sqlite3_bind_int64(st, at, t->delivery_id);
+	store_bind_text(st, at + 1, t->relay);
+	sqlite3_bind_int(st, at + 2, t->code);
+	store_bind_text(st, at + 3, t->reply);
+	store_bind_text(st, at + 4, t->local_error);
+	store_bind_text(st, at + 5, t->message_id);
+	sqlite3_bind_text(st, at + 6, t->outcome, -1, SQLITE_STATIC);
+}
+
+/* The attempt rows of t[0..n-1] in one statement of n rows (n: 8 or 32). */
+static int attempts_add_rows(struct store *s, const char *run_id, int64_t now,
+			     const struct store_settlement *const *t, size_t n, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, n == 32 ? LD_ATTEMPT_ADD_32 : LD_ATTEMPT_ADD_8, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	for (size_t i = 0; i < n; i++)
+		attempt_bind(st, 3 + (int)i * ATTEMPT_ROW_PARAMS, t[i]);
+	return store_step_done(s, st, "recording attempts", e);
+}
+
+/* The attempt rows of t[0..n-1], in their order: by 32, then by 8, then one at a time. */
+static int attempts_add(struct store *s, const char *run_id, int64_t now,
+			const struct store_settlement *const *t, size_t n, struct err *e)
+{
+	size_t i = 0;
+	int rc = 0;
+
+	for (; rc == 0 && n - i >= 32; i += 32)
+		rc = attempts_add_rows(s, run_id, now, t + i, 32, e);
+	for (; rc == 0 && n - i >= 8; i += 8)
+		rc = attempts_add_rows(s, run_id, now, t + i, 8, e);
+	for (; rc == 0 && i < n; i++)
+		rc = attempt_add(s, run_id, now, t[i], e);
+	return rc;
+}
+
+/* The UPDATE of a settlement; *applied: the row was still this run's to settle. */
+static int settle_row(struct store *s, const char *run_id, int64_t now,
+		      const struct store_settlement *t, bool *applied, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, LD_DELIVERY_SETTLE, e);
 	int rc;
@@ -336,9 +407,36 @@ int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
 	if ((rc = store_step_done(s, st, "settling a delivery", e)) != 0)
 		return rc;
 	*applied = sqlite3_changes(s->db) == 1;
-	if (*applied && t->attempted)
-		return attempt_add(s, run_id, now, t, e);
 	return 0;
+}
+
+int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
+			  const struct store_settlement *t, bool *applied, struct err *e)
+{
+	int rc = settle_row(s, run_id, now, t, applied, e);
+
+	if (rc == 0 && *applied && t->attempted)
+		return attempt_add(s, run_id, now, t, e);
+	return rc;
+}
+
+int store_delivery_settle_batch(struct store *s, const char *run_id, int64_t now,
+				const struct store_settlement *const *t, size_t n, bool *applied,
+				struct err *e)
+{
+	const struct store_settlement **attempts = xmalloc((n ? n : 1) * sizeof *attempts);
+	size_t n_attempts = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = settle_row(s, run_id, now, t[i], &applied[i], e);
+		if (rc == 0 && applied[i] && t[i]->attempted)
+			attempts[n_attempts++] = t[i];
+	}
+	if (rc == 0)
+		rc = attempts_add(s, run_id, now, attempts, n_attempts, e);
+	free(attempts);
+	return rc;
 }
 
 int store_delivery_counts(struct store *s, int64_t campaign_id, int64_t now,
