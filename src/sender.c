@@ -754,6 +754,18 @@ static void wait_briefly(const struct sender *x)
 		nanosleep(&ts, NULL);
 }
 
+/* Every relay stayed down: the run ends (exit 75), and the log says which relays and how. */
+static void relays_down(struct sender *x)
+{
+	struct buf b;
+
+	buf_init(&b);
+	mailer_describe_relays(x->mailer, &b);
+	log_warnx("send: every relay is down: %s", b.data);
+	buf_free(&b);
+	x->sum->relays_down = true;
+}
+
 static int pump(struct sender *x)
 {
 	int rc;
@@ -766,8 +778,9 @@ static int pump(struct sender *x)
 	} else if (x->n_pending > 0) {
 		wait_briefly(x); /* waiting for a rate bucket or a resting relay */
 	}
-	if (x->mailer != NULL && mailer_all_relays_down(x->mailer, RELAY_DOWN_STREAK))
-		x->sum->relays_down = true;
+	if (x->mailer != NULL && !x->sum->relays_down &&
+	    mailer_all_relays_down(x->mailer, RELAY_DOWN_STREAK))
+		relays_down(x);
 	if (flush_due(x))
 		return flush(x);
 	return 0;

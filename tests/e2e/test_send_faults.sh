@@ -84,6 +84,8 @@ load_campaign "$T/down.conf" "$T/ok.csv"
 run --config "$T/down.conf" --now 2003-08-19T00:00:00Z send $C
 expect_rc 75 "every relay down: exit 75"
 expect_err "every SMTP relay stayed down" "with a clear message"
+expect_err "every relay is down: loopback (smtp://127.0.0.1:" "the log names each relay, its URL"
+expect_err "failed connections in a row" "and how many times it failed"
 check "$(sql "$T/down.db" "SELECT count(*) FROM delivery WHERE state = 'queued' AND attempts = 0")" "20" \
     "nothing is marked sent, nothing is lost, no attempt is held against anyone"
 
