@@ -83,12 +83,10 @@ static const char *const ledger_sql[LD_COUNT] = {
 		" last_reply = ?8, message_id = coalesce(?9, message_id), reason = ?10,"
 		" sent_at = CASE WHEN ?3 = 'sent' THEN ?11 ELSE sent_at END, updated_at = ?11"
 		" WHERE id = ?1 AND state = 'sending' AND claimed_by = ?2",
-	[LD_ATTEMPT_ADD] =
-		"INSERT INTO attempt (delivery_id, run_id, at, relay, code, reply, local_error,"
-		" message_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	/* Several attempts a statement (store_delivery_settle_batch): the run and the time are
-	 * ?1 and ?2 in every row, each row's other values the next 7 parameters (see
+	/* One attempt, or several a statement (store_delivery_settle_batch): the run and the
+	 * time are ?1 and ?2 in every row, each row's other values the next 7 parameters (see
 	 * attempt_bind). */
+	[LD_ATTEMPT_ADD] = ATTEMPT_INSERT ATTEMPT_ROW,
 	[LD_ATTEMPT_ADD_8] = ATTEMPT_INSERT ATTEMPT_ROWS_8,
 	[LD_ATTEMPT_ADD_32] =
 		ATTEMPT_INSERT ATTEMPT_ROWS_8 ", " ATTEMPT_ROWS_8 ", " ATTEMPT_ROWS_8 ", "
@@ -318,25 +316,6 @@ int store_delivery_recover(struct store *s, const char *dead_run, const char *ru
 	return 0;
 }
 
-static int attempt_add(struct store *s, const char *run_id, int64_t now,
-		       const struct store_settlement *t, struct err *e)
-{
-	sqlite3_stmt *st = stmt(s, LD_ATTEMPT_ADD, e);
-
-	if (st == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, t->delivery_id);
-	sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
-	store_bind_text(st, 4, t->relay);
-	sqlite3_bind_int(st, 5, t->code);
-	store_bind_text(st, 6, t->reply);
-	store_bind_text(st, 7, t->local_error);
-	store_bind_text(st, 8, t->message_id);
-	sqlite3_bind_text(st, 9, t->outcome, -1, SQLITE_STATIC);
-	return store_step_done(s, st, "recording an attempt", e);
-}
-
 /* Binds t's values of an attempt row whose first parameter besides ?1, ?2 is at. */
 static void attempt_bind(sqlite3_stmt *st, int at, const struct store_settlement *t)
 {
@@ -349,11 +328,12 @@ static void attempt_bind(sqlite3_stmt *st, int at, const struct store_settlement
 	sqlite3_bind_text(st, at + 6, t->outcome, -1, SQLITE_STATIC);
 }
 
-/* The attempt rows of t[0..n-1] in one statement of n rows (n: 8 or 32). */
+/* The attempt rows of t[0..n-1] in one statement of n rows (n: 1, 8 or 32). */
 static int attempts_add_rows(struct store *s, const char *run_id, int64_t now,
 			     const struct store_settlement *const *t, size_t n, struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, n == 32 ? LD_ATTEMPT_ADD_32 : LD_ATTEMPT_ADD_8, e);
+	sqlite3_stmt *st = stmt(s, n == 32 ? LD_ATTEMPT_ADD_32 : n == 8 ? LD_ATTEMPT_ADD_8
+								 : LD_ATTEMPT_ADD, e);
 
 	if (st == NULL)
 		return e->code;
@@ -376,7 +356,7 @@ static int attempts_add(struct store *s, const char *run_id, int64_t now,
 	for (; rc == 0 && n - i >= 8; i += 8)
 		rc = attempts_add_rows(s, run_id, now, t + i, 8, e);
 	for (; rc == 0 && i < n; i++)
-		rc = attempt_add(s, run_id, now, t[i], e);
+		rc = attempts_add_rows(s, run_id, now, t + i, 1, e);
 	return rc;
 }
 
@@ -416,7 +396,7 @@ int store_delivery_settle(struct store *s, const char *run_id, int64_t now,
 	int rc = settle_row(s, run_id, now, t, applied, e);
 
 	if (rc == 0 && *applied && t->attempted)
-		return attempt_add(s, run_id, now, t, e);
+		return attempts_add_rows(s, run_id, now, &t, 1, e);
 	return rc;
 }
 
