@@ -16,11 +16,6 @@ enum {
 };
 
 /* Locale-independent character classes: the grammar is ASCII, whatever setlocale said. */
-static bool is_alnum(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
 static bool is_hex(unsigned char c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -28,7 +23,7 @@ static bool is_hex(unsigned char c)
 
 static bool is_atext(unsigned char c)
 {
-	return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+	return char_ascii_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 /* RFC 5321 dcontent: printable ASCII except "[", "\" and "]". */
@@ -275,7 +270,7 @@ static int check_hostname(const char *d, size_t n, char *out, struct err *e)
 			if ((rc = check_label(d + start, i - start, start == 0, false, e)) < 0)
 				return rc;
 			start = i + 1;
-		} else if (!is_alnum(c) && c != '-') {
+		} else if (!char_ascii_alnum(c) && c != '-') {
 			return domain_char_error(c, e);
 		}
 		out[i] = lower(d[i]);
@@ -303,7 +298,7 @@ static int domain_to_alabels(const char *d, size_t n, char **ace, struct err *e)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)d[i];
 
-		if (c < 0x80 && !is_alnum(c) && c != '-' && c != '.')
+		if (c < 0x80 && !char_ascii_alnum(c) && c != '-' && c != '.')
 			return domain_char_error(c, e);
 	}
 	u = xstrndup(d, n);

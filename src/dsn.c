@@ -76,20 +76,15 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static bool is_alnum(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
 static bool is_local_char(char c)
 {
-	return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+/=?^_`{|}~.-", c) != NULL) ||
+	return char_ascii_alnum(c) || (c != '\0' && strchr("!#$%&'*+/=?^_`{|}~.-", c) != NULL) ||
 	       (unsigned char)c >= 0x80;
 }
 
 static bool is_domain_char(char c)
 {
-	return is_alnum(c) || c == '.' || c == '-' || c == '_';
+	return char_ascii_alnum(c) || c == '.' || c == '-' || c == '_';
 }
 
 /* Case-insensitive search for needle in hay[0..len). */
@@ -1120,7 +1115,7 @@ static size_t skip_reply_prefix(const char *line, size_t len, bool *coded)
 	    (line[i + 3] == ' ' || line[i + 3] == '-')) {
 		*coded = true;
 		i += 4;
-		for (k = i; k < len && (is_alnum(line[k]) || line[k] == '.'); k++)
+		for (k = i; k < len && (char_ascii_alnum(line[k]) || line[k] == '.'); k++)
 			;
 		if (k < len && line[k] == ' ' && k > i && line[i] >= '2' && line[i] <= '5' &&
 		    line[i + 1] == '.')
@@ -1192,7 +1187,7 @@ static bool recipient_after_phrase(const char *line, const char *lc, size_t len,
 static bool has_alnum(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
-		if (is_alnum(s[i]))
+		if (char_ascii_alnum(s[i]))
 			return true;
 	return false;
 }
@@ -2103,7 +2098,7 @@ static size_t slim_token(const char *p, const char *end)
 {
 	const char *q = p;
 
-	while (q < end && (is_alnum(*q) || strchr("!#$%&'*+-.^_`{|}~", *q) != NULL) && *q)
+	while (q < end && (char_ascii_alnum(*q) || strchr("!#$%&'*+-.^_`{|}~", *q) != NULL) && *q)
 		q++;
 	return (size_t)(q - p);
 }

@@ -528,14 +528,6 @@ static void hex_encode(char *out, const unsigned char *p, size_t n)
 	out[2 * n] = '\0';
 }
 
-/* Writes v (>= 0) as exactly width decimal digits, zero-padded; returns the end. */
-static char *digits_put(char *out, long long v, int width)
-{
-	for (int i = width - 1; i >= 0; i--, v /= 10)
-		out[i] = (char)('0' + v % 10);
-	return out + width;
-}
-
 /*
  * "YYYYMMDDhhmmss.[<delivery, 18 digits>.]<hex>@domain", the time that of Date
  * (years 1-9999, which spec_check enforces): the fixed-size head written digit by
@@ -548,12 +540,13 @@ static char *message_id_make(const struct tm *tm, const char *delivery, const ch
 	char head[80], *p = head;
 	struct buf b;
 
-	p = digits_put(p, tm->tm_year + 1900LL, 4), p = digits_put(p, tm->tm_mon + 1, 2);
-	p = digits_put(p, tm->tm_mday, 2), p = digits_put(p, tm->tm_hour, 2);
-	p = digits_put(p, tm->tm_min, 2), p = digits_put(p, tm->tm_sec, 2);
+	p = dec_put(p, (uint64_t)tm->tm_year + 1900, 4);
+	p = dec_put(p, (uint64_t)tm->tm_mon + 1, 2), p = dec_put(p, (uint64_t)tm->tm_mday, 2);
+	p = dec_put(p, (uint64_t)tm->tm_hour, 2), p = dec_put(p, (uint64_t)tm->tm_min, 2);
+	p = dec_put(p, (uint64_t)tm->tm_sec, 2);
 	*p++ = '.';
 	if (delivery != NULL) {
-		p = digits_put(p, strtoll(delivery, NULL, 10), 18);
+		p = dec_put(p, strtoull(delivery, NULL, 10), 18);
 		*p++ = '.';
 	}
 	buf_init(&b);
@@ -677,11 +670,6 @@ static void addresses_append(struct buf *out, const char *header, InternetAddres
 	g_string_free(str, TRUE);
 }
 
-static bool is_alnum(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-}
-
 /*
  * Whether GMime's encoder would write the mailbox as "Header: name <addr>" (or
  * "Header: addr" without a name) on one line, untouched: a name of ASCII letters and
@@ -697,13 +685,13 @@ static bool mailbox_plain(const char *header, const char *name, const char *addr
 	const char *p;
 
 	for (p = addr; *p; p++)
-		if (!is_alnum((unsigned char)*p) && strchr(".-_+@", *p) == NULL)
+		if (!char_ascii_alnum((unsigned char)*p) && strchr(".-_+@", *p) == NULL)
 			return false;
 	len += (size_t)(p - addr);
 	if (name != NULL && *name != '\0') {
 		for (p = name; *p; p++)
 			if (*p == ' ' ? p == name || p[1] == ' ' || p[1] == '\0'
-				      : !is_alnum((unsigned char)*p))
+				      : !char_ascii_alnum((unsigned char)*p))
 				return false;
 		len += (size_t)(p - name) + 3; /* " <" and ">" */
 	}

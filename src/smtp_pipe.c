@@ -189,20 +189,11 @@ static void expect_push(struct smtp_pipe *p, enum step cmd, size_t i)
 		p->data_awaited++;
 }
 
-/* Writes " SIZE=<n>" at the end of out[0..cap) and returns its length. */
-static size_t size_param(char *out, size_t cap, size_t n)
+/* Writes " SIZE=<n>" at out (room for 26 octets) and returns its length. */
+static size_t size_param(char *out, size_t n)
 {
-	static const char prefix[] = " SIZE=";
-	char digits[24];
-	size_t d = 0, len = sizeof prefix - 1;
-
-	do
-		digits[d++] = (char)('0' + n % 10);
-	while ((n /= 10) > 0 && d < sizeof digits);
-	memcpy(out, prefix, len);
-	while (d > 0 && len + 1 < cap)
-		out[len++] = digits[--d];
-	return len;
+	memcpy(out, " SIZE=", 6);
+	return (size_t)(dec_put(out + 6, n, 1) - out);
 }
 
 static void rcpt_append(struct buf *out, const char *rcpt)
@@ -215,7 +206,6 @@ static void rcpt_append(struct buf *out, const char *rcpt)
 static void emit_mail(struct smtp_pipe *p, struct pmsg *m)
 {
 	const struct mailer_job *j = m->job;
-
 	char size[32];
 
 	/* Two commands a message: pieces appended, no format string parsed twice (buf_printf). */
@@ -223,7 +213,7 @@ static void emit_mail(struct smtp_pipe *p, struct pmsg *m)
 	buf_puts(&p->out, j->envelope_from);
 	buf_puts(&p->out, ">");
 	if (p->size)
-		buf_append(&p->out, size, size_param(size, sizeof size, j->data.len));
+		buf_append(&p->out, size, size_param(size, j->data.len));
 	if (p->smtputf8 && (non_ascii(j->envelope_from) || non_ascii(j->rcpt)))
 		buf_puts(&p->out, " SMTPUTF8");
 	buf_append(&p->out, "\r\n", 2);

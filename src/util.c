@@ -234,6 +234,26 @@ bool str_utf8_valid(const char *s, size_t len)
 	return true;
 }
 
+bool char_ascii_alnum(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+char *dec_put(char *out, uint64_t v, int width)
+{
+	char digits[20];
+	int n = 0;
+
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while ((v /= 10) > 0);
+	for (; width > n; width--)
+		*out++ = '0';
+	while (n > 0)
+		*out++ = digits[--n];
+	return out;
+}
+
 bool str_has_control(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

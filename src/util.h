@@ -47,6 +47,11 @@ bool str_utf8_valid(const char *s, size_t len);
 bool str_has_control(const char *s);
 /* Parses a whole decimal integer in [min, max]; false on anything else. */
 bool str_to_long(const char *s, long min, long max, long *out);
+/* True for an ASCII letter or digit (whatever the locale). */
+bool char_ascii_alnum(int c);
+/* Writes v in decimal, zero-padded to at least width digits (at most 20 digits, no NUL);
+ * returns the end. For the hot paths where a format string costs more than the rest. */
+char *dec_put(char *out, uint64_t v, int width);
 
 /* 64-bit FNV-1a, for change detection (not for security). */
 uint64_t hash_fnv1a(uint64_t h, const void *p, size_t n);
