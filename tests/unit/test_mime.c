@@ -277,6 +277,22 @@ static bool is_hex(const char *s, size_t n)
 	return true;
 }
 
+/* s composes, and its Message-ID is head, 24 hex digits and "@msn.example.test". */
+static void assert_message_id(const struct mime_message_spec *s, const char *head)
+{
+	size_t n = strlen(head);
+	struct buf b;
+	char *id;
+
+	buf_init(&b);
+	id = compose_ok(s, &b);
+	assert_true(str_starts_with(id, head));
+	assert_true(is_hex(id + n, 24));
+	assert_string_equal(id + n + 24, "@msn.example.test");
+	free(id);
+	buf_free(&b);
+}
+
 /*
  * A numeric delivery id goes into the Message-ID zero-padded to 18 digits, so that
  * one run's ids sort in delivery order; any other id is left out of it.
@@ -295,18 +311,9 @@ static void test_message_id_forms(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct mime_message_spec s = spec_base();
-		size_t head = strlen(cases[i].head);
-		struct buf b;
-		char *id;
 
 		s.delivery_id = cases[i].delivery;
-		buf_init(&b);
-		id = compose_ok(&s, &b);
-		assert_true(str_starts_with(id, cases[i].head));
-		assert_true(is_hex(id + head, 24));
-		assert_string_equal(id + head + 24, "@msn.example.test");
-		free(id);
-		buf_free(&b);
+		assert_message_id(&s, cases[i].head);
 	}
 }
 
@@ -327,18 +334,9 @@ static void test_message_id_dates(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct mime_message_spec s = spec_base();
-		size_t head = strlen(cases[i].head);
-		struct buf b;
-		char *id;
 
 		s.date = cases[i].date, s.delivery_id = cases[i].delivery;
-		buf_init(&b);
-		id = compose_ok(&s, &b);
-		assert_true(str_starts_with(id, cases[i].head));
-		assert_true(is_hex(id + head, 24));
-		assert_string_equal(id + head + 24, "@msn.example.test");
-		free(id);
-		buf_free(&b);
+		assert_message_id(&s, cases[i].head);
 	}
 }
 
