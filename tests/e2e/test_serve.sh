@@ -490,19 +490,28 @@ check "$(sql "$DB" "SELECT count(*) FROM login_reminder_tail") $(sql "$DB" "SELE
     (SELECT recipient_id, period_start FROM login_reminder GROUP BY 1, 2 HAVING count(*) > 1)")" \
     "0 0" "the stop left no claim in the tail, and none is read twice"
 
+# hold_db SECONDS: another writer (the sqlite3 shell) holds the database's write lock for
+# SECONDS, in the background (LPID); returns once the lock is taken. The shell waits for the
+# lock (the service's checkpointer or an idle bulk step may hold it for a moment): without
+# .timeout its BEGIN failed at once, held nothing, and the case saw no busy database at all.
+hold_db() {
+    rm -f "$T/held"
+    { echo ".timeout 10000"; echo ".bail on"; echo "BEGIN IMMEDIATE;"; echo ".system touch $T/held"
+      sleep "$1"; echo "COMMIT;"; } | sqlite3 "$DB" &
+    LPID=$!
+    for i in $(seq 100); do [ -e "$T/held" ] && return 0; sleep 0.05; done
+    echo "FAIL: the sqlite3 shell did not take the write lock within 5 s"; exit 1
+}
+
 # ---- a busy database: retried while another writer holds it; 503 once it gives up ----
 start_serve "$NOW" --busy-wait-ms 0
 n0=$(logins "")
-{ echo "BEGIN IMMEDIATE;"; sleep 3; echo "COMMIT;"; } | sqlite3 "$DB" &
-LPID=$!
-sleep 0.5
+hold_db 3
 login u00000301 4.6 >"$T/busy1"
 wait "$LPID"
 check "$STATUS" "200" "held for 3 s (under the 10 s busy timeout): waited, then answered"
 check "$(( $(logins "") - n0 ))" "1" "and recorded"
-{ echo "BEGIN IMMEDIATE;"; sleep 13; echo "COMMIT;"; } | sqlite3 "$DB" &
-LPID=$!
-sleep 0.5
+hold_db 13
 post /v1/logins '{"user":"u00000302","client_version":"4.6"}'
 wait "$LPID"
 check "$STATUS" "503" "held for longer than the busy timeout: 503"
@@ -514,9 +523,7 @@ kill -TERM "$SPID"; wait "$SPID"
 # ---- SIGTERM with requests in flight: all answered, all recorded, exit 0 ----
 start_serve "$NOW"
 n0=$(logins "")
-{ echo "BEGIN IMMEDIATE;"; sleep 2; echo "COMMIT;"; } | sqlite3 "$DB" &
-LPID=$!
-sleep 0.3
+hold_db 2
 "$CLIENT" "$URL" "$T/token" 12 1 'u%300' 4.6 >"$T/term" 2>"$T/term.err" &
 CPID=$!
 sleep 0.5
