@@ -3,7 +3,9 @@
 # thread fdatasyncs the WAL; no answer may leave before the sync that covers its login, and a
 # failed sync must not be answered 200. Driven with an LD_PRELOAD library (tests/tools/
 # sync_shim.c) that makes the syncer's syncs slow or failing, and logs them. Also: the service
-# runs as usual when sched_setscheduler is refused (a system call filter).
+# runs as usual when sched_setscheduler is refused (a system call filter). And the checkpointer's
+# syncs of the database: written back in 4 MiB pieces that wait for the WAL's syncs, then
+# fdatasynced; a failed one logged, counted, the WAL kept; sync_file_range refused, fdatasync alone.
 . "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "SKIP: curl is not installed (apt-get install curl)"; exit 77; }
 SHIM=${CUTOFF_SYNC_SHIM:-}
