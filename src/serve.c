@@ -31,6 +31,7 @@
 #include "store.h"
 #include "store_login.h"
 #include "util.h"
+#include "writeback.h"
 
 #define STALE_CHECK_MS 1000 /* how often the decider looks for changed campaigns */
 #define CKPT_PERIOD_MS 200  /* how often the checkpointer copies the WAL into the database */
@@ -87,6 +88,9 @@ struct metrics {
 	atomic_long restart_frames; /* frames the decider's last restart copied itself */
 	atomic_uint_fast64_t resume_ns; /* the decider's: answering */
 	struct histogram wal_sync; /* each fdatasync of the WAL by the syncer (their count) */
+	struct histogram db_sync; /* each fdatasync of the database by the checkpointer */
+	atomic_uint_fast64_t db_sync_failed; /* ... that failed (or its writeback did) */
+	atomic_uint_fast64_t wb_pieces, wb_wait_ns, wb_waits_cut; /* its writebacks' (writeback.h) */
 	atomic_long wal_frames; /* in the WAL at the last checkpoint */
 	atomic_long in_flight;
 	atomic_long campaigns;
@@ -134,6 +138,7 @@ struct serve {
 	struct job *unsynced, *unsynced_tail; /* committed, not yet synced: not answered */
 	long syncing;                /* jobs committed and not yet answered by the syncer */
 	int wal_fd;                  /* the WAL, read-only, for fdatasync; -1 before the decider */
+	atomic_bool wal_syncing;     /* the syncer is inside its fdatasync of the WAL */
 	bool syncer_started, syncer_stop;
 	int sync_errno;              /* a WAL sync failed: every later batch fails (sticky) */
 
@@ -652,7 +657,9 @@ static void *syncer_main(void *arg)
 		sv->unsynced = sv->unsynced_tail = NULL;
 		pthread_mutex_unlock(&sv->lock);
 		t0 = monotonic_ns();
+		atomic_store(&sv->wal_syncing, true); /* the checkpointer's writeback waits */
 		err = fdatasync(sv->wal_fd) == 0 ? 0 : errno;
+		atomic_store(&sv->wal_syncing, false);
 		histogram_add(&sv->m.wal_sync, monotonic_ns() - t0);
 		pthread_mutex_lock(&sv->lock);
 		if (err != 0)
@@ -758,34 +765,101 @@ struct ckpt_state {
 	uint64_t seen;   /* the commit count at the last look */
 	bool clean;      /* the WAL was emptied since */
 	int backfilled;  /* frames of the WAL in the database after the last pass */
+	int db_fd;       /* the database file, read-only, synced here; -1: SQLite syncs it */
+	bool no_writeback; /* the file system refused sync_file_range: fdatasync alone */
+	bool failed;     /* a sync of the database failed: no more checkpoints (checkpointer_sync) */
 };
 
 /*
- * One PASSIVE pass, the database file synced after it (off the decider: SQLite itself syncs it
- * only when a pass copied the whole WAL, which never happens while commits go on, so without
- * this the restart's sync would write every page copied since the last restart). Returns 0
- * with *frames (in the WAL) and *copied (by this pass); ERR_TEMPFAIL; an error, logged.
+ * Makes what a pass copied durable: the database's dirty pages written back in pieces, each
+ * once the syncer is out of its WAL fdatasync (writeback_paced), then an fdatasync of the file,
+ * which then has only the metadata and the device's cache left to flush. Written at once, the
+ * thousands of random pages a pass leaves made every WAL sync behind them wait (issue 8).
+ * Returns 0; ERR_IO with e filled.
+ */
+static int checkpointer_sync(struct serve *sv, struct ckpt_state *c, struct err *e)
+{
+	struct metrics *m = &sv->m;
+	struct writeback_stats st = {0};
+	struct stat sb;
+	int64_t t0;
+	int rc = 0;
+
+	if (fstat(c->db_fd, &sb) != 0)
+		return err_sys(e, ERR_IO, errno, "database %s: fstat", sv->o.db_path);
+	if (!c->no_writeback) {
+		rc = writeback_paced(c->db_fd, sb.st_size, WRITEBACK_PIECE, &sv->wal_syncing, 0, &st, e);
+		atomic_fetch_add(&m->wb_pieces, (uint64_t)st.pieces);
+		atomic_fetch_add(&m->wb_wait_ns, (uint64_t)st.waited_ns);
+		atomic_fetch_add(&m->wb_waits_cut, (uint64_t)st.waits_cut);
+		if (rc == WRITEBACK_UNSUPPORTED) {
+			log_warnx("serve: database %s: no paced writeback (sync_file_range refused):"
+				  " each checkpoint's pages are written by its fdatasync at once",
+				  sv->o.db_path);
+			c->no_writeback = true, rc = 0;
+		}
+		if (rc != 0) {
+			err_prefix(e, "database %s: ", sv->o.db_path);
+			return rc;
+		}
+	}
+	t0 = monotonic_ns();
+	rc = fdatasync(c->db_fd) == 0 ? 0 : err_sys(e, ERR_IO, errno, "database %s: fdatasync",
+						     sv->o.db_path);
+	histogram_add(&m->db_sync, monotonic_ns() - t0);
+	return rc;
+}
+
+/*
+ * A failed sync of the database: the pages the passes copied may not be on disk, and the kernel
+ * may have marked them clean, so no later sync would write them again. The WAL still holds
+ * them; so the checkpointer stops here: it never again asks for a restart nor truncates, and
+ * the WAL is never started over while this process runs (the decider restarts only when asked;
+ * SQLite's own sync in a restart already asked for, or at close, fails too: Linux reports the
+ * error to every descriptor open on the file). The WAL grows until the service restarts.
+ */
+static void checkpointer_failed(struct serve *sv, struct ckpt_state *c, const struct err *e)
+{
+	log_warnx("serve: checkpoint: %s: the database file may be missing pages the WAL holds;"
+		  " no more checkpoints (the WAL grows) until the service restarts", e->msg);
+	atomic_fetch_add(&sv->m.db_sync_failed, 1);
+	c->failed = true;
+}
+
+/*
+ * One PASSIVE pass, the database file synced after it when it copied frames (off the decider:
+ * SQLite itself syncs it only when a pass copied the whole WAL, which never happens while
+ * commits go on, so without this the restart's sync would write every page copied since the
+ * last restart): by checkpointer_sync, or by SQLite (PASSIVE_SYNC) when the file could not be
+ * opened here. Returns 0 with *frames (in the WAL) and *copied (by this pass); ERR_TEMPFAIL;
+ * an error, logged.
  */
 static int checkpointer_pass(struct serve *sv, struct store *s, struct ckpt_state *c,
 			     int *frames, int *copied)
 {
 	struct metrics *m = &sv->m;
+	enum store_checkpoint mode = c->db_fd >= 0 ? STORE_CKPT_PASSIVE : STORE_CKPT_PASSIVE_SYNC;
 	int64_t t0 = monotonic_ns(), ns;
 	struct err e = {0};
 	int done = 0, rc;
 
-	rc = store_wal_checkpoint(s, STORE_CKPT_PASSIVE_SYNC, frames, &done, &e);
+	rc = store_wal_checkpoint(s, mode, frames, &done, &e);
+	if (rc == 0) {
+		/* Fewer frames backfilled than last time: the WAL was started over in between. */
+		*copied = done >= c->backfilled ? done - c->backfilled : done;
+		c->backfilled = done;
+		if (mode == STORE_CKPT_PASSIVE && *copied > 0 &&
+		    (rc = checkpointer_sync(sv, c, &e)) != 0)
+			checkpointer_failed(sv, c, &e);
+	}
 	ns = monotonic_ns() - t0;
 	atomic_fetch_add(&m->ckpt_ns, (uint64_t)ns);
 	if (rc != 0) {
-		if (rc != ERR_TEMPFAIL) /* busy: a reader or writer in the way, next period */
+		if (rc != ERR_TEMPFAIL && !c->failed) /* busy: a reader or writer in the way */
 			log_warnx("serve: checkpoint: %s", e.msg);
 		return rc;
 	}
 	histogram_add(&m->ckpt_pass, ns);
-	/* Fewer frames backfilled than last time: the WAL was started over in between. */
-	*copied = done >= c->backfilled ? done - c->backfilled : done;
-	c->backfilled = done;
 	atomic_store(&m->wal_frames, (long)*frames);
 	atomic_store(&m->ckpt_copied, (long)*copied);
 	atomic_store(&m->ckpt_backfilled, (long)done);
@@ -827,7 +901,7 @@ static void checkpointer_step(struct serve *sv, struct store *s, struct ckpt_sta
 	int frames = 0, copied = 0, rc;
 
 	c->seen = commits;
-	if (idle && c->clean)
+	if ((idle && c->clean) || c->failed)
 		return;
 	if (!idle) {
 		c->clean = false;
@@ -860,7 +934,7 @@ static void *checkpointer_main(void *arg)
 	struct serve *sv = arg;
 	struct store *s = NULL;
 	struct err e = {0};
-	struct ckpt_state c = {0};
+	struct ckpt_state c = {.db_fd = -1};
 	int64_t at;
 
 	if (store_open(&s, sv->o.db_path, 0, &e) != 0) {
@@ -868,6 +942,11 @@ static void *checkpointer_main(void *arg)
 			  e.msg);
 		return NULL;
 	}
+	/* Read-only is enough to sync: fdatasync and sync_file_range write the page cache's
+	 * pages, whoever dirtied them. */
+	if ((c.db_fd = open(store_db_path(s), O_RDONLY | O_CLOEXEC)) < 0)
+		log_warn("serve: database %s: cannot open it to sync it after checkpoints; SQLite"
+			 " syncs it instead (PASSIVE_SYNC), all at once", store_db_path(s));
 	(void)pthread_setname_np(pthread_self(), "cutoff-ckpt");
 	thread_no_wakeup_preemption();
 	pthread_mutex_lock(&sv->lock);
@@ -884,6 +963,8 @@ static void *checkpointer_main(void *arg)
 		pthread_mutex_lock(&sv->lock);
 	}
 	pthread_mutex_unlock(&sv->lock);
+	if (c.db_fd >= 0)
+		close(c.db_fd);
 	store_close(s);
 	return NULL;
 }
@@ -1363,6 +1444,23 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 	metrics_histogram(&b, "cutoff_serve_checkpoint_pass_duration_seconds",
 			  "Each PASSIVE pass of the checkpointer, the database's sync included.",
 			  &m->ckpt_pass);
+	metrics_histogram(&b, "cutoff_serve_checkpoint_db_sync_duration_seconds",
+			  "Each fdatasync of the database by the checkpointer, after its paced"
+			  " writeback.", &m->db_sync);
+	metrics_counter(&b, "cutoff_serve_checkpoint_db_sync_failures_total", "Syncs of the"
+			" database after a checkpoint that failed (the checkpointer then stops).",
+			atomic_load(&m->db_sync_failed));
+	metrics_counter(&b, "cutoff_serve_checkpoint_writeback_pieces_total", "Pieces of the"
+			" database written back between the WAL's syncs (sync_file_range).",
+			atomic_load(&m->wb_pieces));
+	metrics_counter(&b, "cutoff_serve_checkpoint_writeback_waits_cut_total", "Pieces started"
+			" while a WAL sync still ran (the wait for it is bounded).",
+			atomic_load(&m->wb_waits_cut));
+	buf_printf(&b, "# HELP cutoff_serve_checkpoint_writeback_wait_seconds_total The"
+		       " checkpointer's time waiting for the WAL's syncs before its pieces.\n"
+		       "# TYPE cutoff_serve_checkpoint_writeback_wait_seconds_total counter\n"
+		       "cutoff_serve_checkpoint_writeback_wait_seconds_total %.6f\n",
+		   (double)atomic_load(&m->wb_wait_ns) / 1e9);
 	buf_printf(&b, "# HELP cutoff_serve_in_flight Requests being answered.\n"
 		       "# TYPE cutoff_serve_in_flight gauge\ncutoff_serve_in_flight %ld\n"
 		       "# HELP cutoff_serve_campaigns Campaigns logins are decided against.\n"

@@ -458,6 +458,11 @@ const char *store_wal_path(struct store *s)
 	return sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
 }
 
+const char *store_db_path(struct store *s)
+{
+	return sqlite3_db_filename(s->db, "main");
+}
+
 /* SQLite's WAL hook, run after each commit: the WAL's size then, in frames. */
 static int wal_counted(void *ud, sqlite3 *db, const char *name, int frames)
 {

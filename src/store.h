@@ -47,6 +47,9 @@ int store_set_durable(struct store *s, bool full, struct err *e);
 /* The path of s's WAL file, as SQLite names it (symbolic links resolved); valid while s is
  * open. A writer with synchronous=NORMAL makes its commits durable by an fdatasync of it. */
 const char *store_wal_path(struct store *s);
+/* The path of s's database file, as SQLite names it (absolute, symbolic links resolved); valid
+ * while s is open. For a thread that syncs the file itself after a PASSIVE checkpoint. */
+const char *store_db_path(struct store *s);
 /* PRAGMA wal_autocheckpoint: the WAL size in pages at which a commit of this connection also
  * checkpoints (0: never; a long-lived writer leaves checkpoints to another connection).
  * Returns 0 or ERR_IO. */

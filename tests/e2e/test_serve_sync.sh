@@ -3,7 +3,9 @@
 # thread fdatasyncs the WAL; no answer may leave before the sync that covers its login, and a
 # failed sync must not be answered 200. Driven with an LD_PRELOAD library (tests/tools/
 # sync_shim.c) that makes the syncer's syncs slow or failing, and logs them. Also: the service
-# runs as usual when sched_setscheduler is refused (a system call filter).
+# runs as usual when sched_setscheduler is refused (a system call filter). And the checkpointer's
+# syncs of the database: written back in 4 MiB pieces that wait for the WAL's syncs, then
+# fdatasynced; a failed one logged, counted, the WAL kept; sync_file_range refused, fdatasync alone.
 . "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "SKIP: curl is not installed (apt-get install curl)"; exit 77; }
 SHIM=${CUTOFF_SYNC_SHIM:-}
@@ -94,6 +96,83 @@ check "$(cut -d' ' -f1 "$T/eve")" "500" "nor is any later login (the disk cannot
 check "$(logins eve)" "0" "which is not even decided"
 grep -q "fdatasync of the WAL failed" "$T/serve.err"; check "$?" "0" "logged"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+# ---- the database, written back by the checkpointer between the WAL's syncs ----
+# 13 MiB of padding: a database of more than three 4 MiB pieces.
+sql "$DB" "CREATE TABLE pad(b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1
+    FROM n WHERE i < 13) INSERT INTO pad SELECT randomblob(1048576) FROM n;
+    PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+DBPATH=$(realpath "$DB")
+metric() { curl -s -H "$AUTH" "$URL/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+# load SECONDS: three clients logging in one login after another, for SECONDS.
+load() {
+    local end=$(($(date +%s) + $1)) k pids=()
+    for k in 1 2 3; do
+        (i=0; while [ "$(date +%s)" -lt "$end" ]; do
+            i=$((i + 1)); login ana "$T/load$k"
+            [ "$(cut -d' ' -f1 "$T/load$k")" = 200 ] || echo "$k $i $(cat "$T/load$k")"
+        done) >>"$T/load-errors" &
+        pids+=($!)
+    done
+    wait "${pids[@]}" # not the service's
+}
+# Under load, with WAL syncs of 20 ms: the writeback waits for them, a bounded time a piece.
+: >"$T/load-errors"
+start_serve SYNC_SHIM_DELAY_MS=20 SYNC_SHIM_DB="$DBPATH" SYNC_SHIM_DB_LOG="$T/db-syncs"
+load 2
+check "$(cat "$T/load-errors")" "" "every login under load is answered 200"
+# A writeback: pieces from offset 0, back to back, of 4 MiB at most, through the checkpointer's
+# read-only descriptor, covering the whole file, then its fdatasync; all succeeded.
+python3 - "$T/db-syncs" "$(stat -c %s "$DB")" <<'PY'
+import sys
+lines = [l.split() for l in open(sys.argv[1])]
+size, found = int(sys.argv[2]), 0
+for i, l in enumerate(lines):
+    if l[:3] != ["sync_file_range", "ro", "0"]:
+        continue
+    at, j = 0, i
+    while j < len(lines) and lines[j][:2] == ["sync_file_range", "ro"] and int(lines[j][2]) == at \
+            and 0 < int(lines[j][3]) <= 4 << 20 and lines[j][4] == "0":
+        at += int(lines[j][3]); j += 1
+    if j - i >= 4 and at >= 13 << 20 and j < len(lines) and lines[j] == ["fdatasync", "ro", "0"]:
+        found += 1
+sys.exit(0 if found > 0 else 1)
+PY
+check "$?" "0" "the checkpointer wrote the database back in 4 MiB pieces, then fdatasynced it"
+check "$(metric cutoff_serve_checkpoint_db_sync_failures_total)" "0" "no sync of it failed"
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' \
+    "$(metric cutoff_serve_checkpoint_writeback_wait_seconds_total)"
+check "$?" "0" "its pieces waited for the WAL's syncs (the syncer publishes them)"
+[ "$(metric cutoff_serve_checkpoint_writeback_waits_cut_total)" -gt 0 ]
+check "$?" "0" "a bounded time: 20 ms syncs cut the wait"
+sleep 1
+check "$(stat -c %s "$DB-wal")" "0" "once idle, the WAL is emptied (TRUNCATE)"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+
+# The checkpointer's fdatasync of the database fails: logged and counted, the WAL (which holds
+# what the database may lack) is never started over again, logins go on being answered.
+: >"$T/load-errors"
+start_serve SYNC_SHIM_DB="$DBPATH" SYNC_SHIM_DB_FAIL=1
+load 1
+check "$(cat "$T/load-errors")" "" "logins are answered 200 when the database's sync fails"
+check "$(metric cutoff_serve_checkpoint_db_sync_failures_total)" "1" "the failure is counted, once"
+grep -q "fdatasync: Input/output error: the database file may be missing pages" "$T/serve.err"
+check "$?" "0" "and logged"
+sleep 1
+[ "$(stat -c %s "$DB-wal")" -gt 0 ]; check "$?" "0" "once idle, the WAL is kept (no TRUNCATE)"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+
+# A file system that refuses sync_file_range: said once, then fdatasync alone.
+: >"$T/load-errors" >"$T/db-syncs"
+start_serve SYNC_SHIM_DB="$DBPATH" SYNC_SHIM_DB_LOG="$T/db-syncs" SYNC_SHIM_DB_REFUSE=1
+load 1
+check "$(cat "$T/load-errors")" "" "logins are answered 200 without sync_file_range"
+check "$(grep -c "no paced writeback" "$T/serve.err")" "1" "the refusal is logged once"
+check "$(grep -c "^sync_file_range" "$T/db-syncs")" "1" "and not tried again"
+check "$(grep -c "^fdatasync ro 0" "$T/db-syncs" | awk '{print ($1 > 0)}')" "1" \
+    "the database is still fdatasynced after its checkpoints"
+check "$(metric cutoff_serve_checkpoint_db_sync_failures_total)" "0" "which is no failure"
+kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
+
 # ---- sched_setscheduler refused (a seccomp filter): the threads stay SCHED_OTHER, all works ----
 start_serve SYNC_SHIM_SCHED_EPERM=1
 login fay "$T/fay"
