@@ -148,14 +148,6 @@ struct serve {
 	atomic_bool restart_wanted;  /* the checkpointer asks the decider for a RESTART */
 };
 
-static int64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Counts a duration of ns into h (the last bucket counts: +Inf). */
 static void histogram_add(struct histogram *h, int64_t ns)
 {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void die_nomem(size_t n)
 {
@@ -309,4 +310,12 @@ EVP_MAC_CTX *hmac_sha256_new(const unsigned char *secret, size_t secret_len)
 		ctx = NULL;
 	}
 	return ctx;
+}
+
+int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

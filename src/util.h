@@ -53,6 +53,9 @@ bool char_ascii_alnum(int c);
  * returns the end. For the hot paths where a format string costs more than the rest. */
 char *dec_put(char *out, uint64_t v, int width);
 
+/* CLOCK_MONOTONIC in nanoseconds: for intervals and deadlines, not dates. */
+int64_t monotonic_ns(void);
+
 /* 64-bit FNV-1a, for change detection (not for security). */
 uint64_t hash_fnv1a(uint64_t h, const void *p, size_t n);
 #define HASH_FNV1A_INIT UINT64_C(0xcbf29ce484222325)

@@ -5,15 +5,9 @@
 #include <fcntl.h>
 #include <time.h>
 
+#include "util.h"
+
 #define POLL_NS 50000 /* how often a busy flag is looked at: a WAL sync takes 0.1 to 1 ms */
-
-static int64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Waits while *busy is set, at most max_ns; counts the wait into st. */
 static void wait_not_busy(const atomic_bool *busy, int64_t max_ns, struct writeback_stats *st)
