@@ -218,19 +218,23 @@ port = int(sys.argv[1])
 held = []
 for i in range(4):   # the per-IP limit's worth of connections, sending nothing
     s = socket.create_connection(("127.0.0.1", port)); s.sendall(b"POST /v1/logins HTTP/1.1\r\n"); held.append(s)
-extra = socket.create_connection(("127.0.0.1", port))
-extra.settimeout(3)
-try:
-    print("fifth:", "closed" if extra.recv(100) == b"" else "answered")
-except Exception as e:
-    print("fifth:", type(e).__name__)
-time.sleep(2)
-for s in held:
+# closed: the service ended the connection without an answer, by a FIN (recv returns b"") or
+# by a reset: libmicrohttpd resets a connection it drops with bytes of the request still
+# unread, which happens now and then under the sanitizers' slower threads. Anything else
+# (an answer, or still open after 3 s: TimeoutError) fails the check.
+def ended(s):
     s.settimeout(3)
     try:
-        print("slow:", "closed" if s.recv(100) == b"" else "answered")
+        return "closed" if s.recv(100) == b"" else "answered"
+    except ConnectionResetError:
+        return "closed"
     except Exception as e:
-        print("slow:", type(e).__name__)
+        return type(e).__name__
+extra = socket.create_connection(("127.0.0.1", port))
+print("fifth:", ended(extra))
+time.sleep(2)
+for s in held:
+    print("slow:", ended(s))
 PY
 check "$(sort -u "$T/slow.out" | tr '\n' ' ')" "fifth: closed slow: closed " \
     "beyond the per-IP limit a connection is closed; a stalled one after --timeout"
