@@ -454,12 +454,53 @@ static size_t utf8_len(const unsigned char *s)
 	return str_utf8_valid((const char *)s, n) ? n : 0;
 }
 
+#define J16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+/* The octets a JSON string holds as they are, in text known to be valid UTF-8: all but the C0
+ * controls, the quote, the backslash and DEL (escaped as \u007f, as before). */
+static const unsigned char json_plain[256] = {
+	J16(0), J16(0),
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x22 " */
+	J16(1), J16(1),
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x5c \ */
+	J16(1),
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x7f DEL */
+	J16(1), J16(1), J16(1), J16(1), J16(1), J16(1), J16(1), J16(1),
+};
+#undef J16
+
+/* Escapes c, an octet json_plain does not hold as it is (not NUL). */
+static void json_escape(struct buf *out, unsigned char c)
+{
+	if (c == '"' || c == '\\')
+		buf_putc(out, '\\'), buf_putc(out, (char)c);
+	else
+		buf_printf(out, "\\u%04x", c);
+}
+
 void login_json_string(struct buf *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n;
+	size_t n = strlen(s);
 
 	buf_putc(out, '"');
+	if (str_utf8_valid(s, n)) {
+		/* the common case, a reminder's text: runs of octets copied whole, by a table
+		 * (10 instructions an octet with the tests of the loop below, about 4 so) */
+		buf_grow(out, n + 1);
+		while (*p) {
+			const unsigned char *run = p;
+
+			while (json_plain[*p])
+				p++;
+			if (p > run)
+				buf_append(out, run, (size_t)(p - run));
+			if (*p == '\0')
+				break;
+			json_escape(out, *p++);
+		}
+		buf_putc(out, '"');
+		return;
+	}
 	while (*p) {
 		const unsigned char *run = p;
 		while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
@@ -468,10 +509,8 @@ void login_json_string(struct buf *out, const char *s)
 			buf_append(out, run, (size_t)(p - run));
 		if (*p == '\0')
 			break;
-		if (*p == '"' || *p == '\\') {
-			buf_putc(out, '\\'), buf_putc(out, (char)*p++);
-		} else if (*p < 0x20 || *p == 0x7f) {
-			buf_printf(out, "\\u%04x", *p++);
+		if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\') {
+			json_escape(out, *p++);
 		} else if (*p < 0x80) {
 			buf_putc(out, (char)*p++);
 		} else if ((n = utf8_len(p)) > 0) {
@@ -485,6 +524,9 @@ void login_json_string(struct buf *out, const char *s)
 
 void login_answer_json(const struct login_answer *a, const char *user, struct buf *out)
 {
+	char num[24], *end;
+	uint64_t days;
+
 	buf_puts(out, "{\"user\":");
 	login_json_string(out, user ? user : "");
 	if (a->reminded) {
@@ -492,7 +534,14 @@ void login_answer_json(const struct login_answer *a, const char *user, struct bu
 		login_json_string(out, a->campaign);
 		buf_puts(out, ",\"text\":");
 		login_json_string(out, a->text);
-		buf_printf(out, ",\"days_left\":%lld,\"upgrade_url\":", (long long)a->days_left);
+		buf_puts(out, ",\"days_left\":");
+		days = a->days_left < 0 ? (uint64_t)-(a->days_left + 1) + 1 : (uint64_t)a->days_left;
+		end = num;
+		if (a->days_left < 0)
+			*end++ = '-';
+		end = dec_put(end, days, 1); /* not buf_printf: a fifth of the answer's instructions */
+		buf_append(out, num, (size_t)(end - num));
+		buf_puts(out, ",\"upgrade_url\":");
 		if (a->upgrade_url != NULL)
 			login_json_string(out, a->upgrade_url);
 		else

@@ -775,9 +775,59 @@ static void test_json(void **state)
 				    "\"text\":\"Say \\\"hi\\\"\\\\ \\u0001 caf\xc3\xa9 \\ufffd!\","
 				    "\"days_left\":3,\"upgrade_url\":null},\"completed\":false}");
 	buf_reset(&b);
+	a = (struct login_answer){.reminded = true, .campaign = "t", .text = "",
+				  .upgrade_url = "https://x/", .days_left = -12};
+	login_answer_json(&a, "y", &b);
+	assert_string_equal(b.data, "{\"user\":\"y\",\"reminder\":{\"campaign\":\"t\",\"text\":\"\","
+				    "\"days_left\":-12,\"upgrade_url\":\"https://x/\"},\"completed\":false}");
+	buf_reset(&b);
+	a.days_left = INT64_MIN;
+	login_answer_json(&a, "y", &b);
+	assert_non_null(strstr(b.data, "\"days_left\":-9223372036854775808,"));
+	buf_reset(&b);
+	a.days_left = 1234567890;
+	login_answer_json(&a, "y", &b);
+	assert_non_null(strstr(b.data, "\"days_left\":1234567890,"));
+	buf_reset(&b);
 	a = (struct login_answer){.completed = true};
 	login_answer_json(&a, "x", &b);
 	assert_string_equal(b.data, "{\"user\":\"x\",\"reminder\":null,\"completed\":true}");
+	buf_free(&b);
+}
+
+/* Every octet through login_json_string, in valid UTF-8 (the table's path) and after an invalid
+ * octet (the careful path): the same escapes either way. */
+static void test_json_string(void **state)
+{
+	char in[8], want[16], got_bad[32];
+	struct buf b;
+
+	(void)state;
+	buf_init(&b);
+	for (int c = 1; c < 0x80; c++) {
+		in[0] = 'x', in[1] = (char)c, in[2] = '\0';
+		if (c == '"' || c == '\\')
+			snprintf(want, sizeof want, "\"x\\%c\"", c);
+		else if (c < 0x20 || c == 0x7f)
+			snprintf(want, sizeof want, "\"x\\u%04x\"", (unsigned)c);
+		else
+			snprintf(want, sizeof want, "\"x%c\"", c);
+		buf_reset(&b);
+		login_json_string(&b, in);
+		assert_string_equal(b.data, want);
+		/* the same octet after an invalid one: \ufffd, then the same escape */
+		in[0] = (char)0xff;
+		buf_reset(&b);
+		login_json_string(&b, in);
+		snprintf(got_bad, sizeof got_bad, "\"\\ufffd%s", want + 2);
+		assert_string_equal(b.data, got_bad);
+	}
+	buf_reset(&b);
+	login_json_string(&b, "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \"q\" \x7f");
+	assert_string_equal(b.data, "\"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \\\"q\\\" \\u007f\"");
+	buf_reset(&b);
+	login_json_string(&b, "");
+	assert_string_equal(b.data, "\"\"");
 	buf_free(&b);
 }
 
@@ -918,6 +968,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_text_per_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_plan, setup, teardown),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_json_string),
 		cmocka_unit_test(test_event_lines),
 		cmocka_unit_test_setup_teardown(test_bad_event, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_marks, setup, teardown),
