@@ -484,8 +484,10 @@ void login_json_string(struct buf *out, const char *s)
 
 	buf_putc(out, '"');
 	if (str_utf8_valid(s, n)) {
-		/* the common case, a reminder's text: runs of octets copied whole, by a table
-		 * (10 instructions an octet with the tests of the loop below, about 4 so) */
+		/* the common case, a reminder's text: runs of octets found by the table and
+		 * copied whole, where the loop below tests each octet four times and each
+		 * non-ASCII character on its own (an answer's JSON: 6,266 instructions -> 5,305,
+		 * bench/serve-instructions) */
 		buf_grow(out, n + 1);
 		while (*p) {
 			const unsigned char *run = p;
