@@ -5,12 +5,44 @@
 
 #include "schedule.h"
 
-/* How much one call may queue, and whether everything due is queued. */
+/*
+ * A chunk is a span of recipient ids of every segment (store_delivery_queue_chunk), so a
+ * segment of a few percent of the recipients queues a few deliveries a chunk. A call of
+ * queue_due_some therefore goes on chunk after chunk until it has queued max_rows deliveries
+ * or looked at QUEUE_SCAN_CHUNKS chunks of ids: a recipient id looked at and not queued costs
+ * a small part of one queued (a row read in rowid order against a delivery row and its index
+ * entries written), and each call is a transaction of the sender's.
+ */
+#define QUEUE_SCAN_CHUNKS 16
+
+/* How much one call may still queue and look at, and whether everything due is queued. */
 struct budget {
-	int64_t left; /* a chunk's recipients, less what was queued; 0: no limit */
-	bool limited;
+	int64_t span; /* recipient ids a chunk looks at; 0: no limit (one chunk a segment) */
+	int64_t left; /* deliveries it may still queue */
+	int64_t ids;  /* recipient ids it may still look at */
 	bool done;    /* every segment queued in full so far */
 };
+
+/* Queues q's segment chunk after chunk while the budget lasts. */
+static int queue_segment(struct store *s, struct store_queue_chunk *q, int64_t now,
+			 int64_t *count, struct budget *b, struct err *e)
+{
+	struct store_queue_step step = {0, 0, false};
+	int rc;
+
+	q->max_ids = b->span;
+	while (!step.done) {
+		if (b->span > 0 && (b->left <= 0 || b->ids <= 0)) {
+			b->done = false; /* the budget is spent: a later call goes on */
+			return 0;
+		}
+		if ((rc = store_delivery_queue_chunk(s, q, now, &step, e)) != 0)
+			return rc;
+		*count += step.queued;
+		b->left -= step.queued, b->ids -= step.looked_at;
+	}
+	return 0;
+}
 
 /* Queues kind/occurrence for every segment whose first e-mail has gone out by now. */
 static int queue_all_segments(struct store *s, const struct campaign *c, int64_t campaign_id,
@@ -20,28 +52,16 @@ static int queue_all_segments(struct store *s, const struct campaign *c, int64_t
 	for (size_t i = 0; i < c->n_segments; i++) {
 		const struct segment *g = &c->segments[i];
 		struct store_queue_chunk q = {campaign_id, 0, kind, occurrence,
-					      occurrence ? occurrence : g->send_at, b->left};
-		int64_t n = 0;
-		bool done = false;
+					      occurrence ? occurrence : g->send_at, 0};
 		int rc;
 
 		if (g->send_at > now)
 			continue; /* a reminder never comes before the segment's first e-mail */
-		if (b->limited && b->left <= 0) {
-			b->done = false; /* the budget is spent: a later call goes on */
-			return 0;
-		}
 		if ((rc = store_segment_id(s, campaign_id, g->name, &q.segment_id, e)) != 0 ||
-		    (rc = store_delivery_queue_chunk(s, &q, now, &n, &done, e)) != 0)
+		    (rc = queue_segment(s, &q, now, count, b, e)) != 0)
 			return rc;
-		*count += n;
-		if (!done) {
-			b->done = false, b->left = 0;
+		if (!b->done)
 			return 0;
-		}
-		/* A segment done within the budget leaves what it did not use to the next. */
-		if (b->limited)
-			b->left = n < b->left ? b->left - (n > 0 ? n : 1) : 0;
 	}
 	return 0;
 }
@@ -65,7 +85,7 @@ static int queue_reminder_emails(struct store *s, const struct campaign *c, int6
 int queue_due_some(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
 		   int64_t max_rows, struct queue_counts *out, bool *done, struct err *e)
 {
-	struct budget b = {max_rows, max_rows > 0, true};
+	struct budget b = {max_rows, max_rows, QUEUE_SCAN_CHUNKS * max_rows, true};
 	int rc;
 
 	out->initial = out->reminder = out->final = 0;

@@ -36,9 +36,10 @@
 /*
  * Queueing a 20,000-recipient wave is one INSERT ... SELECT of 50-80 ms, during which
  * the other worker waits for the write lock and no connection is open yet. So the run
- * queues QUEUE_CHUNK recipients before its first claim and as many again in each
- * claim's transaction until the wave is in (queue_due_some: the queue marks are the
- * shared, durable progress), a chunk being four times what a worker claims at once.
+ * queues about QUEUE_CHUNK deliveries before its first claim and as many again in each
+ * claim's transaction until the wave is in (queue_due_some: chunks of QUEUE_CHUNK
+ * recipient ids, the queue marks being the shared, durable progress), four times what a
+ * worker claims at once.
  */
 #define QUEUE_CHUNK 1024
 
@@ -619,8 +620,8 @@ static int keep_moving(struct sender *x)
 	return mailer_run(x->mailer, 0, on_done, x, x->e);
 }
 
-/* Queues the next piece of what is due (at most max_rows recipients; 0: all the rest), in
- * the caller's transaction. */
+/* Queues the next piece of what is due (about max_rows deliveries, queue_due_some; 0: all the
+ * rest), in the caller's transaction. */
 static int queue_more(struct sender *x, int64_t max_rows)
 {
 	struct queue_counts n;

@@ -303,24 +303,34 @@ int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t s
 				 const char *kind, int64_t occurrence, int64_t due_at,
 				 int64_t now, int64_t *queued, struct err *e);
 
-/* Which deliveries store_delivery_queue_chunk queues, and how many recipients at most. */
+/* Which deliveries store_delivery_queue_chunk queues, over how many recipient ids at most. */
 struct store_queue_chunk {
 	int64_t campaign_id, segment_id;
 	const char *kind;
 	int64_t occurrence, due_at;
-	int64_t max_rows; /* recipients of the segment looked at; 0: all that are left */
+	int64_t max_ids; /* ids looked at, every campaign's (not the segment's); 0: all left */
+};
+
+/* What one chunk did. */
+struct store_queue_step {
+	int64_t queued;    /* deliveries added */
+	int64_t looked_at; /* recipient ids spanned: above the old mark, up to the new */
+	bool done;         /* the mark is at the highest recipient id: nothing is left */
 };
 
 /*
  * store_delivery_queue_segment a piece at a time: queues q's delivery for the
- * pending recipients among the next q->max_rows of the segment above its queue
- * mark, and moves the mark to the last of them, in the caller's transaction.
- * The mark is the shared, durable progress: another process, or the next run
- * after a crash, carries on from it, and the ledger's unique key forbids a
- * second delivery whatever happens. *done once nothing of the segment is left.
+ * pending recipients of the segment among the next q->max_ids recipient ids
+ * above its queue mark (a span of the whole table, read by rowid: no index
+ * has the segment, db/015), and moves the mark to the end of the span, in the
+ * caller's transaction. The mark is the shared, durable progress: another
+ * process, or the next run after a crash, carries on from it, and the
+ * ledger's unique key forbids a second delivery whatever happens. out->done
+ * once the span reached the highest recipient id. Returns 0 or the store's
+ * error (out then counts nothing).
  */
 int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *q, int64_t now,
-			       int64_t *queued, bool *done, struct err *e);
+			       struct store_queue_step *out, struct err *e);
 
 /* One claimed delivery. */
 struct store_claim {

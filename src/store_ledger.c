@@ -25,7 +25,6 @@ enum ledger_stmt {
 	LD_DELIVERY_EXPIRE,
 	LD_DELIVERY_DUE,
 	LD_QUEUE_MARK,
-	LD_QUEUE_CHUNK_END,
 	LD_RECIPIENT_ZONES,
 	LD_COUNT
 };
@@ -45,7 +44,10 @@ static const char *const ledger_sql[LD_COUNT] = {
 		"UPDATE campaign SET sending_started_at = ?2 WHERE id = ?1"
 		" AND sending_started_at IS NULL",
 	/* A recipient unsubscribed from the campaign gets its row settled as suppressed at
-	 * once, so no sender can claim it (what db/003's trigger did, db/014). */
+	 * once, so no sender can claim it (what db/003's trigger did, db/014). The span of
+	 * recipient ids is read by rowid, every campaign's rows in it (no index has the
+	 * segment, db/015): the unary + keeps the (campaign_id, user_id) index off it, which
+	 * would read the campaign's rows a table lookup each, in user id order. */
 	[LD_DELIVERY_QUEUE] =
 		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, reason,"
 		" due_at, created_at, updated_at)"
@@ -54,8 +56,8 @@ static const char *const ledger_sql[LD_COUNT] = {
 		" CASE WHEN u.recipient_id IS NOT NULL THEN 'unsubscribe' END, ?5, ?6, ?6"
 		" FROM recipient r LEFT JOIN campaign_unsubscribe u"
 		" ON u.campaign_id = ?1 AND u.recipient_id = r.id"
-		" WHERE r.campaign_id = ?1 AND r.segment_id = ?2 AND r.state = 'pending'"
-		" AND r.id > ?7 AND r.id <= ?8"
+		" WHERE r.id > ?7 AND r.id <= ?8 AND +r.campaign_id = ?1 AND +r.segment_id = ?2"
+		" AND r.state = 'pending'"
 		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
 	[LD_DELIVERY_CLAIM] =
 		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
@@ -110,11 +112,6 @@ static const char *const ledger_sql[LD_COUNT] = {
 		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
 		" AND kind = ?2 AND occurrence = ?3), -1),"
 		" (SELECT coalesce(max(id), 0) FROM recipient)",
-	/* The id of the ?4+1-th recipient of the segment above ?3 (recipient_segment ends in
-	 * the rowid: a seek and a short walk). */
-	[LD_QUEUE_CHUNK_END] =
-		"SELECT id FROM recipient WHERE campaign_id = ?1 AND segment_id = ?2 AND id > ?3"
-		" ORDER BY id LIMIT 1 OFFSET ?4",
 	/* No ORDER BY: the first ?2 entries of recipient_segment, not a sort of them all. */
 	[LD_RECIPIENT_ZONES] =
 		"SELECT DISTINCT timezone FROM (SELECT timezone FROM recipient"
@@ -170,50 +167,26 @@ static int queue_mark_read(struct store *s, const struct store_queue_chunk *q, i
 	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the queue marks");
 }
 
-/* The last id of a chunk of max_rows recipients of the segment above from; max_id when
- * fewer are left (*last: the chunk ends the segment). */
-static int queue_chunk_end(struct store *s, const struct store_queue_chunk *q, int64_t from,
-			   int64_t max_id, int64_t *to, bool *last, struct err *e)
-{
-	sqlite3_stmt *st;
-	int step;
-
-	*to = max_id, *last = true;
-	if (q->max_rows <= 0)
-		return 0;
-	if ((st = stmt(s, LD_QUEUE_CHUNK_END, e)) == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, q->campaign_id);
-	sqlite3_bind_int64(st, 2, q->segment_id);
-	sqlite3_bind_int64(st, 3, from);
-	sqlite3_bind_int64(st, 4, q->max_rows - 1);
-	step = sqlite3_step(st);
-	/* The chunk's last recipient may be the segment's last: the next call finds none. */
-	if (step == SQLITE_ROW)
-		*to = sqlite3_column_int64(st, 0), *last = false;
-	sqlite3_reset(st);
-	return step == SQLITE_ROW || step == SQLITE_DONE ?
-		       0 : store_db_error(s, e, "finding the next recipients to queue");
-}
-
 int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *q, int64_t now,
-			       int64_t *queued, bool *done, struct err *e)
+			       struct store_queue_step *out, struct err *e)
 {
 	sqlite3_stmt *st;
-	int64_t mark, max_id, to;
+	int64_t mark, max_id, to, queued;
 	int rc;
 
 	/* The mark says every pending recipient up to it is queued (db/004_login.sql): carry
-	 * on above it; at or past the highest id, nothing is left to add. */
-	*queued = 0, *done = false;
+	 * on above it (from the first id when there is none); at or past the highest id,
+	 * nothing is left to add. */
+	*out = (struct store_queue_step){0, 0, false};
 	if ((rc = queue_mark_read(s, q, &mark, &max_id, e)) != 0)
 		return rc;
 	if (mark >= max_id) {
-		*done = true;
+		out->done = true;
 		return 0;
 	}
-	if ((rc = queue_chunk_end(s, q, mark, max_id, &to, done, e)) != 0)
-		return rc;
+	if (mark < 0)
+		mark = 0; /* rowids start at 1 */
+	to = q->max_ids > 0 && q->max_ids < max_id - mark ? mark + q->max_ids : max_id;
 	if ((st = stmt(s, LD_DELIVERY_QUEUE, e)) == NULL)
 		return e->code;
 	sqlite3_bind_int64(st, 1, q->campaign_id);
@@ -226,8 +199,11 @@ int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *
 	sqlite3_bind_int64(st, 8, to);
 	if ((rc = store_step_done(s, st, "queueing deliveries", e)) != 0)
 		return rc;
-	*queued = sqlite3_changes(s->db);
-	return store_queue_mark_set(s, q->segment_id, q->kind, q->occurrence, to, now, e);
+	queued = sqlite3_changes(s->db);
+	if ((rc = store_queue_mark_set(s, q->segment_id, q->kind, q->occurrence, to, now, e)) != 0)
+		return rc;
+	*out = (struct store_queue_step){queued, to - mark, to == max_id};
+	return 0;
 }
 
 int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t segment_id,
@@ -235,9 +211,11 @@ int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t s
 				 int64_t now, int64_t *queued, struct err *e)
 {
 	struct store_queue_chunk q = {campaign_id, segment_id, kind, occurrence, due_at, 0};
-	bool done;
+	struct store_queue_step step;
+	int rc = store_delivery_queue_chunk(s, &q, now, &step, e);
 
-	return store_delivery_queue_chunk(s, &q, now, queued, &done, e);
+	*queued = step.queued;
+	return rc;
 }
 
 int store_delivery_claim(struct store *s, int64_t campaign_id, const char *run_id, int64_t now,

@@ -1,7 +1,9 @@
 /* test_queue_chunks.c — queueing a wave a piece at a time (store_delivery_queue_chunk,
- * queue_due_some): every pending recipient gets exactly one delivery whatever the chunk size,
- * a crash between two chunks skips nobody and queues nobody twice, and the queue marks are the
- * progress another process or the next run carries on from. */
+ * queue_due_some): a chunk is a span of recipient ids of every segment and campaign (no index
+ * has the segment, db/015); every pending recipient of the segment gets exactly one delivery
+ * whatever the span, nobody else gets one, a crash between two chunks skips nobody and queues
+ * nobody twice, and the queue marks are the progress another process or the next run carries
+ * on from. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,43 +200,147 @@ static void assert_each_once(struct store *s, const char *segments, int64_t expe
 				 " ON r.id = d.recipient_id WHERE r.state <> 'pending'"), 0);
 }
 
-/* One chunk of segment "old" in a transaction of its own. */
-static void chunk(struct fx *f, int64_t max_rows, int64_t *queued, bool *done)
+/* Pending recipients of campaign t's segment named seg with an id up to id. */
+static int64_t pending_upto(struct store *s, const char *seg, int64_t id)
 {
-	struct store_queue_chunk q = {f->t_id, f->t_seg[0], "initial", 0, 1, max_rows};
-	struct err e = {0};
+	char *sql = xasprintf("SELECT count(*) FROM recipient r JOIN segment g"
+			      " ON g.id = r.segment_id JOIN campaign c ON c.id = r.campaign_id"
+			      " WHERE c.name = 't' AND g.name = '%s' AND r.state = 'pending'"
+			      " AND r.id <= %lld", seg, (long long)id);
+	int64_t n = scratch_int(s, sql);
 
-	assert_int_equal(store_begin(f->s, &e), 0);
-	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, queued, done, &e), 0);
-	assert_int_equal(store_commit(f->s, &e), 0);
+	free(sql);
+	return n;
 }
 
-/* Whatever the chunk size, the chunks add up to the segment, each pending recipient once. */
+static int64_t max_id(struct store *s)
+{
+	return scratch_int(s, "SELECT max(id) FROM recipient");
+}
+
+/* The queue mark of segment seg_id's initial e-mail (-1: none). */
+static int64_t mark_of(struct store *s, int64_t seg_id)
+{
+	char *sql = xasprintf("SELECT coalesce((SELECT watermark FROM queue_mark"
+			      " WHERE segment_id = %lld AND kind = 'initial'), -1)",
+			      (long long)seg_id);
+	int64_t mark = scratch_int(s, sql);
+
+	free(sql);
+	return mark;
+}
+
+/* One chunk of segment seg_id's initial e-mail on s, in a transaction of its own. */
+static struct store_queue_step chunk_of(struct fx *f, struct store *s, int64_t seg_id,
+					int64_t max_ids)
+{
+	struct store_queue_chunk q = {f->t_id, seg_id, "initial", 0, 1, max_ids};
+	struct store_queue_step step;
+	struct err e = {0};
+
+	assert_int_equal(store_begin(s, &e), 0);
+	assert_int_equal(store_delivery_queue_chunk(s, &q, f->now, &step, &e), 0);
+	assert_int_equal(store_commit(s, &e), 0);
+	return step;
+}
+
+/* One chunk of segment "old". */
+static void chunk(struct fx *f, int64_t max_ids, int64_t *queued, bool *done)
+{
+	struct store_queue_step step = chunk_of(f, f->s, f->t_seg[0], max_ids);
+
+	*queued = step.queued, *done = step.done;
+}
+
+/* Whatever the span, the chunks add up to the segment, each pending recipient once: a chunk
+ * spans max_ids ids (the last one what is left), so the calls are the ids over the span. */
 static void test_chunks_add_up(void **state)
 {
 	struct fx *f = *state;
-	int64_t sizes[] = {1, 7, N_OLD + 1, 1000}, queued, total;
-	bool done;
+	int64_t sizes[] = {1, 7, N_OLD + 1, 1000}, total, last = max_id(f->s);
+	struct store_queue_step step;
 	int calls;
 
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		sqlite3_exec(f->s->db, "DELETE FROM delivery; DELETE FROM queue_mark", NULL, NULL,
 			     NULL);
-		total = 0, calls = 0, done = false;
-		while (!done && calls++ < 100) {
-			chunk(f, sizes[i], &queued, &done);
-			assert_true(queued <= sizes[i]);
-			total += queued;
+		total = 0, calls = 0, step.done = false;
+		while (!step.done && calls++ < 1000) {
+			int64_t from = mark_of(f->s, f->t_seg[0]);
+
+			step = chunk_of(f, f->s, f->t_seg[0], sizes[i]);
+			from = from < 0 ? 0 : from;
+			assert_int_equal(step.looked_at, step.done ? last - from : sizes[i]);
+			assert_int_equal(mark_of(f->s, f->t_seg[0]), from + step.looked_at);
+			assert_int_equal(step.queued, pending_upto(f->s, "old", from + step.looked_at) -
+							      pending_upto(f->s, "old", from));
+			total += step.queued;
 		}
-		assert_true(done);
+		assert_true(step.done);
+		assert_int_equal(mark_of(f->s, f->t_seg[0]), last);
 		assert_int_equal(total, N_OLD); /* N_OLD + 1 recipients, one completed */
-		/* At most one call more than the chunks needed (it finds the segment's end). */
-		assert_true(calls <= (N_OLD + 1 + sizes[i] - 1) / sizes[i] + 1);
-		chunk(f, sizes[i], &queued, &done);
-		assert_int_equal(queued, 0);
-		assert_true(done);
+		assert_int_equal(calls, (last + sizes[i] - 1) / sizes[i]);
+		step = chunk_of(f, f->s, f->t_seg[0], sizes[i]);
+		assert_int_equal(step.queued, 0);
+		assert_int_equal(step.looked_at, 0);
+		assert_true(step.done);
 	}
 	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), N_OLD);
+}
+
+/*
+ * Both due segments of t, interleaved by id with each other, with "late" (not queued here) and
+ * with campaign u, queued in spans of 3 ids, a chunk of one and a chunk of the other in turn:
+ * each pending recipient of the two gets its delivery once and nobody else gets one, and both
+ * marks reach the highest id. Then a run dies with a chunk of each in its transaction, and
+ * another connection resumes with other spans from the marks; once the marks are dropped (as a
+ * move into a segment drops them), queueing everything again from the first id adds nothing.
+ */
+static void test_interleaved_segments(void **state)
+{
+	struct fx *f = *state;
+	int64_t gone = pending_upto(f->s, "gone", INT64_MAX), last = max_id(f->s), queued = 0;
+	struct store_queue_chunk q = {f->t_id, f->t_seg[2], "initial", 0, 1, 3};
+	struct store_queue_step a = {0, 0, false}, b = {0, 0, false}, step;
+	struct store *next = NULL;
+	struct err e = {0};
+
+	assert_true(gone > 1);
+	for (int i = 0; i < 4; i++) { /* part of each: 12 ids */
+		a = chunk_of(f, f->s, f->t_seg[0], 3), b = chunk_of(f, f->s, f->t_seg[2], 3);
+		assert_true(a.queued <= 3 && b.queued <= 3 && !a.done && !b.done);
+		queued += a.queued + b.queued;
+	}
+	assert_int_equal(queued, pending_upto(f->s, "old", 12) + pending_upto(f->s, "gone", 12));
+	assert_int_equal(store_begin(f->s, &e), 0); /* killed before its commit */
+	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &step, &e), 0);
+	q.segment_id = f->t_seg[0];
+	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &step, &e), 0);
+	store_rollback(f->s);
+	assert_int_equal(mark_of(f->s, f->t_seg[0]), 12);
+	assert_int_equal(mark_of(f->s, f->t_seg[2]), 12);
+
+	assert_int_equal(store_open(&next, f->db, 0, &e), 0);
+	while (!a.done || !b.done) {
+		if (!a.done)
+			a = chunk_of(f, next, f->t_seg[0], 5);
+		if (!b.done)
+			b = chunk_of(f, next, f->t_seg[2], 2);
+		assert_true(a.queued <= 5 && b.queued <= 2);
+	}
+	assert_int_equal(mark_of(f->s, f->t_seg[0]), last);
+	assert_int_equal(mark_of(f->s, f->t_seg[2]), last);
+	assert_each_once(f->s, "'old', 'gone'", N_OLD + gone);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery WHERE campaign_id <> "
+					   "(SELECT id FROM campaign WHERE name = 't')"), 0);
+
+	sqlite3_exec(f->s->db, "DELETE FROM queue_mark", NULL, NULL, NULL);
+	a = chunk_of(f, next, f->t_seg[0], 0), b = chunk_of(f, next, f->t_seg[2], 7);
+	assert_true(a.done && !b.done);
+	assert_int_equal(a.looked_at, last);
+	assert_int_equal(a.queued + b.queued, 0);
+	store_close(next);
+	assert_each_once(f->s, "'old', 'gone'", N_OLD + gone);
 }
 
 /*
@@ -246,18 +352,20 @@ static void test_crash_between_chunks(void **state)
 {
 	struct fx *f = *state;
 	struct store_queue_chunk q = {f->t_id, f->t_seg[0], "initial", 0, 1, 10};
+	struct store_queue_step step;
 	struct store *next = NULL;
 	struct err e = {0};
 	int64_t queued, first, mark;
 	bool done;
 
 	chunk(f, 10, &first, &done);
-	assert_int_equal(first, 9); /* old0..old9, old5 completed */
+	assert_int_equal(first, pending_upto(f->s, "old", 10)); /* old0..old3 */
 	assert_false(done);
 	mark = scratch_int(f->s, "SELECT watermark FROM queue_mark");
+	assert_int_equal(mark, 10);
 	assert_int_equal(store_begin(f->s, &e), 0);
-	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &queued, &done, &e), 0);
-	assert_int_equal(queued, 10);
+	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &step, &e), 0);
+	assert_int_equal(step.queued, pending_upto(f->s, "old", 20) - first);
 	store_rollback(f->s);          /* killed before its commit */
 	assert_int_equal(scratch_int(f->s, "SELECT watermark FROM queue_mark"), mark);
 	add_user(f->s, f->t_id, f->t_seg[0], "imported-meanwhile");
@@ -271,21 +379,21 @@ static void test_crash_between_chunks(void **state)
 }
 
 /* A chunk carries on above the mark and does not look below it again: that is what makes
- * each chunk cost its own size, not the segment's. (Here a delivery below the mark is deleted
+ * each chunk cost its own span, not the table's. (Here a delivery below the mark is deleted
  * behind the store's back, which nothing in cutoff does: it stays missing until a mark drops.) */
 static void test_carries_on_from_the_mark(void **state)
 {
 	struct fx *f = *state;
-	int64_t queued;
+	int64_t queued, first = pending_upto(f->s, "old", 10);
 	bool done;
 
 	chunk(f, 10, &queued, &done);
-	assert_int_equal(queued, 9);
+	assert_int_equal(queued, first);
 	sqlite3_exec(f->s->db, "DELETE FROM delivery WHERE id = (SELECT min(id) FROM delivery)",
 		     NULL, NULL, NULL);
 	chunk(f, 0, &queued, &done); /* the rest, in one piece */
 	assert_true(done);
-	assert_int_equal(queued, N_OLD - 9);
+	assert_int_equal(queued, N_OLD - first);
 	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), N_OLD - 1);
 	/* A move into the segment drops the marks: the next queueing looks at everyone. */
 	sqlite3_exec(f->s->db, "DELETE FROM queue_mark", NULL, NULL, NULL);
@@ -339,13 +447,13 @@ static void test_queue_due_some(void **state)
 		assert_int_equal(store_begin(f->s, &e), 0);
 		assert_int_equal(queue_due_some(f->s, f->c, f->t_id, f->now, 6, &n, &done, &e), 0);
 		assert_int_equal(store_commit(f->s, &e), 0);
-		assert_true(n.initial <= 6);
+		assert_true(n.initial < 2 * 6); /* chunks of 6 ids until 6 or more are queued */
 		all.initial += n.initial;
 		if (calls == 1)
 			assert_false(done);
 	}
 	assert_true(done);
-	assert_true(calls >= (N_OLD + (int)gone) / 6);
+	assert_true(calls >= (N_OLD + (int)gone) / (2 * 6 - 1));
 	assert_int_equal(all.initial, N_OLD + gone);
 	assert_each_once(f->s, "'old', 'gone'", N_OLD + gone);
 	assert_int_equal(queue_due(f->s, f->c, f->t_id, f->now, &n, &e), 0);
@@ -354,14 +462,46 @@ static void test_queue_due_some(void **state)
 				 " WHERE name = 't' AND sending_started_at IS NOT NULL"), 1);
 }
 
+/* A call looks at a bounded span of ids when it finds nobody to queue (here everyone of "old"
+ * has completed): it stops with its budget of ids spent, not at the end of the table, and the
+ * next calls carry on to the end. */
+static void test_queue_due_some_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct queue_counts n, all = {0, 0, 0};
+	struct err e = {0};
+	int64_t gone = pending_upto(f->s, "gone", INT64_MAX), mark;
+	char *sql = xasprintf("UPDATE recipient SET state = 'completed' WHERE segment_id = %lld",
+			      (long long)f->t_seg[0]);
+	bool done = false;
+	int calls = 0;
+
+	assert_int_equal(sqlite3_exec(f->s->db, sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
+	assert_int_equal(queue_due_some(f->s, f->c, f->t_id, f->now, 2, &n, &done, &e), 0);
+	mark = mark_of(f->s, f->t_seg[0]);
+	assert_false(done);
+	assert_int_equal(n.initial, 0);
+	assert_true(mark > 0 && mark < max_id(f->s) && mark % 2 == 0);
+	while (!done && calls++ < 1000) {
+		assert_int_equal(queue_due_some(f->s, f->c, f->t_id, f->now, 2, &n, &done, &e), 0);
+		all.initial += n.initial;
+	}
+	assert_true(done);
+	assert_int_equal(all.initial, gone);
+	assert_each_once(f->s, "'old', 'gone'", gone);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_chunks_add_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interleaved_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_between_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_carries_on_from_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_in_below_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_due_some, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_due_some_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
