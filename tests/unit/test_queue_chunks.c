@@ -3,7 +3,7 @@
  * has the segment, db/015); every pending recipient of the segment gets exactly one delivery
  * whatever the span, nobody else gets one, a crash between two chunks skips nobody and queues
  * nobody twice, and the queue marks are the progress another process or the next run carries
- * on from. */
+ * on from. Also the per-segment counts, the other reader of a segment's rows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -492,6 +492,62 @@ static void test_queue_due_some_bounded(void **state)
 	assert_each_once(f->s, "'old', 'gone'", gone);
 }
 
+/* One row of store_segment_counts: its segment's name (NULL: no segment) and its counts. */
+static void assert_counts(const struct store_segment_counts *v, int64_t id, const char *name,
+			  int64_t total, int64_t pending, int64_t completed)
+{
+	assert_int_equal(v->segment_id, id);
+	if (name == NULL)
+		assert_null(v->name);
+	else
+		assert_string_equal(v->name, name);
+	assert_int_equal(v->total, total);
+	assert_int_equal(v->pending, pending);
+	assert_int_equal(v->completed, completed);
+}
+
+/*
+ * The per-segment counts read every recipient of the campaign once: segments in position
+ * order with the "no segment" row last, a segment nobody is in (here "late", after its
+ * recipients became unaffected) counted zero, the unaffected counted apart, and another
+ * campaign's recipients (interleaved by id) not counted.
+ */
+static void test_segment_counts(void **state)
+{
+	struct fx *f = *state;
+	int64_t gone = pending_upto(f->s, "gone", INT64_MAX), late[8];
+	struct store_segment_counts *v = NULL;
+	struct err e = {0};
+	size_t n = 0, n_late = 0;
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_prepare_v2(f->s->db, "SELECT id FROM recipient WHERE segment_id = ?1",
+					    -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, f->t_seg[1]);
+	while (sqlite3_step(st) == SQLITE_ROW && n_late < 8)
+		late[n_late++] = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	assert_int_equal(n_late, 3);
+	for (size_t i = 0; i < n_late; i++)
+		assert_int_equal(store_recipient_set_segment(f->s, late[i], 0, 0, &e), 0);
+
+	assert_int_equal(store_segment_counts(f->s, f->t_id, &v, &n, &e), 0);
+	assert_int_equal(n, 4);
+	assert_counts(&v[0], f->t_seg[0], "old", N_OLD + 1, N_OLD, 1);
+	assert_counts(&v[1], f->t_seg[1], "late", 0, 0, 0);
+	assert_counts(&v[2], f->t_seg[2], "gone", gone, gone, 0);
+	assert_counts(&v[3], 0, NULL, 3, 0, 0);
+	store_segment_counts_free(v, n);
+
+	assert_int_equal(store_segment_counts(f->s, f->u_id, &v, &n, &e), 0);
+	assert_int_equal(n, 4);
+	assert_counts(&v[0], f->u_seg[0], "old", N_OLD + 1, N_OLD + 1, 0);
+	assert_counts(&v[1], f->u_seg[1], "late", 0, 0, 0);
+	assert_counts(&v[2], f->u_seg[2], "gone", 0, 0, 0);
+	assert_counts(&v[3], 0, NULL, 0, 0, 0);
+	store_segment_counts_free(v, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -502,6 +558,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_moved_in_below_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_due_some, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_due_some_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_segment_counts, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
