@@ -60,8 +60,8 @@ int sender_send(struct store *s, const struct config *cfg, const struct campaign
 #define SENDER_WARM_ZONES 64
 
 /*
- * Loads the time zones of SENDER_WARM_SAMPLE of the campaign's recipients (the first in
- * store_recipient_zones' index order; at most SENDER_WARM_ZONES distinct ones, and a
+ * Loads the time zones of SENDER_WARM_SAMPLE of the campaign's recipients (the first by
+ * user id, store_recipient_zones; at most SENDER_WARM_ZONES distinct ones, and a
  * bounded read whatever the campaign's size) into libical's zone cache, as rendering for
  * them would: called before the sending workers fork, so that they inherit the expanded
  * zones instead of each expanding them again (a few milliseconds of CPU a zone). Best

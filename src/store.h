@@ -418,7 +418,8 @@ int store_delivery_due(struct store *s, int64_t campaign_id, int64_t now, int64_
 
 /*
  * Calls fn with each distinct, non-empty time zone among the first `sample` recipients of
- * the campaign in index order (not sorted: a bounded read, whatever the campaign's size);
+ * the campaign by user id (its (campaign_id, user_id) index, not sorted: a bounded read,
+ * `sample` table lookups whatever the campaign's size and the other campaigns');
  * tz is valid during the call only, and fn returning non-zero stops (returned). For the
  * sender's warm-up before its workers fork. Returns 0, fn's value, or ERR_IO.
  */

@@ -112,7 +112,8 @@ static const char *const ledger_sql[LD_COUNT] = {
 		"SELECT coalesce((SELECT watermark FROM queue_mark WHERE segment_id = ?1"
 		" AND kind = ?2 AND occurrence = ?3), -1),"
 		" (SELECT coalesce(max(id), 0) FROM recipient)",
-	/* No ORDER BY: the first ?2 entries of recipient_segment, not a sort of them all. */
+	/* No ORDER BY: the first ?2 entries of the campaign's (campaign_id, user_id) index, not
+	 * a sort of them all; a table lookup each, ?2 at most. */
 	[LD_RECIPIENT_ZONES] =
 		"SELECT DISTINCT timezone FROM (SELECT timezone FROM recipient"
 		" WHERE campaign_id = ?1 LIMIT ?2) WHERE timezone IS NOT NULL AND timezone <> ''",

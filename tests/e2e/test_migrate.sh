@@ -2,9 +2,9 @@
 # Upgrading a database that holds data: one made by the migrations up to 008 (as a cutoff of
 # that schema left it, with a campaign, recipients, a delivery and an import run) is brought
 # to the latest schema by `cutoff init`; its rows are intact, the database passes SQLite's
-# integrity check, its logins are indexed for support (011, 012), and migration 009's CHECK
-# constraints (comparisons, not IN lists) refuse what the old ones refused, on a fresh
-# connection that reads the rewritten schema.
+# integrity check, its logins are indexed for support (011, 012), the segment index is gone
+# (015), and migration 009's CHECK constraints (comparisons, not IN lists) refuse what the old
+# ones refused, on a fresh connection that reads the rewritten schema.
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || { echo "SKIP: the sqlite3 shell is missing (apt-get install sqlite3)"; exit 77; }
 DB=$T/old.db
@@ -62,6 +62,8 @@ check "$(sql "$DB" "SELECT group_concat(recipient_id || '@' || period_start || '
     FROM login_reminder_indexed")" "1@86400#86500" "the login reminders are in login_reminder_indexed"
 check "$(sql "$DB" "SELECT count(*) || ',' || (SELECT count(*) FROM login_reminder_tail)
     FROM login_reminder")" "1,0" "read once through the view login_reminder; the tail is empty"
+check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE name = 'recipient_segment'")" "0" \
+    "015 dropped the segment index"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK%' AND sql LIKE '% IN (%'")" \
     "0" "no CHECK is an IN list any more"
 check "$(sql "$DB" "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%CHECK (state = ''%'")" "4" \

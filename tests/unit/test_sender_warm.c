@@ -48,8 +48,9 @@ static void add_user(struct fx *f, int64_t cid, const char *tz)
 	struct err e = {0};
 	int64_t id = 0;
 
-	snprintf(user, sizeof user, "u%d", f->n_users);
-	snprintf(email, sizeof email, "u%d@users.example.test", f->n_users++);
+	/* Zero-padded: the sample's order (by user id) is the order they are added in. */
+	snprintf(user, sizeof user, "u%06d", f->n_users);
+	snprintf(email, sizeof email, "u%06d@users.example.test", f->n_users++);
 	if (store_recipient_insert(f->s, &r, 0, &id, &e) != 0)
 		fail_msg("%s", e.msg);
 }
