@@ -6,26 +6,29 @@
 #include "schedule.h"
 
 /*
- * A chunk is a span of recipient ids of every segment (store_delivery_queue_chunk), so a
- * segment of a few percent of the recipients queues a few deliveries a chunk. A call of
- * queue_due_some therefore goes on chunk after chunk until it has queued max_rows deliveries
- * or looked at QUEUE_SCAN_CHUNKS chunks of ids: a recipient id looked at and not queued costs
- * a small part of one queued (a row read in rowid order against a delivery row and its index
- * entries written), and each call is a transaction of the sender's.
+ * A chunk is a span of recipient ids of every campaign, read once for up to
+ * STORE_QUEUE_SEGMENTS segments (store_delivery_queue_chunk): the due segments of a kind are
+ * queued together, in id order, not one after the other (one pass over the recipients instead
+ * of one a segment). When few of the ids are theirs or pending (a small campaign among others,
+ * a late reminder), a chunk queues few deliveries, so a call of queue_due_some goes on chunk
+ * after chunk until it has queued max_rows deliveries or looked at QUEUE_SCAN_CHUNKS chunks of
+ * ids: an id looked at and not queued costs a small part of one queued (a row read in rowid
+ * order against a delivery row and its index entries written), and each call is a transaction
+ * of the sender's.
  */
 #define QUEUE_SCAN_CHUNKS 16
 
 /* How much one call may still queue and look at, and whether everything due is queued. */
 struct budget {
-	int64_t span; /* recipient ids a chunk looks at; 0: no limit (one chunk a segment) */
+	int64_t span; /* recipient ids a chunk looks at; 0: no limit (one chunk) */
 	int64_t left; /* deliveries it may still queue */
 	int64_t ids;  /* recipient ids it may still look at */
 	bool done;    /* every segment queued in full so far */
 };
 
-/* Queues q's segment chunk after chunk while the budget lasts. */
-static int queue_segment(struct store *s, struct store_queue_chunk *q, int64_t now,
-			 int64_t *count, struct budget *b, struct err *e)
+/* Queues q's segments chunk after chunk while the budget lasts. */
+static int queue_segments(struct store *s, struct store_queue_chunk *q, int64_t now,
+			  int64_t *count, struct budget *b, struct err *e)
 {
 	struct store_queue_step step = {0, 0, false};
 	int rc;
@@ -44,26 +47,32 @@ static int queue_segment(struct store *s, struct store_queue_chunk *q, int64_t n
 	return 0;
 }
 
-/* Queues kind/occurrence for every segment whose first e-mail has gone out by now. */
+/* Queues kind/occurrence for every segment whose first e-mail has gone out by now,
+ * STORE_QUEUE_SEGMENTS of them at a time. */
 static int queue_all_segments(struct store *s, const struct campaign *c, int64_t campaign_id,
 			      const char *kind, int64_t occurrence, int64_t now, int64_t *count,
 			      struct budget *b, struct err *e)
 {
-	for (size_t i = 0; i < c->n_segments; i++) {
+	struct store_queue_chunk q = {campaign_id, kind, occurrence, 0, {0}, {0}, 0};
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && b->done && i < c->n_segments; i++) {
 		const struct segment *g = &c->segments[i];
-		struct store_queue_chunk q = {campaign_id, 0, kind, occurrence,
-					      occurrence ? occurrence : g->send_at, 0};
-		int rc;
 
 		if (g->send_at > now)
 			continue; /* a reminder never comes before the segment's first e-mail */
-		if ((rc = store_segment_id(s, campaign_id, g->name, &q.segment_id, e)) != 0 ||
-		    (rc = queue_segment(s, &q, now, count, b, e)) != 0)
-			return rc;
-		if (!b->done)
-			return 0;
+		if ((rc = store_segment_id(s, campaign_id, g->name, &q.segment_ids[q.n_segments],
+					   e)) != 0)
+			break;
+		q.due_at[q.n_segments++] = occurrence ? occurrence : g->send_at;
+		if (q.n_segments == STORE_QUEUE_SEGMENTS) {
+			rc = queue_segments(s, &q, now, count, b, e);
+			q.n_segments = 0;
+		}
 	}
-	return 0;
+	if (rc == 0 && b->done && q.n_segments > 0)
+		rc = queue_segments(s, &q, now, count, b, e);
+	return rc;
 }
 
 static int queue_reminder_emails(struct store *s, const struct campaign *c, int64_t campaign_id,

@@ -29,13 +29,14 @@ int queue_due(struct store *s, const struct campaign *c, int64_t campaign_id, in
 	      struct queue_counts *out, struct err *e);
 
 /*
- * queue_due a piece at a time (max_rows 0: all of it), in segment order,
- * carrying on from the queue marks where the last call, this process's or
- * another's, stopped (store_delivery_queue_chunk). A chunk spans max_rows
- * recipient ids, and the call takes chunks until it has queued max_rows
- * deliveries or more (fewer than twice that) or looked at 16 chunks of ids.
- * *done when everything due is queued; call again while it is not. out counts
- * what this call added. Returns 0 or the store's error.
+ * queue_due a piece at a time (max_rows 0: all of it), carrying on from the
+ * queue marks where the last call, this process's or another's, stopped
+ * (store_delivery_queue_chunk). The due segments of a kind are queued
+ * together, in recipient id order, by chunks of max_rows recipient ids; a call
+ * takes chunks until it has queued max_rows deliveries or more (fewer than
+ * twice that) or looked at a bounded number of chunks' ids (queue.c). *done
+ * when everything due is queued; call again while it is not. out counts what
+ * this call added. Returns 0 or the store's error.
  */
 int queue_due_some(struct store *s, const struct campaign *c, int64_t campaign_id, int64_t now,
 		   int64_t max_rows, struct queue_counts *out, bool *done, struct err *e);

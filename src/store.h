@@ -303,31 +303,39 @@ int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t s
 				 const char *kind, int64_t occurrence, int64_t due_at,
 				 int64_t now, int64_t *queued, struct err *e);
 
+/* The segments one chunk queues together at most: one pass over its span for all of them. */
+#define STORE_QUEUE_SEGMENTS 8
+
 /* Which deliveries store_delivery_queue_chunk queues, over how many recipient ids at most. */
 struct store_queue_chunk {
-	int64_t campaign_id, segment_id;
+	int64_t campaign_id;
 	const char *kind;
-	int64_t occurrence, due_at;
-	int64_t max_ids; /* ids looked at, every campaign's (not the segment's); 0: all left */
+	int64_t occurrence;
+	size_t n_segments; /* 1 to STORE_QUEUE_SEGMENTS, each of the campaign and once */
+	int64_t segment_ids[STORE_QUEUE_SEGMENTS];
+	int64_t due_at[STORE_QUEUE_SEGMENTS]; /* each segment's deliveries are due then */
+	int64_t max_ids; /* ids looked at, every campaign's (not the segments'); 0: all left */
 };
 
 /* What one chunk did. */
 struct store_queue_step {
 	int64_t queued;    /* deliveries added */
-	int64_t looked_at; /* recipient ids spanned: above the old mark, up to the new */
-	bool done;         /* the mark is at the highest recipient id: nothing is left */
+	int64_t looked_at; /* recipient ids spanned: above the lowest mark, up to the new one */
+	bool done;         /* every mark is at the highest recipient id: nothing is left */
 };
 
 /*
- * store_delivery_queue_segment a piece at a time: queues q's delivery for the
- * pending recipients of the segment among the next q->max_ids recipient ids
- * above its queue mark (a span of the whole table, read by rowid: no index
- * has the segment, db/015), and moves the mark to the end of the span, in the
- * caller's transaction. The mark is the shared, durable progress: another
- * process, or the next run after a crash, carries on from it, and the
- * ledger's unique key forbids a second delivery whatever happens. out->done
- * once the span reached the highest recipient id. Returns 0 or the store's
- * error (out then counts nothing).
+ * store_delivery_queue_segment a piece at a time, for several segments in one
+ * pass: queues q's delivery for the pending recipients of its segments among
+ * the next q->max_ids recipient ids above the lowest of their queue marks (a
+ * span of the whole table, read by rowid: no index has the segment, db/015),
+ * each segment's only above its own mark, and moves every mark below the
+ * span's end to it, in the caller's transaction. The marks are the shared,
+ * durable progress: another process, or the next run after a crash, carries
+ * on from them, and the ledger's unique key forbids a second delivery whatever
+ * happens. out->done once the span reached the highest recipient id. Returns
+ * 0, ERR_SOFTWARE for a count of segments out of range, or the store's error
+ * (out then counts nothing).
  */
 int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *q, int64_t now,
 			       struct store_queue_step *out, struct err *e);

@@ -39,6 +39,18 @@ enum ledger_stmt {
 /* The parameters of each row of ATTEMPT_ROW besides ?1 and ?2. */
 #define ATTEMPT_ROW_PARAMS 7
 
+/* LD_DELIVERY_QUEUE's segments: the i-th (from 0) is ?(7 + 3i), its queue mark ?(8 + 3i) and
+ * its deliveries' due time ?(9 + 3i); a slot left unused is NULL, which no segment equals. */
+#define QUEUE_SEGMENT_PARAM(i) (7 + 3 * (i))
+#define QUEUE_SEGMENT_MARK                                                                \
+	" WHEN ?7 THEN ?8 WHEN ?10 THEN ?11 WHEN ?13 THEN ?14 WHEN ?16 THEN ?17"          \
+	" WHEN ?19 THEN ?20 WHEN ?22 THEN ?23 WHEN ?25 THEN ?26 WHEN ?28 THEN ?29"
+#define QUEUE_SEGMENT_DUE                                                                 \
+	" WHEN ?7 THEN ?9 WHEN ?10 THEN ?12 WHEN ?13 THEN ?15 WHEN ?16 THEN ?18"          \
+	" WHEN ?19 THEN ?21 WHEN ?22 THEN ?24 WHEN ?25 THEN ?27 WHEN ?28 THEN ?30"
+_Static_assert(QUEUE_SEGMENT_PARAM(STORE_QUEUE_SEGMENTS - 1) == 28,
+	       "QUEUE_SEGMENT_MARK and QUEUE_SEGMENT_DUE list STORE_QUEUE_SEGMENTS slots");
+
 static const char *const ledger_sql[LD_COUNT] = {
 	[LD_CAMPAIGN_MARK_SENDING] =
 		"UPDATE campaign SET sending_started_at = ?2 WHERE id = ?1"
@@ -47,17 +59,21 @@ static const char *const ledger_sql[LD_COUNT] = {
 	 * once, so no sender can claim it (what db/003's trigger did, db/014). The span of
 	 * recipient ids is read by rowid, every campaign's rows in it (no index has the
 	 * segment, db/015): the unary + keeps the (campaign_id, user_id) index off it, which
-	 * would read the campaign's rows a table lookup each, in user id order. */
+	 * would read the campaign's rows a table lookup each, in user id order. Up to
+	 * STORE_QUEUE_SEGMENTS segments in the one pass, each with its mark and due time
+	 * (QUEUE_SEGMENT_MARK, QUEUE_SEGMENT_DUE): a row of another segment, or at or below
+	 * its segment's mark, matches no slot and is left out. */
 	[LD_DELIVERY_QUEUE] =
 		"INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, reason,"
 		" due_at, created_at, updated_at)"
-		" SELECT ?1, r.id, ?3, ?4,"
+		" SELECT ?1, r.id, ?2, ?3,"
 		" CASE WHEN u.recipient_id IS NULL THEN 'queued' ELSE 'suppressed' END,"
-		" CASE WHEN u.recipient_id IS NOT NULL THEN 'unsubscribe' END, ?5, ?6, ?6"
+		" CASE WHEN u.recipient_id IS NOT NULL THEN 'unsubscribe' END,"
+		" CASE r.segment_id" QUEUE_SEGMENT_DUE " END, ?4, ?4"
 		" FROM recipient r LEFT JOIN campaign_unsubscribe u"
 		" ON u.campaign_id = ?1 AND u.recipient_id = r.id"
-		" WHERE r.id > ?7 AND r.id <= ?8 AND +r.campaign_id = ?1 AND +r.segment_id = ?2"
-		" AND r.state = 'pending'"
+		" WHERE r.id > ?5 AND r.id <= ?6 AND +r.campaign_id = ?1 AND r.state = 'pending'"
+		" AND r.id > CASE r.segment_id" QUEUE_SEGMENT_MARK " END"
 		" ON CONFLICT (recipient_id, kind, occurrence) DO NOTHING",
 	[LD_DELIVERY_CLAIM] =
 		"UPDATE delivery SET state = 'sending', claimed_by = ?2, lease_until = ?4,"
@@ -149,9 +165,10 @@ int store_campaign_mark_sending(struct store *s, int64_t campaign_id, int64_t no
 	return store_step_done(s, st, "marking a campaign as sending", e);
 }
 
-/* Reads the segment's queue mark (-1: none) and the highest recipient id. */
-static int queue_mark_read(struct store *s, const struct store_queue_chunk *q, int64_t *mark,
-			   int64_t *max_id, struct err *e)
+/* Reads a segment's queue mark of q's kind and occurrence (-1: none) and the highest
+ * recipient id. */
+static int queue_mark_read(struct store *s, const struct store_queue_chunk *q, int64_t segment_id,
+			   int64_t *mark, int64_t *max_id, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, LD_QUEUE_MARK, e);
 	int step;
@@ -159,7 +176,7 @@ static int queue_mark_read(struct store *s, const struct store_queue_chunk *q, i
 	*mark = -1, *max_id = 0;
 	if (st == NULL)
 		return e->code;
-	sqlite3_bind_int64(st, 1, q->segment_id);
+	sqlite3_bind_int64(st, 1, segment_id);
 	sqlite3_bind_text(st, 2, q->kind, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, q->occurrence);
 	if ((step = sqlite3_step(st)) == SQLITE_ROW)
@@ -168,42 +185,69 @@ static int queue_mark_read(struct store *s, const struct store_queue_chunk *q, i
 	return step == SQLITE_ROW ? 0 : store_db_error(s, e, "reading the queue marks");
 }
 
+/* Inserts q's deliveries of the ids in (from, to], each segment's above marks[i]; *queued
+ * how many. */
+static int queue_span(struct store *s, const struct store_queue_chunk *q, const int64_t *marks,
+		      int64_t from, int64_t to, int64_t now, int64_t *queued, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, LD_DELIVERY_QUEUE, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, q->campaign_id);
+	sqlite3_bind_text(st, 2, q->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, q->occurrence);
+	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_int64(st, 5, from);
+	sqlite3_bind_int64(st, 6, to);
+	for (int i = 0; i < STORE_QUEUE_SEGMENTS; i++) {
+		int p = QUEUE_SEGMENT_PARAM(i);
+
+		if ((size_t)i >= q->n_segments) {
+			sqlite3_bind_null(st, p); /* matches no segment */
+			continue;
+		}
+		sqlite3_bind_int64(st, p, q->segment_ids[i]);
+		sqlite3_bind_int64(st, p + 1, marks[i]);
+		sqlite3_bind_int64(st, p + 2, q->due_at[i]);
+	}
+	if ((rc = store_step_done(s, st, "queueing deliveries", e)) == 0)
+		*queued = sqlite3_changes(s->db);
+	return rc;
+}
+
 int store_delivery_queue_chunk(struct store *s, const struct store_queue_chunk *q, int64_t now,
 			       struct store_queue_step *out, struct err *e)
 {
-	sqlite3_stmt *st;
-	int64_t mark, max_id, to, queued;
+	int64_t marks[STORE_QUEUE_SEGMENTS], from = INT64_MAX, max_id = 0, to, queued = 0;
 	int rc;
 
-	/* The mark says every pending recipient up to it is queued (db/004_login.sql): carry
-	 * on above it (from the first id when there is none); at or past the highest id,
-	 * nothing is left to add. */
 	*out = (struct store_queue_step){0, 0, false};
-	if ((rc = queue_mark_read(s, q, &mark, &max_id, e)) != 0)
-		return rc;
-	if (mark >= max_id) {
+	if (q->n_segments == 0 || q->n_segments > STORE_QUEUE_SEGMENTS)
+		return err_set(e, ERR_SOFTWARE, "a queueing chunk of %zu segments", q->n_segments);
+	/* A mark says every pending recipient of its segment up to it is queued
+	 * (db/004_login.sql): carry on above the lowest (from the first id when a segment has
+	 * none); at or past the highest id, nothing is left to add. */
+	for (size_t i = 0; i < q->n_segments; i++) {
+		if ((rc = queue_mark_read(s, q, q->segment_ids[i], &marks[i], &max_id, e)) != 0)
+			return rc;
+		from = marks[i] < from ? marks[i] : from;
+	}
+	if (from >= max_id) {
 		out->done = true;
 		return 0;
 	}
-	if (mark < 0)
-		mark = 0; /* rowids start at 1 */
-	to = q->max_ids > 0 && q->max_ids < max_id - mark ? mark + q->max_ids : max_id;
-	if ((st = stmt(s, LD_DELIVERY_QUEUE, e)) == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, q->campaign_id);
-	sqlite3_bind_int64(st, 2, q->segment_id);
-	sqlite3_bind_text(st, 3, q->kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, q->occurrence);
-	sqlite3_bind_int64(st, 5, q->due_at);
-	sqlite3_bind_int64(st, 6, now);
-	sqlite3_bind_int64(st, 7, mark);
-	sqlite3_bind_int64(st, 8, to);
-	if ((rc = store_step_done(s, st, "queueing deliveries", e)) != 0)
+	if (from < 0)
+		from = 0; /* rowids start at 1 */
+	to = q->max_ids > 0 && q->max_ids < max_id - from ? from + q->max_ids : max_id;
+	if ((rc = queue_span(s, q, marks, from, to, now, &queued, e)) != 0)
 		return rc;
-	queued = sqlite3_changes(s->db);
-	if ((rc = store_queue_mark_set(s, q->segment_id, q->kind, q->occurrence, to, now, e)) != 0)
-		return rc;
-	*out = (struct store_queue_step){queued, to - mark, to == max_id};
+	for (size_t i = 0; i < q->n_segments; i++)
+		if (marks[i] < to && (rc = store_queue_mark_set(s, q->segment_ids[i], q->kind,
+								q->occurrence, to, now, e)) != 0)
+			return rc;
+	*out = (struct store_queue_step){queued, to - from, to == max_id};
 	return 0;
 }
 
@@ -211,7 +255,7 @@ int store_delivery_queue_segment(struct store *s, int64_t campaign_id, int64_t s
 				 const char *kind, int64_t occurrence, int64_t due_at,
 				 int64_t now, int64_t *queued, struct err *e)
 {
-	struct store_queue_chunk q = {campaign_id, segment_id, kind, occurrence, due_at, 0};
+	struct store_queue_chunk q = {campaign_id, kind, occurrence, 1, {segment_id}, {due_at}, 0};
 	struct store_queue_step step;
 	int rc = store_delivery_queue_chunk(s, &q, now, &step, e);
 

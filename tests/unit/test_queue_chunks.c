@@ -66,34 +66,45 @@ static char *campaign_text(const char *name)
 		name, name);
 }
 
-static int64_t add_campaign(struct fx *f, const char *name, int64_t seg[3], bool keep)
+/* Stores the campaign of text and its segments (seg: room for all of them); *keep gets the
+ * campaign when asked for. */
+static int64_t store_campaign(struct fx *f, const char *text, int64_t *seg,
+			      struct campaign **keep)
 {
-	char *text = campaign_text(name);
 	struct campaign *c = NULL;
 	struct store_campaign row = {0};
-	struct store_segment segs[3];
+	struct store_segment segs[16];
 	struct err e = {0};
 
 	if (campaign_load_text(&c, text, "t.cfg", f->dir, &e) != 0)
 		fail_msg("campaign: %s", e.msg);
+	assert_true(c->n_segments <= 16);
 	row.name = c->name, row.title = c->title, row.timezone = c->timezone;
 	row.announce_at = c->announce_at, row.reminder_start_at = c->reminder_start_at;
 	row.cutoff_at = c->cutoff_at, row.definition = c->source_text;
 	row.source_path = "t.cfg", row.templates_dir = f->dir, row.digest = "d";
 	assert_int_equal(store_campaign_put(f->s, &row, 0, &e), 0);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < c->n_segments; i++)
 		segs[i] = (struct store_segment){
 			0, c->segments[i].name, (int)i, c->segments[i].template_name,
 			c->segments[i].send_at, c->segments[i].target_version};
-	assert_int_equal(store_segments_put(f->s, row.id, segs, 3, &e), 0);
-	for (size_t i = 0; i < 3; i++)
+	assert_int_equal(store_segments_put(f->s, row.id, segs, c->n_segments, &e), 0);
+	for (size_t i = 0; i < c->n_segments; i++)
 		seg[i] = segs[i].id;
-	if (keep)
-		f->c = c;
+	if (keep != NULL)
+		*keep = c;
 	else
 		campaign_free(c);
-	free(text);
 	return row.id;
+}
+
+static int64_t add_campaign(struct fx *f, const char *name, int64_t seg[3], bool keep)
+{
+	char *text = campaign_text(name);
+	int64_t id = store_campaign(f, text, seg, keep ? &f->c : NULL);
+
+	free(text);
+	return id;
 }
 
 static int64_t add_user(struct store *s, int64_t cid, int64_t seg, const char *user)
@@ -234,7 +245,7 @@ static int64_t mark_of(struct store *s, int64_t seg_id)
 static struct store_queue_step chunk_of(struct fx *f, struct store *s, int64_t seg_id,
 					int64_t max_ids)
 {
-	struct store_queue_chunk q = {f->t_id, seg_id, "initial", 0, 1, max_ids};
+	struct store_queue_chunk q = {f->t_id, "initial", 0, 1, {seg_id}, {1}, max_ids};
 	struct store_queue_step step;
 	struct err e = {0};
 
@@ -300,7 +311,7 @@ static void test_interleaved_segments(void **state)
 {
 	struct fx *f = *state;
 	int64_t gone = pending_upto(f->s, "gone", INT64_MAX), last = max_id(f->s), queued = 0;
-	struct store_queue_chunk q = {f->t_id, f->t_seg[2], "initial", 0, 1, 3};
+	struct store_queue_chunk q = {f->t_id, "initial", 0, 1, {f->t_seg[2]}, {1}, 3};
 	struct store_queue_step a = {0, 0, false}, b = {0, 0, false}, step;
 	struct store *next = NULL;
 	struct err e = {0};
@@ -314,7 +325,7 @@ static void test_interleaved_segments(void **state)
 	assert_int_equal(queued, pending_upto(f->s, "old", 12) + pending_upto(f->s, "gone", 12));
 	assert_int_equal(store_begin(f->s, &e), 0); /* killed before its commit */
 	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &step, &e), 0);
-	q.segment_id = f->t_seg[0];
+	q.segment_ids[0] = f->t_seg[0];
 	assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &step, &e), 0);
 	store_rollback(f->s);
 	assert_int_equal(mark_of(f->s, f->t_seg[0]), 12);
@@ -344,6 +355,120 @@ static void test_interleaved_segments(void **state)
 }
 
 /*
+ * Two segments in one chunk, their marks apart: "old" queued alone up to id 12 (and one of its
+ * deliveries then deleted behind the store's back), "gone" not at all. Chunks of both start
+ * at the lower mark and queue each segment above its own mark only: gone's recipients from the
+ * first id, old's above 12 (the deleted one stays missing), each due at its own segment's time;
+ * old's mark stays while the spans are below it, and both marks end at the highest id.
+ */
+static void test_joint_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct store_queue_chunk q = {f->t_id, "initial", 0, 2, {f->t_seg[0], f->t_seg[2]},
+				      {100, 200}, 5};
+	int64_t gone = pending_upto(f->s, "gone", INT64_MAX), first, total = 0, to = 0;
+	struct store_queue_step step = chunk_of(f, f->s, f->t_seg[0], 12); /* due at 1 */
+	struct err e = {0};
+	char *sql;
+
+	first = step.queued;
+	assert_int_equal(first, pending_upto(f->s, "old", 12));
+	sqlite3_exec(f->s->db, "DELETE FROM delivery WHERE id = (SELECT min(id) FROM delivery)",
+		     NULL, NULL, NULL);
+	for (int calls = 0; !step.done && calls < 100; calls++) {
+		assert_int_equal(store_begin(f->s, &e), 0);
+		assert_int_equal(store_delivery_queue_chunk(f->s, &q, f->now, &step, &e), 0);
+		assert_int_equal(store_commit(f->s, &e), 0);
+		to += step.looked_at;
+		assert_int_equal(mark_of(f->s, f->t_seg[0]), to > 12 ? to : 12);
+		assert_int_equal(mark_of(f->s, f->t_seg[2]), to);
+		total += step.queued;
+	}
+	assert_true(step.done);
+	assert_int_equal(to, max_id(f->s));
+	assert_int_equal(total, N_OLD - first + gone);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), N_OLD - 1 + gone);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) - count(DISTINCT recipient_id)"
+				 " FROM delivery"), 0);
+	sql = xasprintf("SELECT count(*) FROM delivery d JOIN recipient r ON r.id = d.recipient_id"
+			" WHERE d.due_at <> CASE WHEN r.segment_id = %lld THEN 200"
+			" WHEN r.id <= 12 THEN 1 ELSE 100 END", (long long)f->t_seg[2]);
+	assert_int_equal(scratch_int(f->s, sql), 0);
+	free(sql);
+	sql = xasprintf("SELECT count(*) FROM delivery d JOIN recipient r ON r.id = d.recipient_id"
+			" WHERE r.segment_id NOT IN (%lld, %lld) OR r.state <> 'pending'",
+			(long long)f->t_seg[0], (long long)f->t_seg[2]);
+	assert_int_equal(scratch_int(f->s, sql), 0);
+	free(sql);
+}
+
+/* A campaign of n segments s0, s1 ... (clients k0, k1 ...), all due at the announcement. */
+static char *segments_text(const char *name, int n)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "name = \"%s\";\ntitle = \"Test %s\";\n"
+		   "from = \"Test Team <team@test.example.test>\";\n"
+		   "timezone = \"America/Los_Angeles\";\n"
+		   "announce = \"2003-08-18 09:00\";\nreminder_start = \"2003-09-18\";\n"
+		   "cutoff = \"2003-10-15\";\nupgrade_url = \"https://test.example.test/\";\n"
+		   "segments = (\n", name, name);
+	for (int i = 0; i < n; i++)
+		buf_printf(&b, "  { name = \"s%d\"; match = { client = \"k%d\"; }; template = \"t\";"
+			   " target_version = \"5.0\"; }%s\n", i, i, i + 1 < n ? "," : "");
+	buf_puts(&b, ");\n");
+	return b.data;
+}
+
+/*
+ * More due segments than one chunk takes (STORE_QUEUE_SEGMENTS): queue_due_some queues them a
+ * batch at a time, in budgets of a few deliveries, until done; each pending recipient of every
+ * segment once, the other campaigns' none, every mark at the highest id; then nothing more.
+ */
+static void test_many_segments(void **state)
+{
+	struct fx *f = *state;
+	enum { N_SEG = STORE_QUEUE_SEGMENTS + 3, PER_SEG = 4 };
+	int64_t seg[N_SEG], w_id;
+	struct campaign *w = NULL;
+	struct queue_counts n, all = {0, 0, 0};
+	struct err e = {0};
+	char *text = segments_text("w", N_SEG), name[32], *sql;
+	bool done = false;
+	int calls = 0;
+
+	w_id = store_campaign(f, text, seg, &w);
+	free(text);
+	for (int i = 0; i < N_SEG * PER_SEG; i++) {
+		snprintf(name, sizeof name, "w%d", i);
+		add_user(f->s, w_id, seg[i % N_SEG], name);
+	}
+	while (!done && calls++ < 1000) {
+		assert_int_equal(store_begin(f->s, &e), 0);
+		assert_int_equal(queue_due_some(f->s, w, w_id, f->now, 3, &n, &done, &e), 0);
+		assert_int_equal(store_commit(f->s, &e), 0);
+		assert_true(n.initial < 2 * 3);
+		all.initial += n.initial;
+	}
+	assert_true(done);
+	assert_int_equal(all.initial, N_SEG * PER_SEG);
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), N_SEG * PER_SEG);
+	sql = xasprintf("SELECT count(*) FROM delivery WHERE campaign_id <> %lld OR recipient_id"
+			" NOT IN (SELECT id FROM recipient WHERE campaign_id = %lld)",
+			(long long)w_id, (long long)w_id);
+	assert_int_equal(scratch_int(f->s, sql), 0);
+	free(sql);
+	assert_int_equal(scratch_int(f->s, "SELECT count(DISTINCT recipient_id) FROM delivery"),
+			 N_SEG * PER_SEG);
+	for (int i = 0; i < N_SEG; i++)
+		assert_int_equal(mark_of(f->s, seg[i]), max_id(f->s));
+	assert_int_equal(queue_due(f->s, w, w_id, f->now, &n, &e), 0);
+	assert_int_equal(n.initial, 0);
+	campaign_free(w);
+}
+
+/*
  * A run dies between two chunks: the first is committed, the second rolled back. The next run
  * (another connection) carries on from the mark: what the first chunk queued is not queued
  * again, what the second would have queued is, and so is a recipient imported meanwhile.
@@ -351,7 +476,7 @@ static void test_interleaved_segments(void **state)
 static void test_crash_between_chunks(void **state)
 {
 	struct fx *f = *state;
-	struct store_queue_chunk q = {f->t_id, f->t_seg[0], "initial", 0, 1, 10};
+	struct store_queue_chunk q = {f->t_id, "initial", 0, 1, {f->t_seg[0]}, {1}, 10};
 	struct store_queue_step step;
 	struct store *next = NULL;
 	struct err e = {0};
@@ -462,19 +587,19 @@ static void test_queue_due_some(void **state)
 				 " WHERE name = 't' AND sending_started_at IS NOT NULL"), 1);
 }
 
-/* A call looks at a bounded span of ids when it finds nobody to queue (here everyone of "old"
- * has completed): it stops with its budget of ids spent, not at the end of the table, and the
- * next calls carry on to the end. */
+/* A call looks at a bounded span of ids when it finds nobody to queue (here everyone of the
+ * due segments has completed): it stops with its budget of ids spent, not at the end of the
+ * table, and the next calls carry on to the end. */
 static void test_queue_due_some_bounded(void **state)
 {
 	struct fx *f = *state;
-	struct queue_counts n, all = {0, 0, 0};
+	struct queue_counts n;
 	struct err e = {0};
-	int64_t gone = pending_upto(f->s, "gone", INT64_MAX), mark;
-	char *sql = xasprintf("UPDATE recipient SET state = 'completed' WHERE segment_id = %lld",
-			      (long long)f->t_seg[0]);
+	int64_t mark;
+	char *sql = xasprintf("UPDATE recipient SET state = 'completed' WHERE segment_id IN"
+			      " (%lld, %lld)", (long long)f->t_seg[0], (long long)f->t_seg[2]);
 	bool done = false;
-	int calls = 0;
+	int calls = 1;
 
 	assert_int_equal(sqlite3_exec(f->s->db, sql, NULL, NULL, NULL), SQLITE_OK);
 	free(sql);
@@ -483,13 +608,15 @@ static void test_queue_due_some_bounded(void **state)
 	assert_false(done);
 	assert_int_equal(n.initial, 0);
 	assert_true(mark > 0 && mark < max_id(f->s) && mark % 2 == 0);
+	assert_int_equal(mark_of(f->s, f->t_seg[2]), mark);
 	while (!done && calls++ < 1000) {
 		assert_int_equal(queue_due_some(f->s, f->c, f->t_id, f->now, 2, &n, &done, &e), 0);
-		all.initial += n.initial;
+		assert_int_equal(n.initial, 0);
 	}
 	assert_true(done);
-	assert_int_equal(all.initial, gone);
-	assert_each_once(f->s, "'old', 'gone'", gone);
+	assert_true(calls > 2);
+	assert_int_equal(mark_of(f->s, f->t_seg[0]), max_id(f->s));
+	assert_int_equal(scratch_int(f->s, "SELECT count(*) FROM delivery"), 0);
 }
 
 /* One row of store_segment_counts: its segment's name (NULL: no segment) and its counts. */
@@ -553,6 +680,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_chunks_add_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interleaved_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_joint_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_between_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_carries_on_from_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_in_below_the_mark, setup, teardown),
