@@ -63,6 +63,7 @@ struct slot {
 	struct row w;
 	int64_t segment_id;       /* 0: matches no segment */
 	uint64_t digest;
+	int64_t email_key;        /* store_address_key64(w.email), computed by the reader */
 	struct buf vals;          /* the known fields, trimmed (w.v points here) */
 	struct buf attrs;         /* the extra columns as JSON (w.attrs points here) */
 	size_t queued_bytes;      /* what it counts against QUEUE_BYTES while queued */
@@ -671,6 +672,7 @@ static void row_to_recipient(const struct importer *im, const struct slot *sl,
 	r->attrs = w->attrs;
 	r->segment_id = sl->segment_id;
 	r->digest = sl->digest;
+	r->email_key = sl->email_key, r->email_key_set = true;
 	r->import_run = im->r->run_id;
 }
 
@@ -734,7 +736,12 @@ static int row_store(struct importer *im, const struct slot *sl, bool tried, enu
 	rc = store_recipient_find_email(im->s, im->campaign_id, r.email, &k, im->e);
 	if (rc <= 0)
 		return rc < 0 ? rc : row_update(im, sl, &r, &k, true, out);
-	/* Neither the user id nor the address is known: the insert above would have worked. */
+	/* Neither the user id nor the address is known: only the address's key was taken, by
+	 * another address (a run stops there too); store_recipient_insert stores it without. */
+	if (tried && (rc = store_recipient_insert(im->s, &r, im->o->now, &id, im->e)) <= 0) {
+		*out = OUT_ADDED;
+		return rc;
+	}
 	return err_set(im->e, ERR_SOFTWARE, "recipient %s conflicts but cannot be found", r.user_id);
 }
 
@@ -776,6 +783,8 @@ static void row_process(struct importer *im)
 	else if (row_build(im, &sl->w)) {
 		sl->segment_id = row_segment(im, &sl->w);
 		sl->digest = row_digest(&sl->w, sl->segment_id);
+		/* Here rather than in the store thread, which is the import's bottleneck. */
+		sl->email_key = sl->w.email ? store_address_key64(sl->w.email) : 0;
 	}
 	row_push(im);
 }

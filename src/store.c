@@ -12,13 +12,14 @@
 #include <sys/stat.h>
 
 #include "migrations.h"
+#include "store_internal.h" /* struct store, shared with store_bounces.c */
 #include "store_login.h" /* the queue marks */
 #include "store_pcache.h"
 #include "store_walbuf.h"
 #include "util.h"
 
 /* store_recipient_insert_run: the parameters of a row, and at most 1 << 6 rows a statement. */
-#define STORE_INSERT_PARAMS 12
+#define STORE_INSERT_PARAMS 13
 #define STORE_INSERT_RUN_LG 6
 
 /* Every statement, prepared once per connection on first use. */
@@ -47,6 +48,8 @@ enum stmt_id {
 	ST_RECIPIENT_BY_ID,
 	ST_IMPORT_FORGOTTEN_ANY,
 	ST_IMPORT_PARENT,
+	ST_ADDRESS_KEY_HOLDER,
+	ST_ADDRESS_SPILLED,
 	/* store_recipient_insert_run's INSERT OR FAIL of 1, 2, 4 ... 64 rows (SQL built there) */
 	ST_RECIPIENT_INSERT_RUN,
 	ST_RECIPIENT_INSERT_RUN_LAST = ST_RECIPIENT_INSERT_RUN + 6,
@@ -104,21 +107,21 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_BY_USER] =
 		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
 		" coalesce(segment_id, 0) FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
-	/* "email = ?2 COLLATE NOCASE" lets SQLite seek recipient_address (db/007), which is led
-	 * by the case-folded address; "email = ?2" is the exact match. */
+	/* The address's recipients by its key (db/016), then the exact match. */
 	[ST_RECIPIENT_BY_EMAIL] =
 		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
 		" coalesce(segment_id, 0) FROM recipient"
-		" WHERE campaign_id = ?1 AND email = ?2 COLLATE NOCASE AND email = ?2",
+		" WHERE id IN " STORE_ADDRESS_IDS("?2") " AND +campaign_id = ?1 AND email = ?2",
 	[ST_RECIPIENT_INSERT] =
 		"INSERT INTO recipient (campaign_id, user_id, email, name, locale, timezone, client,"
 		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
-		" updated_at)"
+		" updated_at, email_key)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, nullif(?16, 0),"
-		" ?15, ?15) ON CONFLICT DO NOTHING",
+		" ?15, ?15, ?17) ON CONFLICT DO NOTHING",
 	[ST_RECIPIENT_UPDATE] =
-		"UPDATE recipient SET email = ?2, segment_id = ?11, " RECIPIENT_FIELDS_SET,
-	/* The same without the address and the segment (?2 and ?11 are bound but unused). */
+		"UPDATE recipient SET email = ?2, email_key = ?16, segment_id = ?11, "
+		RECIPIENT_FIELDS_SET,
+	/* The same without the address and the segment (?2, ?11 and ?16 are bound but unused). */
 	[ST_RECIPIENT_UPDATE_FIELDS] = "UPDATE recipient SET " RECIPIENT_FIELDS_SET,
 	[ST_RECIPIENT_SEGMENT] =
 		"UPDATE recipient SET segment_id = nullif(?2, 0),"
@@ -133,8 +136,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_LOOKUP] =
 		"SELECT id, campaign_id, user_id, email, name, locale, timezone, client, version,"
 		" platform, os, attrs, coalesce(segment_id, 0), digest, state"
-		" FROM recipient WHERE campaign_id = ?1"
-		" AND (user_id = ?2 OR (email = ?2 COLLATE NOCASE AND email = ?2))"
+		" FROM recipient WHERE id IN " STORE_PERSON_IDS("?1", "?2")
 		" ORDER BY user_id = ?2 DESC LIMIT 1",
 	[ST_IMPORT_START] =
 		"INSERT INTO import_run (campaign_id, file, started_at) VALUES (?1, ?2, ?3)",
@@ -156,13 +158,21 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_IMPORT_FORGOTTEN_ANY] =
 		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
 	/* Segment 0: the campaign alone. */
+	/* Which recipient of campaign ?2 holds the address key ?1 (db/016), and its address. */
+	[ST_ADDRESS_KEY_HOLDER] =
+		"SELECT id, coalesce(email, '') FROM recipient WHERE email_key = ?1 AND campaign_id = ?2",
+	/* Whether another recipient of campaign ?2 than ?3 has address ?1 and no key. */
+	[ST_ADDRESS_SPILLED] =
+		"SELECT EXISTS (SELECT 1 FROM recipient WHERE email_key IS NULL"
+		" AND email = ?1 COLLATE NOCASE AND email = ?1 AND +campaign_id = ?2 AND id <> ?3)",
 	[ST_IMPORT_PARENT] =
 		"SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?1) AND (?2 = 0 OR EXISTS"
 		" (SELECT 1 FROM segment WHERE id = ?2 AND campaign_id = ?1))",
 };
 
-#include "store_internal.h" /* struct store, shared with store_bounces.c */
 _Static_assert(ST_COUNT <= STORE_MAX_STATEMENTS, "raise STORE_MAX_STATEMENTS");
+
+static void address_key_sql(sqlite3_context *cx, int argc, sqlite3_value **argv);
 
 static int db_error(struct store *s, struct err *e, const char *what)
 {
@@ -304,6 +314,11 @@ static int store_configure(struct store *s, int flags, struct err *e)
 {
 	int rc;
 
+	/* Every lookup by address, and migration 016, compute the key in SQL. */
+	if (sqlite3_create_function(s->db, "cutoff_address_key", 1,
+				    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+				    address_key_sql, NULL, NULL) != SQLITE_OK)
+		return db_error(s, e, "registering cutoff_address_key");
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	if ((rc = exec(s, "PRAGMA foreign_keys = ON", e)) != 0)
 		return rc;
@@ -847,6 +862,73 @@ int store_recipient_find_email(struct store *s, int64_t campaign_id, const char 
 	return find_recipient(s, ST_RECIPIENT_BY_EMAIL, campaign_id, email, out, e);
 }
 
+/* The address key of r (db/016): the importer's, computed by its reader, or computed here;
+ * 0 with *none for no address. */
+static int64_t address_key_of(const struct store_recipient *r, bool *none)
+{
+	*none = r->email == NULL || *r->email == '\0';
+	if (*none)
+		return 0;
+	return r->email_key_set ? r->email_key : store_address_key64(r->email);
+}
+
+static void bind_address_key(sqlite3_stmt *st, int i, const struct store_recipient *r)
+{
+	bool none;
+	int64_t key = address_key_of(r, &none);
+
+	if (none)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_int64(st, i, key);
+}
+
+/* Where r's address may go (r->id 0: r is not stored yet), by who holds its key among the
+ * other recipients of its campaign (db/016). */
+enum key_place {
+	KEY_OWN,       /* nobody, or r, or a recipient with r's exact address (the UNIQUE index
+			* then refuses r, as it refused an address taken) */
+	KEY_SHARED,    /* another address (a case variant of the local part, or a collision of
+			* the hash): r goes without a key, found by recipient_email_spill */
+	KEY_DUPLICATE, /* another address holds it and r's exact address is there without one */
+};
+
+/* The place of r's address (>= 0), or the database error. */
+static int address_key_place(struct store *s, const struct store_recipient *r, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_ADDRESS_KEY_HOLDER, e);
+	bool none;
+	int64_t key = address_key_of(r, &none);
+	int step, place = KEY_OWN;
+
+	if (st == NULL)
+		return e->code;
+	if (none)
+		return KEY_OWN;
+	sqlite3_bind_int64(st, 1, key);
+	sqlite3_bind_int64(st, 2, r->campaign_id);
+	if ((step = sqlite3_step(st)) == SQLITE_ROW &&
+	    sqlite3_column_int64(st, 0) != r->id &&
+	    strcmp((const char *)sqlite3_column_text(st, 1), r->email) != 0)
+		place = KEY_SHARED;
+	sqlite3_reset(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return db_error(s, e, "looking up an address key");
+	if (place != KEY_SHARED)
+		return place;
+	if ((st = stmt(s, ST_ADDRESS_SPILLED, e)) == NULL)
+		return e->code;
+	sqlite3_bind_text(st, 1, r->email, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, r->campaign_id);
+	sqlite3_bind_int64(st, 3, r->id);
+	if ((step = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int(st, 0))
+		place = KEY_DUPLICATE;
+	sqlite3_reset(st);
+	if (step != SQLITE_ROW)
+		return db_error(s, e, "looking up an address");
+	return place;
+}
+
 /* Binds the imported fields from position first on, in the order of the column lists. */
 static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipient *r)
 {
@@ -877,10 +959,24 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 	bind_fields(st, 3, r);
 	sqlite3_bind_int64(st, 15, now);
 	sqlite3_bind_int64(st, 16, r->import_run);
+	bind_address_key(st, 17, r);
 	if ((rc = step_done(s, st, "adding a recipient", e)) != 0)
 		return rc;
-	if (sqlite3_changes(s->db) == 0)
-		return 1; /* the user id or the address is taken */
+	if (sqlite3_changes(s->db) == 0) {
+		/* The user id, the address, or only the address's key is taken: in the last case
+		 * the row goes in without a key. */
+		struct store_recipient unstored = *r;
+
+		unstored.id = 0;
+		if ((rc = address_key_place(s, &unstored, e)) != KEY_SHARED)
+			return rc < 0 ? rc : 1;
+		sqlite3_reset(st);
+		sqlite3_bind_null(st, 17);
+		if ((rc = step_done(s, st, "adding a recipient", e)) != 0)
+			return rc;
+		if (sqlite3_changes(s->db) == 0)
+			return 1; /* the user id is taken too */
+	}
 	*id = sqlite3_last_insert_rowid(s->db);
 	return 0;
 }
@@ -901,8 +997,8 @@ static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
 	}
 	buf_init(&sql);
 	buf_puts(&sql, "INSERT OR FAIL INTO recipient (campaign_id, user_id, email, name, locale,"
-		 " timezone, client, version, platform, os, attrs, segment_id, digest, state,"
-		 " import_run, created_at, updated_at) VALUES ");
+		 " timezone, client, version, platform, os, attrs, segment_id, digest, email_key,"
+		 " state, import_run, created_at, updated_at) VALUES ");
 	for (int i = 0, b = 3; i < 1 << lg; i++, b += STORE_INSERT_PARAMS) {
 		buf_puts(&sql, i ? ", (?1" : "(?1");
 		for (int k = 1; k <= STORE_INSERT_PARAMS; k++)
@@ -916,7 +1012,8 @@ static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
 }
 
 /* Binds row r's own values from position b + 1 on, as store_recipient_insert binds them: its
- * user id, the imported fields (NULL for empty ones), its segment (NULL for none), its digest. */
+ * user id, the imported fields (NULL for empty ones), its segment (NULL for none), its digest,
+ * its address key (NULL for no address). */
 static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *r)
 {
 	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
@@ -930,6 +1027,7 @@ static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *
 	else
 		sqlite3_bind_null(st, b + 11);
 	sqlite3_bind_int64(st, b + 12, (sqlite3_int64)r->digest);
+	bind_address_key(st, b + 13, r);
 }
 
 /* Inserts rows[0, 1 << lg) in one statement; *inserted how many went in before a conflict.
@@ -996,10 +1094,20 @@ int store_recipient_update(struct store *s, const struct store_recipient *r, int
 
 	if (st == NULL)
 		return e->code;
+	int place = keys_kept ? KEY_OWN : address_key_place(s, r, e);
+
+	if (place < 0)
+		return place;
+	if (place == KEY_DUPLICATE)
+		return err_set(e, ERR_DATA, "updating a recipient: address %s is taken", r->email);
 	sqlite3_bind_int64(st, 1, r->id);
 	bind_fields(st, 2, r);
 	sqlite3_bind_int64(st, 14, now);
 	sqlite3_bind_int64(st, 15, r->import_run);
+	if (place == KEY_SHARED)
+		sqlite3_bind_null(st, 16);
+	else
+		bind_address_key(st, 16, r);
 	return step_done(s, st, "updating a recipient", e);
 }
 
@@ -1166,13 +1274,53 @@ static void sha256_fetch(void)
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+int store_address_key_bits = 64;
+
+int64_t store_address_key64(const char *email)
+{
+	unsigned char md[SHA256_DIGEST_LENGTH], small[512], *fold = small;
+	size_t n = strlen(email);
+	uint64_t key = 0;
+	int64_t out;
+
+	if (n > sizeof small)
+		fold = xmalloc(n);
+	for (size_t i = 0; i < n; i++)
+		fold[i] = email[i] >= 'A' && email[i] <= 'Z' ? (unsigned char)(email[i] + 32) :
+							     (unsigned char)email[i];
+	pthread_once(&sha256_once, sha256_fetch);
+	if (sha256_md == NULL || EVP_Digest(fold, n, md, NULL, sha256_md, NULL) != 1)
+		SHA256(fold, n, md);
+	if (fold != small)
+		free(fold);
+	for (int i = 0; i < 8; i++)
+		key = key << 8 | md[i];
+	if (store_address_key_bits < 64)
+		key &= ((uint64_t)1 << store_address_key_bits) - 1;
+	memcpy(&out, &key, sizeof out);
+	return out;
+}
+
+/* cutoff_address_key(TEXT): store_address_key64 in SQL; NULL for NULL. */
+static void address_key_sql(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+	const char *t = (const char *)sqlite3_value_text(argv[0]);
+
+	(void)argc;
+	if (t == NULL)
+		sqlite3_result_null(cx);
+	else
+		sqlite3_result_int64(cx, store_address_key64(t));
+}
+
 void store_address_key(const char *email, char out[65])
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
 
-	pthread_once(&once, sha256_fetch);
+	pthread_once(&sha256_once, sha256_fetch);
 	if (sha256_md == NULL || EVP_Digest(email, strlen(email), md, NULL, sha256_md, NULL) != 1)
 		SHA256((const unsigned char *)email, strlen(email), md);
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {

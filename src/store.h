@@ -155,7 +155,16 @@ struct store_recipient {
 	uint64_t digest;
 	const char *state;  /* pending, completed, unaffected, forgotten */
 	int64_t import_run; /* the import writing it (insert/update), 0 = none */
+	int64_t email_key;  /* store_address_key64(email), when email_key_set */
+	bool email_key_set; /* else the store computes it */
 };
+
+/* The key of an address in recipient_email_key (db/016): the first 8 octets of the SHA-256 of
+ * the address with its ASCII letters in lower case (as SQLite's NOCASE compares), as a signed
+ * integer. Stored in the database: it never changes. SQL has it as cutoff_address_key(). */
+int64_t store_address_key64(const char *email);
+/* Tests only: keep this many low bits of each key (64), so that keys collide on purpose. */
+extern int store_address_key_bits;
 
 /* The parts of an existing recipient the importer needs to decide. */
 struct store_recipient_key {

@@ -35,11 +35,11 @@ static const char *const bst_sql[BST_COUNT] = {
 	[BST_BY_MESSAGE_ID] =
 		TARGET_COLUMNS " WHERE d.id = (SELECT id FROM delivery WHERE message_id = ?1"
 		" UNION ALL SELECT delivery_id FROM attempt WHERE message_id = ?1 LIMIT 1)",
-	[BST_BY_ADDRESS] = TARGET_COLUMNS " WHERE r.email = ?1 COLLATE NOCASE" MOST_RECENT,
+	[BST_BY_ADDRESS] = TARGET_COLUMNS " WHERE r.id IN " STORE_ADDRESS_IDS("?1")
+		" AND r.email = ?1 COLLATE NOCASE" MOST_RECENT,
 	[BST_BY_RECIPIENT] =
 		TARGET_COLUMNS " WHERE r.campaign_id = ?1 AND r.id = coalesce(?3,"
-		" (SELECT id FROM recipient WHERE campaign_id = ?1"
-		"  AND (user_id = ?2 OR (email = ?2 COLLATE NOCASE AND email = ?2))"
+		" (SELECT id FROM recipient WHERE id IN " STORE_PERSON_IDS("?1", "?2")
 		"  ORDER BY user_id = ?2 DESC LIMIT 1))" MOST_RECENT,
 	[BST_CAMPAIGN_ID] = "SELECT id FROM campaign WHERE name = ?1",
 	[BST_SEEN] = "SELECT 1 FROM bounce_message WHERE sha256 = ?1",
@@ -56,12 +56,14 @@ static const char *const bst_sql[BST_COUNT] = {
 	 * sender recorded; a day is the UTC day the bounced message was sent. */
 	[BST_SOFT_DAYS] =
 		"WITH last_ok AS (SELECT coalesce(max(d.sent_at), -1) AS t FROM delivery d"
-		"  JOIN recipient r ON r.id = d.recipient_id WHERE r.email = ?2 COLLATE NOCASE"
+		"  JOIN recipient r ON r.id = d.recipient_id WHERE r.id IN " STORE_ADDRESS_IDS("?2")
+		"  AND r.email = ?2 COLLATE NOCASE"
 		"  AND d.state = 'sent' AND d.sent_at < ?3)"
 		" SELECT count(DISTINCT t / 86400) FROM ("
 		"  SELECT sent_at AS t FROM soft_bounce WHERE address_hash = ?1"
 		"  UNION ALL SELECT d.updated_at FROM delivery d JOIN recipient r"
-		"  ON r.id = d.recipient_id WHERE r.email = ?2 COLLATE NOCASE"
+		"  ON r.id = d.recipient_id WHERE r.id IN " STORE_ADDRESS_IDS("?2")
+		"  AND r.email = ?2 COLLATE NOCASE"
 		"  AND d.state = 'failed' AND d.reason = 'soft')"
 		" WHERE t > (SELECT t FROM last_ok)",
 	[BST_UNSUBSCRIBE] =

@@ -112,5 +112,23 @@ void store_login_claims_free(struct store *s);
 /* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated
  * (the key survives forgetting the address). */
 void store_address_key(const char *email, char out[65]);
+/* SQL: the ids of the recipients whose address equals the text X (an SQL expression such as
+ * "?2") up to the case of its ASCII letters, as `email = X COLLATE NOCASE` says (db/016): the
+ * holders of X's key, in every campaign, and the rows that share a key with another address
+ * and are stored without one (recipient_email_spill). A key's holder may be another address
+ * whose key collides: the caller still compares the address. */
+#define STORE_ADDRESS_IDS(X)                                                                    \
+	"(SELECT id FROM recipient WHERE email_key = cutoff_address_key(" X ")"                 \
+	" UNION ALL SELECT id FROM recipient WHERE email_key IS NULL AND email = " X            \
+	" COLLATE NOCASE)"
+
+/* SQL: the ids of campaign C's recipients whose user id is K or whose address is exactly K
+ * (C and K SQL expressions such as "?1"). A UNION, not an OR: without ANALYZE's statistics
+ * SQLite would read the OR by a scan of the campaign (the unary + keeps it off the campaign's
+ * indexes for the address). */
+#define STORE_PERSON_IDS(C, K)                                                               \
+	"(SELECT id FROM recipient WHERE campaign_id = " C " AND user_id = " K                  \
+	" UNION ALL SELECT id FROM recipient WHERE id IN " STORE_ADDRESS_IDS(K)                \
+	" AND +campaign_id = " C " AND email = " K ")"
 
 #endif

@@ -34,17 +34,18 @@ enum rst_id {
 };
 
 /* The recipients of any campaign with user id ?1 or ?2 (the normalised address, when the import
- * had no user_id column), or address ?2: one lookup per campaign in each unique index. Written as
- * a UNION with CROSS JOINs (which fix the join order) because, without ANALYZE's statistics,
- * SQLite would answer an OR with a scan of the campaign's recipients. */
+ * had no user_id column), or address ?2: one lookup per campaign in the user index, and the
+ * address's key (db/016). Written as a UNION with CROSS JOINs (which fix the join order)
+ * because, without ANALYZE's statistics, SQLite would answer an OR with a scan of the
+ * campaign's recipients. */
 #define PERSON_HITS                                                                       \
 	"WITH hit(id) AS ("                                                                \
 	" SELECT r.id FROM campaign c CROSS JOIN recipient r ON r.campaign_id = c.id"      \
 	"  AND r.user_id = ?1"                                                             \
 	" UNION SELECT r.id FROM campaign c CROSS JOIN recipient r ON r.campaign_id = c.id" \
 	"  AND r.user_id = ?2"                                                             \
-	" UNION SELECT r.id FROM campaign c CROSS JOIN recipient r ON r.campaign_id = c.id" \
-	"  AND r.email = ?2 COLLATE NOCASE AND r.email = ?2) "
+	" UNION SELECT id FROM recipient WHERE id IN " STORE_ADDRESS_IDS("?2")             \
+	"  AND email = ?2) "
 
 /* A bounce event of the delivery d: the event already tells of it, with the DSN's details. */
 #define BOUNCE_EVENT_OF_D                                                                   \
@@ -160,7 +161,8 @@ static const char *const rst_sql[RS_COUNT] = {
 		"SELECT id, detail, NULL FROM event WHERE recipient_id = ?1 AND detail IS NOT NULL",
 	[RS_FORGET_EVENT_SET] = "UPDATE event SET detail = ?2 WHERE id = ?1",
 	[RS_FORGET_RECIPIENT] =
-		"UPDATE recipient SET user_id = 'forgotten-' || id, email = NULL, name = NULL,"
+		"UPDATE recipient SET user_id = 'forgotten-' || id, email = NULL, email_key = NULL,"
+		" name = NULL,"
 		" locale = NULL, timezone = NULL, attrs = NULL, state = 'forgotten', digest = 0,"
 		" updated_at = ?2 WHERE id = ?1",
 	[RS_FORGET_CANCEL] =

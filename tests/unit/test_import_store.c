@@ -16,6 +16,7 @@
 #include "campaign.h"
 #include "import.h"
 #include "store.h"
+#include "store_bounces.h"
 #include "store_report.h"
 #include "store_internal.h" /* the connection itself: its pragmas are what is checked */
 #include "util.h"
@@ -236,7 +237,7 @@ static int address_lookups_use_the_index(struct fx *f)
 		sqlite3_stmt *ex = NULL;
 
 		if (strncmp(sql, "UPDATE", 6) == 0 || strncmp(sql, "INSERT", 6) == 0 ||
-		    strstr(sql, "email = ?") == NULL)
+		    (strstr(sql, "email = ?") == NULL && strstr(sql, "email_key") == NULL))
 			continue;
 		explain = xasprintf("EXPLAIN QUERY PLAN %s", sql);
 		assert_int_equal(sqlite3_prepare_v2(f->s->db, explain, -1, &ex, NULL), SQLITE_OK);
@@ -245,16 +246,26 @@ static int address_lookups_use_the_index(struct fx *f)
 				 (const char *)sqlite3_column_text(ex, 3));
 		sqlite3_finalize(ex);
 		free(explain);
-		if (strstr(plan, "recipient_address") == NULL)
+		/* The key's index, the spill index when the address is looked up, and no reading
+		 * of a whole campaign or table. */
+		if ((strstr(plan, "recipient_email_key") == NULL &&
+		     strstr(plan, "recipient_email_spill") == NULL) ||
+		    (strstr(sql, "cutoff_address_key") != NULL &&
+		     strstr(plan, "recipient_email_key") == NULL) ||
+		    (strstr(sql, "COLLATE NOCASE") != NULL &&
+		     strstr(plan, "recipient_email_spill") == NULL) ||
+		    strstr(plan, "SCAN recipient") != NULL || strstr(plan, "SCAN r ") != NULL ||
+		    strstr(plan, "(campaign_id=?)") != NULL)
 			fail_msg("no index for an address lookup:\n%s\nplan:\n%s", sql, plan);
 		checked++;
 	}
 	return checked;
 }
 
-/* One index holds the addresses (db/007): unique per campaign exactly as before (the local
- * part's case matters), found exactly, and every lookup by address seeks it. */
-static void test_one_address_index(void **state)
+/* Addresses are found by their key (db/016): unique per campaign exactly as before (the local
+ * part's case matters), found exactly, a case variant stored without the key it shares and
+ * found all the same, and every lookup by address seeks the key's index. */
+static void test_address_key_index(void **state)
 {
 	struct fx *f = *state;
 	struct import_result r;
@@ -262,13 +273,18 @@ static void test_one_address_index(void **state)
 	struct store_recipient dup = {0};
 	char user[64] = "";
 	struct store_forget_target *t = NULL;
+	struct store_bounces *b;
+	struct store_bounce_target bt;
 	size_t n = 0;
-	int64_t id = 0;
+	int64_t id = 0, days = -1;
 	struct err e = {0};
 
 	assert_int_equal(query_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
 				      " AND tbl_name = 'recipient' AND sql LIKE '%email%'"),
-			 1);
+			 2);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM sqlite_master WHERE name IN"
+				      " ('recipient_email_key', 'recipient_email_spill')"),
+			 2);
 	write_csv(f, HEADER "c1,Carol@users.example.test,C1,en,,msn-messenger,4.6,windows,XP,FR\n"
 			    "c2,carol@users.example.test,C2,en,,msn-messenger,4.6,windows,XP,FR\n"
 			    "c3,Carol@users.example.test,C3,en,,msn-messenger,4.6,windows,XP,FR\n");
@@ -289,7 +305,14 @@ static void test_one_address_index(void **state)
 				    copy_user_id, user, &e),
 	     &e);
 	assert_string_equal(user, "c2");
-	/* The same address under a new user id is refused by the index itself. */
+	/* The first spelling holds the key, the second shares it and goes without. */
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'c1'"
+				      " AND email_key = cutoff_address_key('carol@USERS.example.test')"),
+			 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'c2'"
+				      " AND email_key IS NULL"),
+			 1);
+	/* The same address under a new user id is refused. */
 	dup.campaign_id = f->campaign_id, dup.user_id = "c4", dup.email = "carol@users.example.test";
 	assert_int_equal(store_recipient_insert(f->s, &dup, 0, &id, &e), 1);
 	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 2);
@@ -302,9 +325,83 @@ static void test_one_address_index(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(t[0].user_id, "c2");
 	store_report_forget_targets_free(t, n);
-	assert_true(address_lookups_use_the_index(f) >= 3);
+	/* Bounce attribution's lookups (no deliveries here: the plans are what is checked). */
+	b = store_bounces_new(f->s);
+	assert_int_equal(store_bounces_by_address(b, "CAROL@users.example.test", &bt, &e), 1);
+	assert_int_equal(store_bounces_by_recipient(b, f->campaign_id, "carol@users.example.test", 0,
+						    &bt, &e),
+			 1);
+	must(store_bounces_soft_days(b, "CAROL@users.example.test", 0, &days, &e), &e);
+	assert_int_equal(days, 0);
+	assert_true(address_lookups_use_the_index(f) >= 7);
+	store_bounces_free(b);
 }
 
+
+/* The key of an address is stored: its definition must never change (db/016). SHA-256 of the
+ * address with its ASCII letters folded, the first 8 octets big-endian, as Python computes:
+ * struct.unpack('>q', hashlib.sha256(b'carol@users.example.test').digest()[:8]). */
+static void test_address_key_is_fixed(void **state)
+{
+	(void)state;
+	assert_int_equal(store_address_key64("carol@users.example.test"), -998336140747262015LL);
+	assert_int_equal(store_address_key64("Carol@Users.Example.Test"), -998336140747262015LL);
+	/* NOCASE folds ASCII only, and so does the key. */
+	assert_int_equal(store_address_key64("\xc3\x89mile@x.test"), -7660530824960376953LL);
+	assert_int_equal(store_address_key64("\xc3\xa9mile@x.test"), 7696652030930561530LL);
+}
+
+/* Keys cut to 2 bits collide all the time: every address is still stored once, found exactly
+ * and regardless of case, and a second import of the file changes nothing. */
+static void test_colliding_keys_keep_every_address(void **state)
+{
+	struct fx *f = *state;
+	struct import_result r;
+	struct store_recipient_key k;
+	char user[64] = "", addr[64];
+	FILE *out;
+	struct err e = {0};
+
+	store_address_key_bits = 2;
+	assert_non_null(out = fopen(f->csv, "w"));
+	fputs(HEADER, out);
+	for (int i = 0; i < 40; i++)
+		fprintf(out, "k%d,k%d@users.example.test,N,en,,msn-messenger,4.6,windows,XP,FR\n", i,
+			i);
+	fputs("k40,k3@users.example.test,N,en,,msn-messenger,4.6,windows,XP,FR\n" /* k3's */
+	      "k41,K5@users.example.test,N,en,,msn-messenger,4.6,windows,XP,FR\n", /* a variant */
+	      out);
+	fclose(out);
+	import(f, &r);
+	assert_int_equal(r.counts.added, 41);
+	assert_int_equal(r.counts.merged, 1);
+	assert_null(r.rejects_path);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 41);
+	assert_true(query_int(f, "SELECT count(*) FROM recipient WHERE email_key IS NOT NULL") <= 4);
+	for (int i = 0; i < 40; i++) {
+		snprintf(addr, sizeof addr, "k%d@users.example.test", i);
+		must(store_recipient_find_email(f->s, f->campaign_id, addr, &k, &e), &e);
+		assert_string_equal(k.email, addr);
+	}
+	must(store_recipient_find_email(f->s, f->campaign_id, "K5@users.example.test", &k, &e), &e);
+	assert_string_equal(k.user_id, "k41");
+	must(store_recipient_lookup(f->s, f->campaign_id, "K5@users.example.test", copy_user_id,
+				    user, &e),
+	     &e);
+	assert_string_equal(user, "k41");
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE id IN (SELECT id FROM"
+				      " recipient WHERE email_key = cutoff_address_key('k5@users."
+				      "example.test') UNION ALL SELECT id FROM recipient WHERE"
+				      " email_key IS NULL AND email = 'k5@USERS.example.test'"
+				      " COLLATE NOCASE) AND email = 'k5@users.EXAMPLE.test'"
+				      " COLLATE NOCASE"),
+			 2);
+	import(f, &r);
+	assert_int_equal(r.counts.added, 0);
+	assert_int_equal(r.counts.unchanged + r.counts.merged, 42);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 41);
+	store_address_key_bits = 64;
+}
 
 /* Row i of write_many's file is rejected (a bad version) when this holds. */
 static bool many_rejected(int i)
@@ -709,7 +806,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_forgotten_address_not_taken_again, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_one_address_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_address_key_index, setup, teardown),
+		cmocka_unit_test(test_address_key_is_fixed),
+		cmocka_unit_test_setup_teardown(test_colliding_keys_keep_every_address, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_rows_stored_in_file_order_through_the_queue,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_moves_the_address_and_the_segment, setup,

@@ -161,7 +161,7 @@ static void test_column_added_after_009(void **state)
 
 	assert_int_equal(store_open(&s, db, STORE_CREATE | STORE_MIGRATE, &e), 0);
 	assert_int_equal(run(s, "ALTER TABLE recipient ADD COLUMN probe TEXT"), SQLITE_OK);
-	assert_int_equal(pragma_int(s, "SELECT sql LIKE '%updated_at   INTEGER NOT NULL, probe TEXT,"
+	assert_int_equal(pragma_int(s, "SELECT sql LIKE '%updated_at   INTEGER NOT NULL, email_key INTEGER, probe TEXT,"
 				       "%UNIQUE (campaign_id, user_id)%' FROM sqlite_schema"
 				       " WHERE name = 'recipient'"),
 			 1);
