@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Upgrading a database that holds data: one made by the migrations up to 008 (as a cutoff of
-# that schema left it, with a campaign, recipients, a delivery and an import run) is brought
-# to the latest schema by `cutoff init`; its rows are intact, the database passes SQLite's
-# integrity check, its logins are indexed for support (011, 012), the segment index is gone
-# (015), and migration 009's CHECK constraints (comparisons, not IN lists) refuse what the old
-# ones refused, on a fresh connection that reads the rewritten schema.
+# that schema left it, with a campaign, recipients (two addresses differing in case), a
+# delivery and an import run) is brought to the latest schema by `cutoff init`; its rows are
+# intact, the database passes SQLite's integrity check, its logins are indexed for support
+# (011, 012), the segment index is gone (015), its addresses are keyed (016), and migration
+# 009's CHECK constraints (comparisons, not IN lists) refuse what the old ones refused, on a
+# fresh connection that reads the rewritten schema.
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || { echo "SKIP: the sqlite3 shell is missing (apt-get install sqlite3)"; exit 77; }
 DB=$T/old.db
@@ -35,7 +36,8 @@ sql "$DB" "PRAGMA foreign_keys = ON;
     VALUES (1, 'old', 'Old', 'paused', 'UTC', 1, 2, 3, 'x', 'x', 'x', 'd', 0, 0);
   INSERT INTO recipient (id, campaign_id, user_id, email, digest, state, created_at, updated_at)
     VALUES (1, 1, 'u1', 'u1@example.test', 7, 'pending', 0, 0),
-           (2, 1, 'u2', 'U2@example.test', 8, 'completed', 0, 0);
+           (2, 1, 'u2', 'U2@example.test', 8, 'completed', 0, 0),
+           (3, 1, 'u3', 'u2@example.test', 9, 'pending', 0, 0);
   INSERT INTO import_run (campaign_id, file, started_at, state) VALUES (1, 'users.csv', 0, 'done');
   INSERT INTO delivery (campaign_id, recipient_id, kind, occurrence, state, due_at, created_at,
     updated_at) VALUES (1, 1, 'reminder', 5, 'deferred', 9, 0, 0);
@@ -53,6 +55,16 @@ expect_out "migrated from schema version 8 to" "it says from which version"
 check "$(sql "$DB" 'PRAGMA integrity_check')" "ok" "the migrated database passes the integrity check"
 after=$(rows)
 check "$after" "$before" "every row is as it was"
+# 016 keyed the addresses: the SHA-256 of the case-folded address, its first 8 octets as a
+# signed integer; of two addresses that share a key the first holds it, the other goes without.
+key() { python3 -c 'import hashlib, struct, sys
+print(struct.unpack(">q", hashlib.sha256(sys.argv[1].lower().encode()).digest()[:8])[0])' "$1"; }
+check "$(sql "$DB" "SELECT group_concat(user_id || '=' || coalesce(email_key, 'none'), ' ')
+    FROM recipient")" "u1=$(key u1@example.test) u2=$(key u2@example.test) u3=none" \
+    "the addresses have their keys, and the case variant none"
+check "$(sql "$DB" "SELECT group_concat(name, ' ') FROM sqlite_schema WHERE tbl_name = 'recipient'
+    AND type = 'index' AND sql LIKE '%email%'")" "recipient_email_key recipient_email_spill" \
+    "found by the key's index and the spill index"
 # 011 indexed the known users' logins; 012's mark says all of them are (no tail to scan).
 check "$(sql "$DB" "SELECT group_concat(user_id || '@' || at || '#' || login_id, ' ')
     FROM login_by_user")" "u1@10#1 u2@12#3" "the logins' keys are in login_by_user"
