@@ -1,9 +1,9 @@
--- 015: recipient addresses are found through a 64-bit key instead of an index of the
+-- 016: recipient addresses are found through a 64-bit key instead of an index of the
 -- addresses themselves. recipient_address (db/007) held each address twice (case-folded and
 -- as given) and the campaign: 81 MB for a million recipients, written at a random leaf a row,
 -- more than the importer's 32 MiB page cache, so a commit's leaves were spilled and written
--- again (bench/import: with this and db/016 the storing thread went from 6.7-7.4 to 5.1-5.2
--- CPU-s for a million rows). email_key is the first 8 octets of the SHA-256 of the address
+-- again (bench/import, scratch builds: with this and 015 the storing thread went from 6.7-7.4
+-- to 5.1-5.2 CPU-s for a million rows). email_key is the first 8 octets of the SHA-256 of the address
 -- with its ASCII letters folded (cutoff_address_key(), src/store.c): the index is about a
 -- fifth of the size and fits the cache.
 --
@@ -12,7 +12,7 @@
 -- apart, or a collision of the hash) keep the key on the first, and the others are stored
 -- with email_key NULL, found by recipient_email_spill, a partial index of those few. So an
 -- exact address stays unique per campaign as before: the store looks up the key's holder
--- before it stores a second address under it (src/store.c, address_key_taken), and every
+-- before it stores a second address under it (src/store.c, address_key_place), and every
 -- lookup by address reads both (STORE_ADDRESS_IDS) and compares the address itself.
 -- Forgotten recipients have no address and no key.
 ALTER TABLE recipient ADD COLUMN email_key INTEGER;
