@@ -62,7 +62,9 @@ check "$(state temp)" "failed/expired" "and fail as expired"
 sql "$DB" "UPDATE delivery SET state = 'queued', due_at = 0, reason = NULL WHERE recipient_id = (SELECT id FROM recipient WHERE user_id = 'bad')"
 run --config "$CONF" --now 2003-08-20T00:00:00Z send $C
 check "$(state bad)" "suppressed/suppressed" "a suppressed address is skipped"
-check "$(grep -c bad1 "$SMTP_OUT")" "0" "and never reaches the server"
+# The recipient's own field: "bad1" alone also matches a hex token (VERP sender, Message-ID) now
+# and then (a CI run at 94dddc1 failed on it).
+check "$(grep -c '"rcpt": \["bad1@' "$SMTP_OUT")" "0" "and never reaches the server"
 
 # Throttling: every 4th MAIL FROM gets 421; everyone is still delivered, nobody fails.
 kill "$(cat "$T/smtpd.ready")"; sleep 0.3
