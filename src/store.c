@@ -49,7 +49,6 @@ enum stmt_id {
 	ST_IMPORT_FORGOTTEN_ANY,
 	ST_IMPORT_PARENT,
 	ST_ADDRESS_KEY_HOLDER,
-	ST_ADDRESS_SPILLED,
 	/* store_recipient_insert_run's INSERT OR FAIL of 1, 2, 4 ... 64 rows (SQL built there) */
 	ST_RECIPIENT_INSERT_RUN,
 	ST_RECIPIENT_INSERT_RUN_LAST = ST_RECIPIENT_INSERT_RUN + 6,
@@ -162,14 +161,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" FROM recipient WHERE id = ?1",
 	[ST_IMPORT_FORGOTTEN_ANY] =
 		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
-	/* Segment 0: the campaign alone. */
 	/* Which recipient of campaign ?2 holds the address key ?1 (db/016), and its address. */
 	[ST_ADDRESS_KEY_HOLDER] =
 		"SELECT id, coalesce(email, '') FROM recipient WHERE email_key = ?1 AND campaign_id = ?2",
-	/* Whether another recipient of campaign ?2 than ?3 has address ?1 and no key. */
-	[ST_ADDRESS_SPILLED] =
-		"SELECT EXISTS (SELECT 1 FROM recipient WHERE email_key IS NULL"
-		" AND email = ?1 COLLATE NOCASE AND email = ?1 AND +campaign_id = ?2 AND id <> ?3)",
+	/* Segment 0: the campaign alone. */
 	[ST_IMPORT_PARENT] =
 		"SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?1) AND (?2 = 0 OR EXISTS"
 		" (SELECT 1 FROM segment WHERE id = ?2 AND campaign_id = ?1))",
@@ -888,10 +883,10 @@ static void bind_address_key(sqlite3_stmt *st, int i, const struct store_recipie
 		sqlite3_bind_int64(st, i, key);
 }
 
-/* Where r's address may go (r->id 0: r is not stored yet), by who holds its key among the
- * other recipients of its campaign (db/016). */
+/* Where r's address may go, by who holds its key among the recipients of its campaign other
+ * than self (r's id; 0: r is not stored yet) (db/016). */
 enum key_place {
-	KEY_OWN,       /* nobody, or r, or a recipient with r's exact address (the UNIQUE index
+	KEY_OWN,       /* nobody, or self, or a recipient with r's exact address (the UNIQUE index
 			* then refuses r, as it refused an address taken) */
 	KEY_SHARED,    /* another address (a case variant of the local part, or a collision of
 			* the hash): r goes without a key, found by recipient_email_spill */
@@ -899,9 +894,11 @@ enum key_place {
 };
 
 /* The place of r's address (>= 0), or the database error. */
-static int address_key_place(struct store *s, const struct store_recipient *r, struct err *e)
+static int address_key_place(struct store *s, const struct store_recipient *r, int64_t self,
+			     struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, ST_ADDRESS_KEY_HOLDER, e);
+	struct store_recipient_key spilled;
 	bool none;
 	int64_t key = address_key_of(r, &none);
 	int step, place = KEY_OWN;
@@ -912,8 +909,7 @@ static int address_key_place(struct store *s, const struct store_recipient *r, s
 		return KEY_OWN;
 	sqlite3_bind_int64(st, 1, key);
 	sqlite3_bind_int64(st, 2, r->campaign_id);
-	if ((step = sqlite3_step(st)) == SQLITE_ROW &&
-	    sqlite3_column_int64(st, 0) != r->id &&
+	if ((step = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int64(st, 0) != self &&
 	    strcmp((const char *)sqlite3_column_text(st, 1), r->email) != 0)
 		place = KEY_SHARED;
 	sqlite3_reset(st);
@@ -921,17 +917,11 @@ static int address_key_place(struct store *s, const struct store_recipient *r, s
 		return db_error(s, e, "looking up an address key");
 	if (place != KEY_SHARED)
 		return place;
-	if ((st = stmt(s, ST_ADDRESS_SPILLED, e)) == NULL)
-		return e->code;
-	sqlite3_bind_text(st, 1, r->email, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, r->campaign_id);
-	sqlite3_bind_int64(st, 3, r->id);
-	if ((step = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int(st, 0))
-		place = KEY_DUPLICATE;
-	sqlite3_reset(st);
-	if (step != SQLITE_ROW)
-		return db_error(s, e, "looking up an address");
-	return place;
+	/* The key's holder is another address: only a row without a key can have r's. */
+	step = store_recipient_find_email(s, r->campaign_id, r->email, &spilled, e);
+	if (step < 0)
+		return step;
+	return step == 0 && spilled.id != self ? KEY_DUPLICATE : KEY_SHARED;
 }
 
 /* Binds the imported fields from position first on, in the order of the column lists. */
@@ -970,10 +960,7 @@ int store_recipient_insert(struct store *s, const struct store_recipient *r, int
 	if (sqlite3_changes(s->db) == 0) {
 		/* The user id, the address, or only the address's key is taken: in the last case
 		 * the row goes in without a key. */
-		struct store_recipient unstored = *r;
-
-		unstored.id = 0;
-		if ((rc = address_key_place(s, &unstored, e)) != KEY_SHARED)
+		if ((rc = address_key_place(s, r, 0, e)) != KEY_SHARED)
 			return rc < 0 ? rc : 1;
 		sqlite3_reset(st);
 		sqlite3_bind_null(st, 17);
@@ -1099,7 +1086,7 @@ int store_recipient_update(struct store *s, const struct store_recipient *r, int
 
 	if (st == NULL)
 		return e->code;
-	int place = keys_kept ? KEY_OWN : address_key_place(s, r, e);
+	int place = keys_kept ? KEY_OWN : address_key_place(s, r, r->id, e);
 
 	if (place < 0)
 		return place;
@@ -1281,6 +1268,14 @@ static void sha256_fetch(void)
 
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
+/* md = SHA-256 of the n bytes at p. */
+static void sha256(const void *p, size_t n, unsigned char md[SHA256_DIGEST_LENGTH])
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	if (sha256_md == NULL || EVP_Digest(p, n, md, NULL, sha256_md, NULL) != 1)
+		SHA256(p, n, md);
+}
+
 int store_address_key_bits = 64;
 
 int64_t store_address_key64(const char *email)
@@ -1292,12 +1287,11 @@ int64_t store_address_key64(const char *email)
 
 	if (n > sizeof small)
 		fold = xmalloc(n);
+	memcpy(fold, email, n);
 	for (size_t i = 0; i < n; i++)
-		fold[i] = email[i] >= 'A' && email[i] <= 'Z' ? (unsigned char)(email[i] + 32) :
-							     (unsigned char)email[i];
-	pthread_once(&sha256_once, sha256_fetch);
-	if (sha256_md == NULL || EVP_Digest(fold, n, md, NULL, sha256_md, NULL) != 1)
-		SHA256(fold, n, md);
+		if (fold[i] >= 'A' && fold[i] <= 'Z')
+			fold[i] += 32;
+	sha256(fold, n, md);
 	if (fold != small)
 		free(fold);
 	for (int i = 0; i < 8; i++)
@@ -1325,9 +1319,7 @@ void store_address_key(const char *email, char out[65])
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
 
-	pthread_once(&sha256_once, sha256_fetch);
-	if (sha256_md == NULL || EVP_Digest(email, strlen(email), md, NULL, sha256_md, NULL) != 1)
-		SHA256((const unsigned char *)email, strlen(email), md);
+	sha256(email, strlen(email), md);
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];
