@@ -46,6 +46,9 @@ struct row {
 	char *email;              /* normalised, owned */
 	const char *attrs;        /* JSON, the slot's, or NULL */
 	char locale[36];
+	/* The stored text's lengths, measured here on the reader thread (store_recipient's
+	 * text_len), where the storing thread would measure them for each bind. */
+	uint32_t len[STORE_TEXT_COUNT];
 };
 
 /* One row as the reader thread read and checked it, queued for the store (main) thread.
@@ -587,6 +590,20 @@ static const char *known_trimmed(struct importer *im, int i)
 	return out;
 }
 
+/* w's text lengths, as they will be stored (the address normalised, the locale too). */
+static void row_measure(struct row *w)
+{
+	const char *v[STORE_TEXT_COUNT] = {
+		[STORE_TEXT_USER_ID] = w->v[COL_USER_ID], [STORE_TEXT_EMAIL] = w->email,
+		[STORE_TEXT_NAME] = w->v[COL_NAME], [STORE_TEXT_LOCALE] = w->v[COL_LOCALE],
+		[STORE_TEXT_TIMEZONE] = w->v[COL_TIMEZONE], [STORE_TEXT_CLIENT] = w->v[COL_CLIENT],
+		[STORE_TEXT_VERSION] = w->v[COL_VERSION], [STORE_TEXT_PLATFORM] = w->v[COL_PLATFORM],
+		[STORE_TEXT_OS] = w->v[COL_OS], [STORE_TEXT_ATTRS] = w->attrs};
+
+	for (int t = 0; t < STORE_TEXT_COUNT; t++)
+		w->len[t] = v[t] != NULL ? (uint32_t)strlen(v[t]) : 0;
+}
+
 /* Fills w from the current row; false (and the row rejected) on any problem. */
 static bool row_build(struct importer *im, struct row *w)
 {
@@ -634,6 +651,7 @@ static bool row_build(struct importer *im, struct row *w)
 		return false;
 	}
 	w->attrs = row_attrs(im);
+	row_measure(w);
 	return true;
 }
 
@@ -674,6 +692,7 @@ static void row_to_recipient(const struct importer *im, const struct slot *sl,
 	r->digest = sl->digest;
 	r->email_key = sl->email_key, r->email_key_set = true;
 	r->import_run = im->r->run_id;
+	memcpy(r->text_len, w->len, sizeof r->text_len);
 }
 
 /* What happened to a row that reached the store. */

@@ -218,6 +218,18 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
+/* bind_text of a recipient's field t, with its length when the caller gave it: bench/import's
+ * storing thread spent 3.7 % of its time in strlen, ten fields a row. */
+static void bind_field(sqlite3_stmt *st, int i, const struct store_recipient *r,
+		       enum store_text t, const char *v)
+{
+	if (v == NULL || *v == '\0')
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, v, r->text_len[t] ? (int)r->text_len[t] : -1,
+				  SQLITE_STATIC);
+}
+
 static char *col_dup(sqlite3_stmt *st, int i)
 {
 	const unsigned char *v = sqlite3_column_text(st, i);
@@ -931,7 +943,7 @@ static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipien
 			   r->version, r->platform, r->os, r->attrs};
 
 	for (int i = 0; i < 9; i++)
-		bind_text(st, first + i, v[i]);
+		bind_field(st, first + i, r, STORE_TEXT_EMAIL + i, v[i]);
 	if (r->segment_id)
 		sqlite3_bind_int64(st, first + 9, r->segment_id);
 	else
@@ -1011,9 +1023,11 @@ static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *
 	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
 			   r->version, r->platform, r->os, r->attrs};
 
-	sqlite3_bind_text(st, b + 1, r->user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, b + 1, r->user_id,
+			  r->text_len[STORE_TEXT_USER_ID] ? (int)r->text_len[STORE_TEXT_USER_ID] : -1,
+			  SQLITE_STATIC);
 	for (int i = 0; i < 9; i++)
-		bind_text(st, b + 2 + i, v[i]);
+		bind_field(st, b + 2 + i, r, STORE_TEXT_EMAIL + i, v[i]);
 	if (r->segment_id)
 		sqlite3_bind_int64(st, b + 11, r->segment_id);
 	else
@@ -1133,6 +1147,7 @@ static void recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)
 	r->digest = (uint64_t)sqlite3_column_int64(st, 13);
 	r->state = col_text(st, 14);
 	r->import_run = 0;
+	memset(r->text_len, 0, sizeof r->text_len); /* measured when bound */
 }
 
 void store_recipient_from_row(sqlite3_stmt *st, struct store_recipient *r)

@@ -145,6 +145,13 @@ void store_segment_counts_free(struct store_segment_counts *c, size_t n);
 
 /* ---- recipients ---- */
 
+/* A recipient's text fields, in the order the store binds them (store_recipient.text_len). */
+enum store_text {
+	STORE_TEXT_USER_ID, STORE_TEXT_EMAIL, STORE_TEXT_NAME, STORE_TEXT_LOCALE,
+	STORE_TEXT_TIMEZONE, STORE_TEXT_CLIENT, STORE_TEXT_VERSION, STORE_TEXT_PLATFORM,
+	STORE_TEXT_OS, STORE_TEXT_ATTRS, STORE_TEXT_COUNT
+};
+
 struct store_recipient {
 	int64_t id;
 	int64_t campaign_id;
@@ -157,6 +164,9 @@ struct store_recipient {
 	int64_t import_run; /* the import writing it (insert/update), 0 = none */
 	int64_t email_key;  /* store_address_key64(email), when email_key_set */
 	bool email_key_set; /* else the store computes it */
+	/* The text fields' lengths in bytes, in the order of enum store_text, when the caller
+	 * knows them (the importer's reader thread measures them); 0: the store measures. */
+	uint32_t text_len[STORE_TEXT_COUNT];
 };
 
 /* The key of an address in recipient_email_key (db/016): the first 8 octets of the SHA-256 of

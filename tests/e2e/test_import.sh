@@ -59,6 +59,11 @@ check "$(sql "$DB" "SELECT email FROM recipient WHERE user_id='a1'")" "alice@use
     "the domain is lower-cased"
 check "$(sql "$DB" "SELECT name FROM recipient WHERE user_id='a1'")" "Smith, Alice" "quoted comma kept"
 check "$(sql "$DB" "SELECT locale FROM recipient WHERE user_id='a1'")" "fr-FR" "locale normalised"
+# The reader measures each field for the store (store_recipient.text_len): all of it is stored.
+check "$(sql "$DB" "SELECT user_id || '|' || email || '|' || locale || '|' || timezone || '|' ||
+    client || '|' || version || '|' || platform || '|' || os FROM recipient WHERE user_id='a2'")" \
+    "a2|bob@users.example.test|de|Europe/Berlin|windows-messenger|4.7.300|windows|XP" \
+    "every field stored whole"
 check "$(sql "$DB" "SELECT name FROM recipient WHERE user_id='a2'")" 'Bob "the builder" Jones' \
     "doubled quotes kept"
 check "$(sql "$DB" "SELECT attrs FROM recipient WHERE user_id='a2'")" '{"country":"D\nE"}' \
