@@ -1401,3 +1401,11 @@ int store_recipient_by_id(struct store *s, int64_t id,
 	sqlite3_reset(st);
 	return rc;
 }
+
+int store_cache_spills(struct store *s)
+{
+	int cur = 0, hi = 0;
+
+	sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_SPILL, &cur, &hi, 1);
+	return cur;
+}

@@ -57,6 +57,9 @@ int store_wal_autocheckpoint(struct store *s, int pages, struct err *e);
 /* The frames in the WAL after this connection's last commit, counted while its own
  * checkpoints are off (store_wal_autocheckpoint 0); -1 before such a commit. */
 int store_wal_frames(const struct store *s);
+/* Pages this connection's page cache wrote out in the middle of a transaction because it was
+ * full (SQLite's SQLITE_DBSTATUS_CACHE_SPILL), since the last call. */
+int store_cache_spills(struct store *s);
 /* PRAGMA cache_size: this connection's page cache, in KiB. Returns 0 or ERR_IO. */
 int store_cache_size(struct store *s, int kib, struct err *e);
 /*

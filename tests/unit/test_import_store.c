@@ -752,6 +752,52 @@ static void test_rows_stored_one_by_one_in_effect(void **state)
 	assert_sound(f);
 }
 
+/* Imports 3,000 new users named <prefix><i> with commit_every 2,000, counting the commits. */
+static void import_counting_commits(struct fx *f, const char *prefix, struct commits *c)
+{
+	struct import_options o = {.now = 1000, .commit_every = 2000, .db_path = f->db};
+	struct import_result r;
+	struct err e = {0};
+	FILE *out = fopen(f->csv, "w");
+
+	assert_non_null(out);
+	fputs("user_id,email,client,version,platform,os,country\n", out);
+	for (int i = 0; i < 3000; i++)
+		fprintf(out, "%s%d,%s%d@example.test,msn-messenger,4.7,windows,XP,C%06d\n", prefix,
+			i, prefix, (i * 7919) % 3000, i);
+	assert_int_equal(fclose(out), 0);
+	*c = (struct commits){.db = f->s->db};
+	sqlite3_commit_hook(f->s->db, on_commit, c);
+	must(import_csv(f->s, f->c, f->campaign_id, f->csv, &o, &r, &e), &e);
+	sqlite3_commit_hook(f->s->db, NULL, NULL);
+	free(r.rejects_path);
+	assert_int_equal(r.counts.added, 3000);
+}
+
+/* A batch ends early, once half of commit_every rows are in, when the page cache overflowed
+ * (pages written to the WAL mid-transaction); with room in the cache it holds commit_every
+ * rows. Commits: the run's start, the batches, the last rows, the run's end. */
+static void test_a_batch_ends_early_when_the_cache_overflows(void **state)
+{
+	struct fx *f = *state;
+	struct commits c;
+	struct err e = {0};
+
+	import_counting_commits(f, "roomy", &c);
+	assert_int_equal(c.n, 1 + 1 + 1 + 1);
+	assert_int_equal(c.changes[1] - c.changes[0], 2000);
+
+	must(store_cache_size(f->s, 64, &e), &e); /* 16 pages: every batch overflows it */
+	import_counting_commits(f, "tight", &c);
+	assert_int_equal(c.n, 1 + 2 + 1 + 1);
+	for (int k = 1; k <= 2; k++) {
+		int64_t rows = c.changes[k] - c.changes[k - 1];
+		assert_true(rows >= 1000 && rows < 1000 + 64); /* at the end of the run past half */
+	}
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 6000);
+	assert_sound(f);
+}
+
 /* The rejects file at path lists exactly the lines in want (comma-separated), in order. */
 static void check_rejected_lines(const char *path, const char *want)
 {
@@ -820,6 +866,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_parents_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_affected_rows_in_a_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_batch_ends_early_when_the_cache_overflows,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rows_stored_one_by_one_in_effect, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_stops_the_reader, setup,
