@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sys/resource.h>
 
 #include "checkpointer.h"
 #include "store.h"
@@ -108,6 +111,64 @@ static void test_a_pass_copies_what_was_committed(void **state)
 	store_close(w);
 }
 
+/* How many threads of this process run at nice value n (/proc/self/task/TID/stat, field 19). */
+static int threads_at_nice(long n)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	int count = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char path[300], line[1024], *p;
+		long nice = 0;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue; /* a thread that just ended */
+		if (fgets(line, sizeof line, f) != NULL && (p = strrchr(line, ')')) != NULL &&
+		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %ld",
+			   &nice) == 1 && nice == n)
+			count++;
+		fclose(f);
+	}
+	closedir(d);
+	return count;
+}
+
+/* The thread copies in the background: it runs 10 nice values below the thread that started
+ * it (the import's reader keeps its core), and only it. */
+static void test_the_thread_runs_at_a_lower_priority(void **state)
+{
+	const char *path = *state;
+	struct store *w = NULL;
+	struct checkpointer *c = NULL;
+	struct err e = {0};
+	long base, want;
+
+	errno = 0;
+	base = getpriority(PRIO_PROCESS, 0);
+	assert_int_equal(errno, 0);
+	if (base >= 19) {
+		skip(); /* nothing lower to go to */
+		return;
+	}
+	want = base + 10 < 19 ? base + 10 : 19;
+	assert_int_equal(store_open(&w, path, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	assert_int_equal(threads_at_nice(want), 0);
+	assert_int_equal(checkpointer_start(&c, path, &e), 0);
+	checkpointer_kick(c);
+	checkpointer_idle(c); /* the thread has run: it sets its priority first */
+	assert_int_equal(threads_at_nice(want), 1);
+	assert_int_equal(threads_at_nice(base), 1); /* this one, unchanged */
+	checkpointer_stop(c);
+	assert_int_equal(threads_at_nice(want), 0);
+	store_close(w);
+}
+
 static void test_no_database_no_thread(void **state)
 {
 	struct checkpointer *c = (struct checkpointer *)&c;
@@ -125,6 +186,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_a_pass_copies_what_was_committed, scratch_db,
+						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_the_thread_runs_at_a_lower_priority, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_no_database_no_thread, scratch_db,
 						scratch_db_remove),
