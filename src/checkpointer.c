@@ -50,7 +50,7 @@ static void *checkpointer_main(void *arg)
 	/* Background work: on Linux a thread's nice value is its own (setpriority(2)), and this
 	 * one's passes (50 to 100 ms of CPU each) otherwise took half of the core the import's
 	 * reader runs on, which then fell behind the storing thread (bench/import: the storing
-	 * thread waited 0.24 to 0.27 s for rows, against 0.11 to 0.12 s with this). A pass
+	 * thread waited 0.21 to 0.27 s for rows, against 0.11 to 0.125 s with this). A pass
 	 * still runs whenever a core is free, and the writer copies by itself past its WAL
 	 * limit (checkpointer_committed), so the WAL stays bounded. Best effort: a failure
 	 * leaves the thread at its creator's priority. */
