@@ -659,15 +659,23 @@ static uint64_t row_digest(const struct row *w, int64_t segment_id)
 {
 	uint64_t h = HASH_FNV1A_INIT;
 
-	/* user_id is the key, not a field: a duplicate under another id digests the same. */
+	/* user_id is the key, not a field: a duplicate under another id digests the same. The
+	 * known columns in their order, with the lengths row_measure took. */
+	static const enum store_text text_of[COL_KNOWN] = {
+		[COL_EMAIL] = STORE_TEXT_EMAIL, [COL_USER_ID] = STORE_TEXT_USER_ID,
+		[COL_NAME] = STORE_TEXT_NAME, [COL_LOCALE] = STORE_TEXT_LOCALE,
+		[COL_TIMEZONE] = STORE_TEXT_TIMEZONE, [COL_CLIENT] = STORE_TEXT_CLIENT,
+		[COL_VERSION] = STORE_TEXT_VERSION, [COL_PLATFORM] = STORE_TEXT_PLATFORM,
+		[COL_OS] = STORE_TEXT_OS};
+
 	for (int k = 0; k < COL_KNOWN; k++) {
 		const char *v = k == COL_EMAIL ? w->email : k == COL_USER_ID ? NULL : w->v[k];
 		if (v != NULL)
-			h = hash_fnv1a(h, v, strlen(v));
+			h = hash_fnv1a(h, v, w->len[text_of[k]]);
 		h = hash_fnv1a(h, "\x1f", 1);
 	}
 	if (w->attrs != NULL)
-		h = hash_fnv1a(h, w->attrs, strlen(w->attrs));
+		h = hash_fnv1a(h, w->attrs, w->len[STORE_TEXT_ATTRS]);
 	return hash_fnv1a(h, &segment_id, sizeof segment_id) & INT64_MAX;
 }
 
@@ -889,12 +897,11 @@ static int batch_begin(struct importer *im)
  * Half a batch at least keeps the index's own writes at most twice what they were. */
 static void batch_boundary(struct importer *im)
 {
-	if (im->fatal)
+	if (im->fatal || im->in_batch < commit_every(im) / 2)
 		return;
-	if (im->in_batch < commit_every(im) &&
-	    (im->in_batch < commit_every(im) / 2 || store_cache_spills(im->s) == 0))
+	/* Read and reset: counted from this commit on, or until the next look. */
+	if (store_cache_spills(im->s) == 0 && im->in_batch < commit_every(im))
 		return;
-	(void)store_cache_spills(im->s); /* counted from this commit on */
 	if ((im->fatal = store_commit(im->s, im->e)) != 0)
 		return;
 	if (im->ck != NULL) /* copied while the next batch is stored (checkpointer.h) */

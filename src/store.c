@@ -209,26 +209,26 @@ static sqlite3_stmt *stmt(struct store *s, enum stmt_id id, struct err *e)
 	return store_cached(s, &s->stmts[id], stmt_sql[id], "preparing a statement", e);
 }
 
-/* Binds a string, or NULL when v is NULL or empty. */
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
+/* Binds a string of n bytes (-1: up to its NUL), or NULL when v is NULL or empty. */
+static void bind_text_n(sqlite3_stmt *st, int i, const char *v, int n)
 {
 	if (v == NULL || *v == '\0')
 		sqlite3_bind_null(st, i);
 	else
-		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, i, v, n, SQLITE_STATIC);
 }
 
-/* bind_text of a recipient's field t, with its length when the caller gave it: otherwise
- * SQLite measures it, ten fields a row on bench/import's storing thread (about 1 % of its
- * instructions). */
-static void bind_field(sqlite3_stmt *st, int i, const struct store_recipient *r,
-		       enum store_text t, const char *v)
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
-	if (v == NULL || *v == '\0')
-		sqlite3_bind_null(st, i);
-	else
-		sqlite3_bind_text(st, i, v, r->text_len[t] ? (int)r->text_len[t] : -1,
-				  SQLITE_STATIC);
+	bind_text_n(st, i, v, -1);
+}
+
+/* The length of a recipient's field t for sqlite3_bind_text: the caller's, or -1 (SQLite
+ * measures it, ten fields a row on bench/import's storing thread: about 1 % of its
+ * instructions). */
+static int field_len(const struct store_recipient *r, enum store_text t)
+{
+	return r->text_len[t] ? (int)r->text_len[t] : -1;
 }
 
 static char *col_dup(sqlite3_stmt *st, int i)
@@ -944,7 +944,7 @@ static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipien
 			   r->version, r->platform, r->os, r->attrs};
 
 	for (int i = 0; i < 9; i++)
-		bind_field(st, first + i, r, STORE_TEXT_EMAIL + i, v[i]);
+		bind_text_n(st, first + i, v[i], field_len(r, STORE_TEXT_EMAIL + i));
 	if (r->segment_id)
 		sqlite3_bind_int64(st, first + 9, r->segment_id);
 	else
@@ -1024,11 +1024,9 @@ static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *
 	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
 			   r->version, r->platform, r->os, r->attrs};
 
-	sqlite3_bind_text(st, b + 1, r->user_id,
-			  r->text_len[STORE_TEXT_USER_ID] ? (int)r->text_len[STORE_TEXT_USER_ID] : -1,
-			  SQLITE_STATIC);
+	sqlite3_bind_text(st, b + 1, r->user_id, field_len(r, STORE_TEXT_USER_ID), SQLITE_STATIC);
 	for (int i = 0; i < 9; i++)
-		bind_field(st, b + 2 + i, r, STORE_TEXT_EMAIL + i, v[i]);
+		bind_text_n(st, b + 2 + i, v[i], field_len(r, STORE_TEXT_EMAIL + i));
 	if (r->segment_id)
 		sqlite3_bind_int64(st, b + 11, r->segment_id);
 	else
