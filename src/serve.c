@@ -743,6 +743,7 @@ static void *decider_main(void *arg)
 		decider_loop(&d);
 	if (rc == 0 && (d.tail > 0 || d.bulk.active))
 		decider_index_all(&d); /* leaves no tail behind, as the other commands do */
+	store_login_bulk_end(&d.bulk);
 	stop_syncer(d.sv); /* every committed batch synced and answered */
 	login_session_free(d.ls);
 	login_catalog_free(d.cat);

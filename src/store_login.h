@@ -75,7 +75,8 @@ int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struc
  * ids into a temporary table of the connection (no write to the database) or, once all are,
  * adds the next `keys` of them to login_by_user in one transaction, which also moves the
  * mark after the last. b->active turns false when the mark moved, or at a failure (the bulk
- * is then abandoned: start another). A bulk cut short by a failure or a crash leaves some
+ * is then abandoned: start another). b starts zeroed; store_login_bulk_end releases what an
+ * active one holds (a bulk that ended or failed holds nothing), and a start another. A bulk cut short by a failure or a crash leaves some
  * keys above the mark; readers and later bulks allow for them (each key is added once).
  * Then the same for the claims of login_reminder_tail as the bulk began: sorted by their key in
  * steps, moved into login_reminder_indexed in steps, then deleted from the tail in steps
@@ -90,12 +91,19 @@ struct store_login_bulk {
 	int64_t claims_deleted; /* the moved claims' tail ids up to it are deleted */
 	bool claims_moved;     /* every claim is in login_reminder_indexed: deletes follow */
 	bool keys_done;        /* the logins' part is done (the mark moved) */
+	/* Where the part's next piece reads the sorted table on from: after this key (none yet:
+	 * from the first). */
+	char *key_user;
+	int64_t key_at, key_login;
+	int64_t claim_recipient, claim_period;
+	bool claim_set;
 	bool wrote;            /* the last step committed a transaction */
 	bool active;
 };
 int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct err *e);
 int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t keys,
 			  struct err *e);
+void store_login_bulk_end(struct store_login_bulk *b);
 
 /* Which part of the bulk b's next step runs (each costs differently a key, so that a caller
  * can size each apart): the logins' keys sorted, then added; the claims sorted, then moved,

@@ -228,7 +228,7 @@ static void test_forget_reaches_the_tail(void **state)
 static void test_bulk_in_steps(void **state)
 {
 	struct store *s = NULL;
-	struct store_login_bulk b;
+	struct store_login_bulk b = {0};
 	struct err e = {0};
 	int64_t at = 1000;
 	int steps = 0;
@@ -262,6 +262,40 @@ static void test_bulk_in_steps(void **state)
 		assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0);
 	assert_int_equal(tail(s), 0);
 	assert_keys_match(s);
+	store_login_bulk_end(&b);
+	store_close(s);
+}
+
+/* Each piece of the add part reads the sorted keys on from the last one added: with pieces of
+ * one key, keys that tie on user and time (told apart by the login id) and users that sort
+ * first ("!", "0", upper case, before lower case and non-ASCII), each step adds exactly the next
+ * key, none twice and none skipped. */
+static void test_bulk_pieces_read_on(void **state)
+{
+	static const char *const users[] = {"\u00e9", "b", "!", "B", "0", "b", "!", "a"};
+	struct store *s = NULL;
+	struct store_login_bulk b = {0};
+	struct err e = {0};
+	int64_t added = 0;
+
+	assert_int_equal(store_open(&s, *state, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	store_login_index_later(s, true);
+	assert_int_equal(store_begin(s, &e), 0);
+	for (size_t i = 0; i < sizeof users / sizeof *users; i++) /* the same time: ties */
+		assert_int_equal(store_login_record(s, users[i], 1000, "4.6", "windows", "none", &e),
+				 0);
+	assert_int_equal(store_commit(s, &e), 0);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	assert_int_equal(store_login_bulk_step(s, &b, 64, &e), 0); /* all 8 sorted */
+	while (b.active) {
+		assert_int_equal(store_login_bulk_part(&b), STORE_BULK_KEYS_ADD);
+		assert_int_equal(store_login_bulk_step(s, &b, 1, &e), 0);
+		assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), ++added);
+	}
+	assert_int_equal(added, 8);
+	assert_int_equal(tail(s), 0);
+	assert_keys_match(s);
+	store_login_bulk_end(&b);
 	store_close(s);
 }
 
@@ -271,7 +305,7 @@ static void test_bulk_in_steps(void **state)
 static void test_bulk_cut_short(void **state)
 {
 	struct store *s = NULL, *t = NULL;
-	struct store_login_bulk b;
+	struct store_login_bulk b = {0};
 	struct err e = {0};
 	int64_t at = 1000, n = -1;
 
@@ -323,6 +357,7 @@ static void test_bulk_cut_short(void **state)
 	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), 13);
 	assert_keys_match(s);
 	assert_int_equal(history_logins(s, "u1"), 12);
+	store_login_bulk_end(&b);
 	store_close(s);
 	store_close(t);
 }
@@ -339,6 +374,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forget_reaches_the_tail, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_in_steps, scratch_db, scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_bulk_pieces_read_on, scratch_db,
+						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_cut_short, scratch_db, scratch_db_remove),
 	};
 

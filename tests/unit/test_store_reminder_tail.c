@@ -203,7 +203,7 @@ static void test_released_rowid_taken_again(void **state)
 static void test_bulk_moves_claims(void **state)
 {
 	struct store *s = open_with_recipients(state), *b = NULL;
-	struct store_login_bulk k;
+	struct store_login_bulk k = {0};
 	struct err e = {0};
 	int64_t tail = 0;
 	int steps = 0;
@@ -237,6 +237,7 @@ static void test_bulk_moves_claims(void **state)
 	assert_true(claim(s, 2, 11));
 	assert_false(claim(b, 2, 11));
 	assert_claims(b, 7, 2);
+	store_login_bulk_end(&k);
 	store_close(s);
 	store_close(b);
 }
@@ -247,7 +248,7 @@ static void test_bulk_moves_claims(void **state)
 static void test_deleted_during_bulk(void **state)
 {
 	struct store *s = open_with_recipients(state), *b = NULL;
-	struct store_login_bulk k;
+	struct store_login_bulk k = {0};
 	struct err e = {0};
 
 	assert_int_equal(store_open(&b, *state, 0, &e), 0);
@@ -268,6 +269,7 @@ static void test_deleted_during_bulk(void **state)
 	assert_true(claim(b, 4, 10));
 	assert_true(claim(s, 1, 11));
 	assert_false(claim(s, 4, 10));
+	store_login_bulk_end(&k);
 	store_close(s);
 	store_close(b);
 }
@@ -278,7 +280,7 @@ static void test_deleted_during_bulk(void **state)
 static void test_bulk_cut_short(void **state)
 {
 	struct store *s = open_with_recipients(state);
-	struct store_login_bulk k;
+	struct store_login_bulk k = {0};
 	struct err e = {0};
 	int64_t n = -1;
 
@@ -336,6 +338,7 @@ static void test_bulk_cut_short(void **state)
 	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"), 12);
 	assert_claims(s, 12, 3);
 	assert_false(claim(s, 2, 11));
+	store_login_bulk_end(&k);
 	store_close(s);
 }
 
@@ -360,7 +363,7 @@ static int on_fact(void *ud, const struct store_fact *f)
 static void test_report_counts_tail_claims(void **state)
 {
 	struct store *s = open_with_recipients(state), *b = NULL;
-	struct store_login_bulk k;
+	struct store_login_bulk k = {0};
 	struct fact_sums w = {0};
 	struct err e = {0};
 
@@ -397,6 +400,7 @@ static void test_report_counts_tail_claims(void **state)
 	assert_int_equal(w.reminders[2], 1);
 	assert_int_equal(w.reminders[3], 1);
 	assert_int_equal(w.last[1], 11 * DAY + 60);
+	store_login_bulk_end(&k);
 	store_close(s);
 	store_close(b);
 }
