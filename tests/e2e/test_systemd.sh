@@ -56,10 +56,12 @@ for key in ListenStream=127.0.0.1:8625 WantedBy=sockets.target; do
     grep -qxF "$key" "$U/cutoff-serve.socket"; check $? 0 "cutoff-serve.socket has $key"
 done
 check "$(grep -c '^ListenStream=' "$U/cutoff-serve.socket")" "1" "one socket: cutoff serve takes one"
-# SCHED_BATCH for the HTTP threads and the checkpointer (serve.c): sched_setscheduler is in
-# @resources, which the unit denies; it is given back after the deny list, and only it.
+# SCHED_BATCH for the HTTP threads and the checkpointer, a short time slice for the decider and
+# the syncer (serve.c): sched_setscheduler and sched_setattr are in @resources, which the unit
+# denies; they are given back after the deny list, and only they.
 check "$(grep '^SystemCallFilter=' "$U/cutoff-serve.service" | tail -1)" \
-    "SystemCallFilter=sched_setscheduler" "cutoff-serve.service allows sched_setscheduler after its deny list"
+    "SystemCallFilter=sched_setscheduler sched_setattr" \
+    "cutoff-serve.service allows sched_setscheduler and sched_setattr after its deny list"
 grep -qxF 'SystemCallFilter=~@privileged @resources' "$U/cutoff-serve.service"; check $? 0 "the rest of @resources stays denied"
 grep -qxF 'RestrictRealtime=yes' "$U/cutoff-serve.service"; check $? 0 "realtime policies stay refused"
 
