@@ -186,7 +186,7 @@ static void thread_no_wakeup_preemption(void)
 	(void)sched_setscheduler(0, SCHED_BATCH, &p);
 }
 
-#define SHORT_SLICE_NS 100000 /* the shortest slice Linux grants (0.1 ms); its default: 1.4 */
+#define SHORT_SLICE_NS 100000 /* the shortest slice Linux grants (0.1 ms; 1.4 ms by default here) */
 
 /* sched_setattr(2)'s argument, the kernel's struct sched_attr as first published (48 bytes):
  * glibc 2.36 has neither the call nor the type. */

@@ -780,6 +780,8 @@ int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t ke
 	b->wrote = false;
 	if (!b->active)
 		return 0;
+	if (keys == 0) /* a piece of none would still move its position past a key */
+		keys = 1;
 	/* a read of the tail's last pages, sorted in memory; then the sorted rows, in pieces;
 	 * then the claims moved out of the tail */
 	if (b->claims_moved)
