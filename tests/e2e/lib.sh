@@ -50,6 +50,9 @@ free_port() {
 start_smtpd() {
     /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || { echo "SKIP: python3-aiosmtpd is not installed"; exit 77; }
     SMTP_PORT=$(free_port) SMTP_OUT=$T/smtpd-$SMTP_PORT.jsonl
+    # Emptied first: a server started later in a test may get the port, and so the file, of one
+    # stopped before it (test_send_pipelining once counted 40 messages for 20 that way).
+    : >"$SMTP_OUT"
     rm -f "$T/smtpd.ready"
     /usr/bin/python3 "$SRC/tests/tools/smtpd.py" --port "$SMTP_PORT" --out "$SMTP_OUT" \
         --ready "$T/smtpd.ready" "$@" >"$T/smtpd.log" 2>&1 &
