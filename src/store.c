@@ -938,7 +938,9 @@ static int address_key_place(struct store *s, const struct store_recipient *r, i
 }
 
 /* Binds the imported fields from position first on, in the order of the column lists. */
-static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipient *r)
+/* The imported fields from parameter first on: the nine texts (email .. attrs), the segment
+ * (NULL for none) and the digest. */
+static void bind_imported(sqlite3_stmt *st, int first, const struct store_recipient *r)
 {
 	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
 			   r->version, r->platform, r->os, r->attrs};
@@ -950,6 +952,11 @@ static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipien
 	else
 		sqlite3_bind_null(st, first + 9);
 	sqlite3_bind_int64(st, first + 10, (sqlite3_int64)r->digest);
+}
+
+static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipient *r)
+{
+	bind_imported(st, first, r);
 	sqlite3_bind_text(st, first + 11, r->segment_id ? "pending" : "unaffected", -1,
 			  SQLITE_STATIC);
 }
@@ -1021,17 +1028,8 @@ static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
  * its address key (NULL for no address). */
 static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *r)
 {
-	const char *v[] = {r->email, r->name, r->locale, r->timezone, r->client,
-			   r->version, r->platform, r->os, r->attrs};
-
 	sqlite3_bind_text(st, b + 1, r->user_id, field_len(r, STORE_TEXT_USER_ID), SQLITE_STATIC);
-	for (int i = 0; i < 9; i++)
-		bind_text_n(st, b + 2 + i, v[i], field_len(r, STORE_TEXT_EMAIL + i));
-	if (r->segment_id)
-		sqlite3_bind_int64(st, b + 11, r->segment_id);
-	else
-		sqlite3_bind_null(st, b + 11);
-	sqlite3_bind_int64(st, b + 12, (sqlite3_int64)r->digest);
+	bind_imported(st, b + 2, r);
 	bind_address_key(st, b + 13, r);
 }
 

@@ -744,8 +744,6 @@ static int bulk_piece(struct store *s, struct store_login_bulk *b, size_t keys, 
 		if (b->keys_done)
 			b->claims_moved = true; /* then out of the tail (claims_delete_step) */
 		b->keys_done = true;
-		free(b->key_user); /* the claims' position is another */
-		b->key_user = NULL;
 		b->active = b->claims_moved || b->claims_last > b->claims_next;
 	}
 	if (rc != 0)

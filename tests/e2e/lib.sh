@@ -60,7 +60,6 @@ start_smtpd() {
     CLEANUP+=("kill $pid; wait $pid")
     for i in $(seq 100); do [ -s "$T/smtpd.ready" ] && break; sleep 0.1; done
     [ -s "$T/smtpd.ready" ] || { echo "FAIL: smtpd did not start"; cat "$T/smtpd.log"; exit 1; }
-    touch "$SMTP_OUT"
 }
 # start_sink: Postfix's smtp-sink (accepts everything, stores nothing) on a free port; sets
 # SINK_PORT; stopped at exit. Skips the test without it.
