@@ -73,9 +73,18 @@ enum step { STEP_GATHER, STEP_DECIDE, STEP_COMMIT, STEP_CHECKPOINT, STEP_INDEX, 
 static const char *const step_names[STEP_COUNT] = {"gather", "decide", "commit", "checkpoint",
 						   "index"};
 
+/* A login request's way through the service, each part timed (request_completed): read (its
+ * headers read to its events queued for the decider), queue (waiting to be taken into a
+ * batch: the batch before, a bulk's step, the gathering), decide (its batch decided and
+ * committed), sync (waiting for the fdatasync of the WAL that makes it durable), send (its
+ * answer published until sent: its HTTP thread's loop). They add up to its latency. */
+enum phase { PH_READ, PH_QUEUE, PH_DECIDE, PH_SYNC, PH_SEND, PH_COUNT };
+static const char *const phase_names[PH_COUNT] = {"read", "queue", "decide", "sync", "send"};
+
 struct metrics {
 	atomic_uint_fast64_t requests[R_COUNT][S_COUNT];
 	struct histogram latency;
+	struct histogram phases[PH_COUNT]; /* answered logins (200) only */
 	atomic_uint_fast64_t logins, reminders, completions, unknown, commits, busy, failed;
 	atomic_uint_fast64_t indexed, index_runs; /* logins added to login_by_user in bulk */
 	atomic_uint_fast64_t decide_ns, commit_ns; /* the decider's time: deciding, committing */
@@ -110,6 +119,9 @@ struct job {
 	char error[300];
 	pthread_cond_t done;    /* thread per connection: signalled once status is set */
 	struct MHD_Connection *conn; /* thread pool: the suspended connection to resume */
+	/* When it was queued, taken into a batch, committed (0: not), and its result published
+	 * (enum phase) */
+	int64_t queued_ns, taken_ns, committed_ns, answered_ns;
 	struct job *next;
 };
 
@@ -387,8 +399,10 @@ static void decider_batch(struct decider *d, struct job *list)
 		atomic_fetch_add(&m->busy, 1);
 		usleep(10000);
 	}
-	for (struct job *j = list; j != NULL; j = j->next)
+	for (struct job *j = list; j != NULL; j = j->next) {
 		j->result = 200;
+		j->committed_ns = t2;
+	}
 	atomic_fetch_add(&m->commits, 1);
 	atomic_fetch_add(&m->logins, d->logins);
 	atomic_fetch_add(&m->reminders, d->reminders);
@@ -402,9 +416,12 @@ static void decider_batch(struct decider *d, struct job *list)
  * the jobs are the requests' and gone once they resume. */
 static void jobs_answer(struct job *list)
 {
+	int64_t now = monotonic_ns();
+
 	for (struct job *j = list, *next; j != NULL; j = next) {
 		next = j->next;
 		j->status = j->result;
+		j->answered_ns = now;
 		if (j->conn != NULL)
 			MHD_resume_connection(j->conn);
 		else
@@ -441,8 +458,12 @@ static struct job *queue_take(struct serve *sv)
 	if (sv->head == NULL)
 		sv->tail = NULL;
 	last->next = NULL;
-	for (struct job *j = list; j != NULL; j = j->next)
+	int64_t now = monotonic_ns();
+
+	for (struct job *j = list; j != NULL; j = j->next) {
 		sv->queued--;
+		j->taken_ns = now;
+	}
 	return list;
 }
 
@@ -1030,6 +1051,7 @@ static bool queue_put(struct serve *sv, struct job *j)
 		sv->head = j;
 	sv->tail = j;
 	sv->queued++;
+	j->queued_ns = monotonic_ns();
 	/* A gathering decider is woken once, when the batch is whole, not at every job: on two
 	 * cores each wake-up is a context switch taken from the threads that feed it. */
 	if (sv->decider_state == D_IDLE ||
@@ -1401,6 +1423,22 @@ static void metrics_steps(struct buf *b, struct metrics *m)
 	}
 }
 
+/* One histogram per phase of an answered login request, labelled phase="...". */
+static void metrics_phases(struct buf *b, struct metrics *m)
+{
+	static const char name[] = "cutoff_serve_login_phase_duration_seconds";
+	char label[32];
+
+	buf_printf(b, "# HELP %s Each answered login request's time in each phase: read (headers"
+		   " to queued), queue (waiting for its batch), decide (its batch decided and"
+		   " committed), sync (waiting for the WAL's fdatasync), send (answered to sent)."
+		   "\n# TYPE %s histogram\n", name, name);
+	for (int i = 0; i < PH_COUNT; i++) {
+		snprintf(label, sizeof label, "phase=\"%s\"", phase_names[i]);
+		metrics_histogram_rows(b, name, label, &m->phases[i]);
+	}
+}
+
 /* GET /metrics: Prometheus text format 0.0.4. */
 static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c,
 				      struct request *r)
@@ -1451,6 +1489,7 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 			  " cutoff_serve_wal_sync_duration_seconds).",
 			  &m->steps[STEP_COMMIT]);
 	metrics_steps(&b, m);
+	metrics_phases(&b, m);
 	metrics_histogram(&b, "cutoff_serve_wal_sync_duration_seconds",
 			  "Each fdatasync of the WAL that makes committed batches durable before"
 			  " their answers.", &m->wal_sync);
@@ -1609,6 +1648,14 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 	if (r == NULL)
 		return;
 	ns = monotonic_ns() - r->t0;
+	if (r->status == 200 && r->job != NULL && r->job->committed_ns != 0) {
+		const struct job *j = r->job;
+		const int64_t at[PH_COUNT + 1] = {r->t0,	   j->queued_ns,   j->taken_ns,
+						  j->committed_ns, j->answered_ns, r->t0 + ns};
+
+		for (int p = 0; p < PH_COUNT; p++)
+			histogram_add(&m->phases[p], at[p + 1] - at[p]);
+	}
 	if (r->status != 0) {
 		histogram_add(&m->latency, ns);
 		for (size_t k = 0; k < S_COUNT; k++)

@@ -388,6 +388,29 @@ for step in decide commit; do
 done
 [ "$(m 'cutoff_serve_decider_step_duration_seconds_count{step="gather"}')" -ge "$(m cutoff_serve_commits_total)" ]
 check $? 0 "every batch's gathering timed (retried batches gather once)"
+# An answered login's way through the service, phase by phase: one count a request in each
+# phase, the parts of its latency (they add up to it: at most the latency of every request).
+grep -q '^# TYPE cutoff_serve_login_phase_duration_seconds histogram$' "$OUT"; check $? 0 "the logins' phases: one histogram family"
+answered=$(( $(m 'cutoff_serve_requests_total{route="logins",code="200"}') + $(m 'cutoff_serve_requests_total{route="logins_batch",code="200"}') ))
+for phase in read queue decide sync send; do
+    check "$(m "cutoff_serve_login_phase_duration_seconds_count{phase=\"$phase\"}")" "$answered" \
+        "every answered login request timed in phase=\"$phase\""
+done
+python3 - "$OUT" <<'PY'
+import sys
+m = {}
+for line in open(sys.argv[1]):
+    if line[0] != "#":
+        k, v = line.rsplit(" ", 1)
+        m[k] = float(v)
+name = "cutoff_serve_login_phase_duration_seconds_sum"
+parts = {p: m[name + '{phase="%s"}' % p] for p in ("read", "queue", "decide", "sync", "send")}
+total = m["cutoff_serve_request_duration_seconds_sum"]
+ok = all(v > 0 for v in parts.values()) and sum(parts.values()) <= total + 1e-6
+print("phases", parts, "latency", total, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+check $? 0 "each phase took some time, and together no more than the requests' latency"
 [ "$(m 'cutoff_serve_checkpoints_total{mode="passive"}')" -ge 1 ]; check $? 0 "PASSIVE checkpoints while the load ran"
 # Wait for the TRUNCATE to be counted, not for the file: it reaches 0 bytes inside the
 # checkpoint, a moment before the checkpointer updates its metrics. And for the WAL it left
