@@ -451,6 +451,7 @@ static struct job *queue_take(struct serve *sv)
 {
 	struct job *list = sv->head, *last = sv->head;
 	size_t n = last->n;
+	int64_t now = monotonic_ns();
 
 	while (last->next != NULL && n + last->next->n <= TXN_EVENTS_MAX)
 		last = last->next, n += last->n;
@@ -458,8 +459,6 @@ static struct job *queue_take(struct serve *sv)
 	if (sv->head == NULL)
 		sv->tail = NULL;
 	last->next = NULL;
-	int64_t now = monotonic_ns();
-
 	for (struct job *j = list; j != NULL; j = j->next) {
 		sv->queued--;
 		j->taken_ns = now;
@@ -1650,7 +1649,7 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 	ns = monotonic_ns() - r->t0;
 	if (r->status == 200 && r->job != NULL && r->job->committed_ns != 0) {
 		const struct job *j = r->job;
-		const int64_t at[PH_COUNT + 1] = {r->t0,	   j->queued_ns,   j->taken_ns,
+		const int64_t at[PH_COUNT + 1] = {r->t0, j->queued_ns, j->taken_ns,
 						  j->committed_ns, j->answered_ns, r->t0 + ns};
 
 		for (int p = 0; p < PH_COUNT; p++)
