@@ -23,11 +23,11 @@ enum login_stmt {
 	LS_INDEXED,
 	LS_INDEXED_SET,
 	LS_TAIL_INDEX,
-	LS_BULK_TABLE,
-	LS_BULK_CLEAR,
-	LS_BULK_FILL,
-	LS_BULK_PIECE,
-	LS_BULK_BOUND,
+	LS_BULK_READ,
+	LS_BULK_ADD,
+	LS_BULK_ADD_4,
+	LS_BULK_ADD_16,
+	LS_BULK_ADD_CHUNK,
 	LS_REMINDER_CLAIM,
 	LS_REMINDER_CLAIM_TAIL,
 	LS_REMINDER_RELEASE,
@@ -36,12 +36,12 @@ enum login_stmt {
 	LS_CLAIMS_MARK,
 	LS_CLAIMS_READ,
 	LS_CLAIMS_BOUNDS,
-	LS_CLAIMS_TABLE,
-	LS_CLAIMS_CLEAR,
-	LS_CLAIMS_FILL,
-	LS_CLAIMS_PIECE,
-	LS_CLAIMS_PIECE_ALL,
-	LS_CLAIMS_BOUND,
+	LS_CLAIMS_SCAN,
+	LS_CLAIMS_MOVE,
+	LS_CLAIMS_MOVE_4,
+	LS_CLAIMS_MOVE_16,
+	LS_CLAIMS_MOVE_CHUNK,
+	LS_CLAIMS_MOVE_CHECKED,
 	LS_CLAIMS_MOVE_ALL,
 	LS_CLAIMS_DONE,
 	LS_CLAIMS_EPOCH,
@@ -64,6 +64,12 @@ enum login_stmt {
 #define KEY_ROWS_4 KEY_ROW ", " KEY_ROW ", " KEY_ROW ", " KEY_ROW
 #define KEY_ROWS_16 KEY_ROWS_4 ", " KEY_ROWS_4 ", " KEY_ROWS_4 ", " KEY_ROWS_4
 #define KEY_ROWS_64 KEY_ROWS_16 ", " KEY_ROWS_16 ", " KEY_ROWS_16 ", " KEY_ROWS_16
+#define CLAIM_ROW "(?, ?, ?, ?, ?, ?)"
+#define CLAIM_ROWS_4 CLAIM_ROW ", " CLAIM_ROW ", " CLAIM_ROW ", " CLAIM_ROW
+#define CLAIM_ROWS_16 CLAIM_ROWS_4 ", " CLAIM_ROWS_4 ", " CLAIM_ROWS_4 ", " CLAIM_ROWS_4
+#define CLAIM_ROWS_64 CLAIM_ROWS_16 ", " CLAIM_ROWS_16 ", " CLAIM_ROWS_16 ", " CLAIM_ROWS_16
+#define CLAIM_INTO "INSERT OR IGNORE INTO login_reminder_indexed (recipient_id, period_start," \
+	" campaign_id, period_index, shown_at, client_version)"
 _Static_assert(STORE_LOGIN_CHUNK == 64, "LOGIN_ROWS_64 holds STORE_LOGIN_CHUNK rows");
 
 static const char *const login_sql[LS_COUNT] = {
@@ -104,30 +110,21 @@ static const char *const login_sql[LS_COUNT] = {
 		"INSERT OR IGNORE INTO login_by_user (user_id, at, login_id)"
 		" SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
 		" AND outcome <> 'unknown' ORDER BY user_id, at, id",
-	/* A bulk in steps (store_login_bulk_step): the tail's keys, sorted by their primary key,
-	 * in the connection's own temporary database. */
-	[LS_BULK_TABLE] =
-		"CREATE TEMP TABLE IF NOT EXISTS login_bulk (user_id TEXT NOT NULL,"
-		" at INTEGER NOT NULL, login_id INTEGER NOT NULL,"
-		" PRIMARY KEY (user_id, at, login_id)) WITHOUT ROWID",
-	[LS_BULK_CLEAR] = "DELETE FROM temp.login_bulk",
-	[LS_BULK_FILL] =
-		"INSERT OR IGNORE INTO temp.login_bulk (user_id, at, login_id)"
-		" SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
+	/* A bulk in steps (store_login_bulk_step): a step's worth of the tail's keys, read to be
+	 * sorted in memory (struct bulk_sort); then added in key order, a piece at a time. OR
+	 * IGNORE: a bulk that did not finish may have added some (and it never aborts halfway,
+	 * so the multi-row statements keep no statement journal). */
+	[LS_BULK_READ] =
+		"SELECT user_id, at, id FROM login WHERE id > ?1 AND id <= ?2"
 		" AND outcome <> 'unknown'",
-	/* A piece: the next ?1 sorted keys after the last one moved (?2, ?3, ?4), read on from there
-	 * (a seek of the sorted table's key), not deleted: a delete of each piece's keys cost more
-	 * than the piece itself (bench/serve, 15 s: 412 against 305 ms). */
-	[LS_BULK_PIECE] =
-		"INSERT OR IGNORE INTO login_by_user (user_id, at, login_id)"
-		" SELECT user_id, at, login_id FROM temp.login_bulk"
-		" WHERE (user_id, at, login_id) > (?2, ?3, ?4)"
-		" ORDER BY user_id, at, login_id LIMIT ?1",
-	/* The piece's last key, and whether any follows it. */
-	[LS_BULK_BOUND] =
-		"SELECT user_id, at, login_id FROM temp.login_bulk"
-		" WHERE (user_id, at, login_id) > (?2, ?3, ?4)"
-		" ORDER BY user_id, at, login_id LIMIT 2 OFFSET ?1",
+	[LS_BULK_ADD] = "INSERT OR IGNORE INTO login_by_user (user_id, at, login_id) VALUES "
+		KEY_ROW,
+	[LS_BULK_ADD_4] = "INSERT OR IGNORE INTO login_by_user (user_id, at, login_id) VALUES "
+		KEY_ROWS_4,
+	[LS_BULK_ADD_16] = "INSERT OR IGNORE INTO login_by_user (user_id, at, login_id) VALUES "
+		KEY_ROWS_16,
+	[LS_BULK_ADD_CHUNK] = "INSERT OR IGNORE INTO login_by_user (user_id, at, login_id) VALUES "
+		KEY_ROWS_64,
 	/* The key is not among the tail's claims (checked in memory first). */
 	[LS_REMINDER_CLAIM] =
 		"INSERT INTO login_reminder_indexed (recipient_id, period_start, campaign_id,"
@@ -151,40 +148,19 @@ static const char *const login_sql[LS_COUNT] = {
 		"SELECT id, recipient_id, period_start FROM login_reminder_tail WHERE id > ?1",
 	[LS_CLAIMS_BOUNDS] =
 		"SELECT coalesce(min(id) - 1, 0), coalesce(max(id), 0) FROM login_reminder_tail",
-	[LS_CLAIMS_TABLE] =
-		"CREATE TEMP TABLE IF NOT EXISTS claim_bulk (recipient_id INTEGER NOT NULL,"
-		" period_start INTEGER NOT NULL, tail_id INTEGER NOT NULL, campaign_id INTEGER,"
-		" period_index INTEGER, shown_at INTEGER, client_version TEXT,"
-		" PRIMARY KEY (recipient_id, period_start)) WITHOUT ROWID",
-	[LS_CLAIMS_CLEAR] = "DELETE FROM temp.claim_bulk",
-	[LS_CLAIMS_FILL] =
-		"INSERT OR IGNORE INTO temp.claim_bulk (recipient_id, period_start, tail_id,"
-		" campaign_id, period_index, shown_at, client_version)"
-		" SELECT recipient_id, period_start, id, campaign_id, period_index, shown_at,"
+	/* The same for the claims: a step's worth of the tail read, then moved in key order. */
+	[LS_CLAIMS_SCAN] =
+		"SELECT recipient_id, period_start, id, campaign_id, period_index, shown_at,"
 		" client_version FROM login_reminder_tail WHERE id > ?1 AND id <= ?2",
-	/* Key order: the subquery's, a co-routine that scans the sorted table (an ORDER BY
-	 * outside it sorted the rows again). Only claims still in the tail: a deleted
-	 * recipient's left with it. OR IGNORE: a bulk cut short may have copied some already. */
-	[LS_CLAIMS_PIECE] =
-		"INSERT OR IGNORE INTO login_reminder_indexed (recipient_id, period_start, campaign_id,"
-		" period_index, shown_at, client_version)"
-		" SELECT recipient_id, period_start, campaign_id, period_index, shown_at,"
-		" client_version FROM (SELECT * FROM temp.claim_bulk"
-		"  WHERE (recipient_id, period_start) > (?2, ?3)"
-		"  ORDER BY recipient_id, period_start LIMIT ?1) b"
-		" WHERE EXISTS (SELECT 1 FROM login_reminder_tail t WHERE t.id = b.tail_id)",
-	/* The same when no row left the tail since the bulk began (its epoch unchanged): each
-	 * sorted claim is still there, and the probe of the tail, a fifth of a piece, is spared. */
-	[LS_CLAIMS_PIECE_ALL] =
-		"INSERT OR IGNORE INTO login_reminder_indexed (recipient_id, period_start, campaign_id,"
-		" period_index, shown_at, client_version)"
-		" SELECT recipient_id, period_start, campaign_id, period_index, shown_at,"
-		" client_version FROM temp.claim_bulk WHERE (recipient_id, period_start) > (?2, ?3)"
-		" ORDER BY recipient_id, period_start LIMIT ?1",
-	[LS_CLAIMS_BOUND] =
-		"SELECT recipient_id, period_start FROM temp.claim_bulk"
-		" WHERE (recipient_id, period_start) > (?2, ?3)"
-		" ORDER BY recipient_id, period_start LIMIT 2 OFFSET ?1",
+	[LS_CLAIMS_MOVE] = CLAIM_INTO " VALUES " CLAIM_ROW,
+	[LS_CLAIMS_MOVE_4] = CLAIM_INTO " VALUES " CLAIM_ROWS_4,
+	[LS_CLAIMS_MOVE_16] = CLAIM_INTO " VALUES " CLAIM_ROWS_16,
+	[LS_CLAIMS_MOVE_CHUNK] = CLAIM_INTO " VALUES " CLAIM_ROWS_64,
+	/* Once rows left the tail other than by this bulk (the epoch moved): only a claim still in
+	 * the tail (a deleted recipient's left with it). */
+	[LS_CLAIMS_MOVE_CHECKED] =
+		CLAIM_INTO " SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+		" WHERE EXISTS (SELECT 1 FROM login_reminder_tail WHERE id = ?7)",
 	[LS_CLAIMS_MOVE_ALL] =
 		"INSERT OR IGNORE INTO login_reminder_indexed (recipient_id, period_start, campaign_id,"
 		" period_index, shown_at, client_version)"
@@ -243,6 +219,10 @@ static const enum login_stmt chunk_logins[] = {LS_LOGIN_ADD_CHUNK, LS_LOGIN_ADD_
 					       LS_LOGIN_ADD_4, LS_LOGIN_ADD};
 static const enum login_stmt chunk_keys[] = {LS_KEY_ADD_CHUNK, LS_KEY_ADD_16, LS_KEY_ADD_4,
 					     LS_KEY_ADD};
+static const enum login_stmt chunk_bulk_keys[] = {LS_BULK_ADD_CHUNK, LS_BULK_ADD_16,
+						  LS_BULK_ADD_4, LS_BULK_ADD};
+static const enum login_stmt chunk_claims[] = {LS_CLAIMS_MOVE_CHUNK, LS_CLAIMS_MOVE_16,
+					       LS_CLAIMS_MOVE_4, LS_CLAIMS_MOVE};
 
 /* The largest chunk of at most n rows (n > 0): its index in chunk_rows. */
 static size_t chunk_for(size_t n)
@@ -587,26 +567,23 @@ static int bulk_run(struct store *s, enum login_stmt id, int64_t p1, int64_t p2,
 	return store_step_done(s, st, "indexing logins", e);
 }
 
+static struct bulk_sort *sort_new(bool claims);
+static void sort_free(struct bulk_sort *bs);
+
 int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct err *e)
 {
 	int rc;
 
 	store_login_bulk_end(b);
 	*b = (struct store_login_bulk){0};
-	/* The sorted keys in memory, not in a temporary file (a bulk's: about 1 MiB) */
-	if (sqlite3_exec(s->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
-		return store_db_error(s, e, "indexing logins");
-	if ((rc = bulk_run(s, LS_BULK_TABLE, 0, 0, e)) != 0 ||
-	    (rc = bulk_run(s, LS_BULK_CLEAR, 0, 0, e)) != 0 ||
-	    (rc = bulk_run(s, LS_CLAIMS_TABLE, 0, 0, e)) != 0 ||
-	    (rc = bulk_run(s, LS_CLAIMS_CLEAR, 0, 0, e)) != 0 ||
-	    (rc = tail_bounds(s, &b->through, &b->last, e)) != 0 ||
+	if ((rc = tail_bounds(s, &b->through, &b->last, e)) != 0 ||
 	    (rc = claims_bounds(s, &b->claims_next, &b->claims_last, e)) != 0 ||
 	    (rc = claims_epoch(s, &b->epoch, e)) != 0)
 		return rc;
 	b->next = b->through;
 	b->claims_deleted = b->claims_next;
 	b->keys_done = b->last <= b->through;
+	b->sort = sort_new(b->keys_done); /* the keys' rows, or the claims' if no key is left */
 	b->active = !b->keys_done || b->claims_last > b->claims_next;
 	return 0;
 }
@@ -619,84 +596,299 @@ static int claims_done(struct store *s, int64_t to, struct err *e)
 	return rc != 0 ? rc : bulk_run(s, LS_CLAIMS_EPOCH, 0, 0, e);
 }
 
-/* Binds the position a part's piece reads on from, from ?2 on: after the last key moved, or
- * below every key before the first piece (login ids and recipient ids are at least 1). */
-static void bind_position(sqlite3_stmt *st, const struct store_login_bulk *b)
+/* ---- a bulk's rows, sorted in memory --------------------------------------------------- */
+
+/* A claim of the tail, as a bulk moves it. */
+struct bulk_claim {
+	int64_t recipient, period, tail_id, campaign, period_index, shown_at;
+	size_t version; /* offset in the sort's text; SIZE_MAX: NULL */
+};
+
+/*
+ * A part's rows (the logins' keys, then the claims), read from its tail a step at a time
+ * (bulk_fill), each step's rows sorted as one run; the pieces take them in key order by
+ * merging the runs (a heap of the runs, the one whose next row sorts first on top). Sorted
+ * into a temporary table instead, each row cost a B-tree insert, more than the piece that
+ * moved it (docs/api.md, Performance, thirteenth pass).
+ */
+struct bulk_sort {
+	bool claims;
+	struct store_login_keys keys;             /* the keys' part: rows, user ids */
+	struct bulk_claim *c;                     /* the claims' part */
+	size_t nc, capc;
+	struct buf text;                          /* the claims' client versions */
+	size_t *next, *end, nrun, caprun;         /* run i: rows next[i] to end[i] - 1 left */
+	size_t *heap, nheap;                      /* the runs with rows left */
+	bool heaped;                              /* the heap is made (at the first piece) */
+	bool moved_any;                           /* a claim was taken: */
+	int64_t moved_recipient, moved_period;    /* the last one's key */
+};
+
+static void sort_free(struct bulk_sort *bs)
 {
-	if (!b->keys_done) {
-		sqlite3_bind_text(st, 2, b->key_user ? b->key_user : "", -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 3, b->key_user ? b->key_at : INT64_MIN);
-		sqlite3_bind_int64(st, 4, b->key_user ? b->key_login : INT64_MIN);
-	} else {
-		sqlite3_bind_int64(st, 2, b->claim_set ? b->claim_recipient : INT64_MIN);
-		sqlite3_bind_int64(st, 3, b->claim_set ? b->claim_period : INT64_MIN);
+	if (bs == NULL)
+		return;
+	free(bs->keys.v);
+	buf_free(&bs->keys.text);
+	free(bs->c);
+	buf_free(&bs->text);
+	free(bs->next);
+	free(bs->end);
+	free(bs->heap);
+	free(bs);
+}
+
+static struct bulk_sort *sort_new(bool claims)
+{
+	struct bulk_sort *bs = xcalloc(1, sizeof *bs);
+
+	bs->claims = claims;
+	buf_init(&bs->keys.text);
+	buf_init(&bs->text);
+	return bs;
+}
+
+static size_t sort_rows(const struct bulk_sort *bs)
+{
+	return bs->claims ? bs->nc : bs->keys.n;
+}
+
+/* Claims in key order; of two with one key, the one appended to the tail first (the one a
+ * moving statement of the whole tail in key order keeps: OR IGNORE). */
+static int claim_cmp(const void *pa, const void *pb)
+{
+	const struct bulk_claim *a = pa, *b = pb;
+
+	if (a->recipient != b->recipient)
+		return a->recipient < b->recipient ? -1 : 1;
+	if (a->period != b->period)
+		return a->period < b->period ? -1 : 1;
+	return (a->tail_id > b->tail_id) - (a->tail_id < b->tail_id);
+}
+
+/* Whether row i sorts before row j. */
+static bool row_before(const struct bulk_sort *bs, size_t i, size_t j)
+{
+	if (bs->claims)
+		return claim_cmp(&bs->c[i], &bs->c[j]) < 0;
+	return key_cmp(&bs->keys.v[i], &bs->keys.v[j], bs->keys.text.data) < 0;
+}
+
+/* Whether run a's next row sorts before run b's. */
+static bool run_before(const struct bulk_sort *bs, size_t a, size_t b)
+{
+	return row_before(bs, bs->next[a], bs->next[b]);
+}
+
+static void heap_down(struct bulk_sort *bs, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, least = i;
+
+		if (l < bs->nheap && run_before(bs, bs->heap[l], bs->heap[least]))
+			least = l;
+		if (l + 1 < bs->nheap && run_before(bs, bs->heap[l + 1], bs->heap[least]))
+			least = l + 1;
+		if (least == i)
+			return;
+		size_t t = bs->heap[i];
+		bs->heap[i] = bs->heap[least];
+		bs->heap[least] = t;
+		i = least;
 	}
 }
 
-/* The position moved to the last key of the piece just run (bound, a row of LS_BULK_BOUND or
- * LS_CLAIMS_BOUND). */
-static void position_set(struct store_login_bulk *b, sqlite3_stmt *bound)
+/* The next row in key order (its index), SIZE_MAX once none is left. */
+static size_t sort_take(struct bulk_sort *bs)
 {
-	if (!b->keys_done) {
-		const char *user = (const char *)sqlite3_column_text(bound, 0);
+	size_t r, row;
 
-		free(b->key_user);
-		b->key_user = xstrdup(user ? user : "");
-		b->key_at = sqlite3_column_int64(bound, 1);
-		b->key_login = sqlite3_column_int64(bound, 2);
-	} else {
-		b->claim_recipient = sqlite3_column_int64(bound, 0);
-		b->claim_period = sqlite3_column_int64(bound, 1);
-		b->claim_set = true;
+	if (!bs->heaped) {
+		bs->heap = xcalloc(bs->nrun ? bs->nrun : 1, sizeof *bs->heap);
+		for (size_t i = 0; i < bs->nrun; i++)
+			bs->heap[bs->nheap++] = i;
+		for (size_t i = bs->nheap / 2; i-- > 0;)
+			heap_down(bs, i);
+		bs->heaped = true;
 	}
+	if (bs->nheap == 0)
+		return SIZE_MAX;
+	r = bs->heap[0];
+	row = bs->next[r]++;
+	if (bs->next[r] == bs->end[r])
+		bs->heap[0] = bs->heap[--bs->nheap];
+	heap_down(bs, 0);
+	return row;
 }
 
-/* The next `keys` sorted rows of a part moved (insert, one of its pieces' statements), and
- * the position moved past them; *left: rows follow. The sorted tables are read on, never
- * deleted from: the next bulk_start empties them. */
-static int piece_move(struct store *s, struct store_login_bulk *b, enum login_stmt insert,
-		      enum login_stmt bound_id, size_t keys, bool *left, struct err *e)
+/* Appends the part's tail rows with ids in (from, to], sorted, as one run. */
+static int sort_fill(struct store *s, struct bulk_sort *bs, int64_t from, int64_t to,
+		     struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, insert, e), *bound;
-	int rc, step;
+	sqlite3_stmt *st = stmt(s, bs->claims ? LS_CLAIMS_SCAN : LS_BULK_READ, e);
+	size_t first = sort_rows(bs);
+	int step;
 
 	if (st == NULL)
 		return e->code;
-	sqlite3_bind_int64(st, 1, (int64_t)keys);
-	bind_position(st, b);
-	if ((rc = store_step_done(s, st, "indexing logins", e)) != 0)
-		return rc;
-	if ((bound = stmt(s, bound_id, e)) == NULL)
-		return e->code;
-	sqlite3_bind_int64(bound, 1, (int64_t)keys - 1);
-	bind_position(bound, b);
-	if ((step = sqlite3_step(bound)) == SQLITE_ROW) {
-		position_set(b, bound);
-		step = sqlite3_step(bound);
+	sqlite3_bind_int64(st, 1, from);
+	sqlite3_bind_int64(st, 2, to);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!bs->claims) {
+			const char *user = (const char *)sqlite3_column_text(st, 0);
+
+			key_keep(&bs->keys, user ? user : "", sqlite3_column_int64(st, 1),
+				 sqlite3_column_int64(st, 2));
+			continue;
+		}
+		if (bs->nc == bs->capc) {
+			bs->capc = bs->capc ? 2 * bs->capc : 1024;
+			bs->c = xrealloc(bs->c, bs->capc * sizeof *bs->c);
+		}
+		bs->c[bs->nc++] = (struct bulk_claim){
+			sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+			sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+			sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
+			keep(&bs->text, (const char *)sqlite3_column_text(st, 6))};
 	}
-	*left = step == SQLITE_ROW;
-	sqlite3_reset(bound);
-	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : store_db_error(s, e, "indexing logins");
+	sqlite3_reset(st);
+	if (step != SQLITE_DONE)
+		return store_db_error(s, e, "indexing logins");
+	if (sort_rows(bs) == first)
+		return 0;
+	if (bs->claims)
+		qsort(bs->c + first, bs->nc - first, sizeof *bs->c, claim_cmp);
+	else
+		qsort_r(bs->keys.v + first, bs->keys.n - first, sizeof *bs->keys.v, key_cmp,
+			bs->keys.text.data);
+	if (bs->nrun == bs->caprun) {
+		bs->caprun = bs->caprun ? 2 * bs->caprun : 64;
+		bs->next = xrealloc(bs->next, bs->caprun * sizeof *bs->next);
+		bs->end = xrealloc(bs->end, bs->caprun * sizeof *bs->end);
+	}
+	bs->next[bs->nrun] = first;
+	bs->end[bs->nrun++] = sort_rows(bs);
+	return 0;
+}
+
+/* The next `keys` sorted keys added to login_by_user, a chunk to a statement. */
+static int keys_move(struct store *s, struct bulk_sort *bs, size_t keys, struct err *e)
+{
+	size_t pick[STORE_LOGIN_CHUNK], n = 0;
+	int rc = 0;
+
+	while (rc == 0 && keys > 0) {
+		size_t row = sort_take(bs);
+
+		if (row != SIZE_MAX)
+			pick[n++] = row, keys--;
+		if (n == 0)
+			break;
+		if (n < STORE_LOGIN_CHUNK && keys > 0 && row != SIZE_MAX)
+			continue;
+		for (size_t i = 0; rc == 0 && i < n;) { /* n rows: in chunks of chunk_rows */
+			size_t c = chunk_for(n - i);
+			sqlite3_stmt *st = stmt(s, chunk_bulk_keys[c], e);
+
+			if (st == NULL)
+				return e->code;
+			for (size_t j = 0; j < chunk_rows[c]; j++) {
+				const struct store_login_key *k = &bs->keys.v[pick[i + j]];
+
+				bind_key(st, (int)(3 * j + 1), bs->keys.text.data + k->user, k->at,
+					 k->id);
+			}
+			rc = store_step_done(s, st, "indexing logins", e);
+			i += chunk_rows[c];
+		}
+		n = 0;
+		if (row == SIZE_MAX)
+			break;
+	}
+	return rc;
+}
+
+static void bind_moved(sqlite3_stmt *st, int first, const struct bulk_sort *bs,
+		       const struct bulk_claim *c)
+{
+	sqlite3_bind_int64(st, first, c->recipient);
+	sqlite3_bind_int64(st, first + 1, c->period);
+	sqlite3_bind_int64(st, first + 2, c->campaign);
+	sqlite3_bind_int64(st, first + 3, c->period_index);
+	sqlite3_bind_int64(st, first + 4, c->shown_at);
+	if (c->version == SIZE_MAX)
+		sqlite3_bind_null(st, first + 5);
+	else
+		sqlite3_bind_text(st, first + 5, bs->text.data + c->version, -1, SQLITE_STATIC);
+}
+
+/*
+ * The next `keys` sorted claims moved into login_reminder_indexed, a chunk to a statement, the
+ * first of each key only; checked one by one to be still in the tail when rows left it other
+ * than by this bulk since it began (checked: the epoch moved).
+ */
+static int claims_move(struct store *s, struct bulk_sort *bs, size_t keys, bool checked,
+		       struct err *e)
+{
+	size_t pick[STORE_LOGIN_CHUNK], n = 0;
+	int rc = 0;
+
+	while (rc == 0 && keys > 0) {
+		size_t row = sort_take(bs);
+
+		if (row != SIZE_MAX) {
+			const struct bulk_claim *c = &bs->c[row];
+
+			keys--;
+			if (!bs->moved_any || c->recipient != bs->moved_recipient ||
+			    c->period != bs->moved_period)
+				pick[n++] = row;
+			bs->moved_any = true;
+			bs->moved_recipient = c->recipient, bs->moved_period = c->period;
+		}
+		if (n < STORE_LOGIN_CHUNK && keys > 0 && row != SIZE_MAX)
+			continue;
+		for (size_t i = 0; rc == 0 && i < n;) {
+			size_t c = chunk_for(n - i), rows = checked ? 1 : chunk_rows[c];
+			sqlite3_stmt *st = stmt(s, checked ? LS_CLAIMS_MOVE_CHECKED : chunk_claims[c], e);
+
+			if (st == NULL)
+				return e->code;
+			for (size_t j = 0; j < rows; j++)
+				bind_moved(st, (int)(6 * j + 1), bs, &bs->c[pick[i + j]]);
+			if (checked)
+				sqlite3_bind_int64(st, 7, bs->c[pick[i]].tail_id);
+			rc = store_step_done(s, st, "indexing logins", e);
+			i += rows;
+		}
+		n = 0;
+		if (row == SIZE_MAX)
+			break;
+	}
+	return rc;
 }
 
 /* The next `keys` sorted rows of a part into its table; at its end, the mark moved (the
- * logins') or the tail's moved claims deleted. *left: rows remain. */
+ * logins'). *left: rows remain. */
 static int piece_run(struct store *s, struct store_login_bulk *b, size_t keys, bool *left,
 		     struct err *e)
 {
+	struct bulk_sort *bs = b->sort;
 	int64_t epoch = 0;
 	int rc;
 
 	if (!b->keys_done) {
-		if ((rc = piece_move(s, b, LS_BULK_PIECE, LS_BULK_BOUND, keys, left, e)) == 0 &&
-		    !*left)
+		rc = keys_move(s, bs, keys, e);
+		*left = bs->nheap > 0;
+		if (rc == 0 && !*left)
 			rc = through_set(s, b->last, e);
 		return rc;
 	}
 	if ((rc = claims_epoch(s, &epoch, e)) != 0)
 		return rc;
-	return piece_move(s, b, epoch == b->epoch ? LS_CLAIMS_PIECE_ALL : LS_CLAIMS_PIECE,
-			  LS_CLAIMS_BOUND, keys, left, e);
+	rc = claims_move(s, bs, keys, epoch != b->epoch, e);
+	*left = bs->nheap > 0;
+	return rc;
 }
 
 /*
@@ -741,9 +933,13 @@ static int bulk_piece(struct store *s, struct store_login_bulk *b, size_t keys, 
 		b->wrote = true;
 		if (left)
 			return 0;
-		if (b->keys_done)
+		if (b->keys_done) {
 			b->claims_moved = true; /* then out of the tail (claims_delete_step) */
-		b->keys_done = true;
+		} else {
+			b->keys_done = true; /* then the claims, sorted afresh */
+			sort_free(b->sort);
+			b->sort = sort_new(true);
+		}
 		b->active = b->claims_moved || b->claims_last > b->claims_next;
 	}
 	if (rc != 0)
@@ -751,7 +947,7 @@ static int bulk_piece(struct store *s, struct store_login_bulk *b, size_t keys, 
 	return rc;
 }
 
-/* The next ids of a part's tail sorted into its table (a read); true when none were left. */
+/* The next ids of a part's tail read and sorted in memory; true when none were left. */
 static int bulk_fill(struct store *s, struct store_login_bulk *b, size_t keys, bool *filled,
 		     struct err *e)
 {
@@ -763,7 +959,7 @@ static int bulk_fill(struct store *s, struct store_login_bulk *b, size_t keys, b
 	if (*filled)
 		return 0;
 	to = last - *next > (int64_t)keys ? *next + (int64_t)keys : last;
-	rc = bulk_run(s, b->keys_done ? LS_CLAIMS_FILL : LS_BULK_FILL, *next, to, e);
+	rc = sort_fill(s, b->sort, *next, to, e);
 	if (rc == 0)
 		*next = to;
 	return rc;
@@ -793,8 +989,8 @@ int store_login_bulk_step(struct store *s, struct store_login_bulk *b, size_t ke
 
 void store_login_bulk_end(struct store_login_bulk *b)
 {
-	free(b->key_user);
-	b->key_user = NULL;
+	sort_free(b->sort);
+	b->sort = NULL;
 	b->active = false;
 }
 

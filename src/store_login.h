@@ -71,9 +71,10 @@ int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struc
  * The same bulk in short steps, each of its own, so that a service can run them between its
  * batches instead of stopping for the whole bulk (cutoff serve: 32,768 logins took 25 to
  * 100 ms at once). store_login_bulk_start takes the tail as it stands (b->active false when
- * there is none); each store_login_bulk_step either sorts the keys of the next `keys` login
- * ids into a temporary table of the connection (no write to the database) or, once all are,
- * adds the next `keys` of them to login_by_user in one transaction, which also moves the
+ * there is none); each store_login_bulk_step either reads the keys of the next `keys` login
+ * ids and sorts them in memory (no write to the database; the steps' runs are merged as they
+ * are added) or, once all are read, adds the next `keys` of them in key order to
+ * login_by_user in one transaction, which also moves the
  * mark after the last. b->active turns false when the mark moved, or at a failure (the bulk
  * is then abandoned: start another). b starts zeroed; store_login_bulk_end releases what an
  * active one holds (a bulk that ended or failed holds nothing), and so does a start. A bulk
@@ -86,18 +87,13 @@ int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struc
  */
 struct store_login_bulk {
 	int64_t through, last; /* the tail it covers: login ids in (through, last] */
-	int64_t next;          /* the ids up to next are in the sorted table */
+	int64_t next;          /* the ids up to next are read and sorted */
 	int64_t claims_next, claims_last; /* the claims' tail ids: in (claims_next, claims_last] */
 	int64_t epoch;         /* login_reminder_tail_epoch at the start */
 	int64_t claims_deleted; /* the moved claims' tail ids up to it are deleted */
 	bool claims_moved;     /* every claim is in login_reminder_indexed: deletes follow */
 	bool keys_done;        /* the logins' part is done (the mark moved) */
-	/* Where the part's next piece reads the sorted table on from: after this key (none yet:
-	 * from the first). */
-	char *key_user;
-	int64_t key_at, key_login;
-	int64_t claim_recipient, claim_period;
-	bool claim_set;
+	struct bulk_sort *sort; /* the part's rows read so far, sorted in memory (store_login.c) */
 	bool wrote;            /* the last step committed a transaction */
 	bool active;
 };

@@ -300,6 +300,49 @@ static void test_bulk_pieces_read_on(void **state)
 	store_close(s);
 }
 
+/* The keys read in steps of three (three runs, each sorted apart) and added a key a piece: after
+ * each piece, login_by_user holds exactly the first keys in key order, merged across the runs. */
+static void test_bulk_merges_steps(void **state)
+{
+	static const char *const users[] = {"m", "b", "z", "a", "b", "y", "c", "\u00e9", "A"};
+	const size_t n = sizeof users / sizeof *users;
+	struct store *s = NULL;
+	struct store_login_bulk b = {0};
+	struct err e = {0};
+	int64_t added = 0;
+	char sql[300];
+
+	assert_int_equal(store_open(&s, *state, STORE_CREATE | STORE_MIGRATE, &e), 0);
+	store_login_index_later(s, true);
+	assert_int_equal(store_begin(s, &e), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(store_login_record(s, users[i], 1000 - (int64_t)i, "4.6",
+						    "windows", "none", &e),
+				 0);
+	assert_int_equal(store_commit(s, &e), 0);
+	assert_int_equal(store_login_bulk_start(s, &b, &e), 0);
+	while (store_login_bulk_part(&b) == STORE_BULK_KEYS_SORT)
+		assert_int_equal(store_login_bulk_step(s, &b, 3, &e), 0);
+	while (b.active && added < (int64_t)n) {
+		assert_int_equal(store_login_bulk_part(&b), STORE_BULK_KEYS_ADD);
+		assert_int_equal(store_login_bulk_step(s, &b, 1, &e), 0);
+		added++;
+		snprintf(sql, sizeof sql,
+			 "SELECT count(*) FROM login_by_user k WHERE (k.user_id, k.at, k.login_id)"
+			 " <= (SELECT user_id, at, id FROM login ORDER BY user_id, at, id"
+			 " LIMIT 1 OFFSET %lld)",
+			 (long long)added - 1);
+		assert_int_equal(scratch_int(s, sql), added);
+		assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_by_user"), added);
+	}
+	assert_false(b.active);
+	assert_int_equal(added, (int64_t)n);
+	assert_int_equal(tail(s), 0);
+	assert_keys_match(s);
+	store_login_bulk_end(&b);
+	store_close(s);
+}
+
 /* A bulk cut short (its connection gone after adding some keys, as in a crash) leaves keys
  * above the mark: the history still lists each login once, and a commit that indexes the tail,
  * a later bulk and a bulk in steps each end with login_by_user exact, no key twice. */
@@ -376,6 +419,8 @@ int main(void)
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_in_steps, scratch_db, scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_pieces_read_on, scratch_db,
+						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_bulk_merges_steps, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_cut_short, scratch_db, scratch_db_remove),
 	};

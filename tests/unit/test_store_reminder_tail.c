@@ -274,6 +274,54 @@ static void test_deleted_during_bulk(void **state)
 	store_close(b);
 }
 
+/* A bulk reads the tail a step at a time and sorts each step's claims apart; the pieces merge
+ * them in key order. Claims appended out of order over three steps, two keys twice (copies a
+ * crash can leave): after each piece the B-tree holds a prefix of the recipients, and each key
+ * once, as first appended (its shown_at). */
+static void test_bulk_merges_steps(void **state)
+{
+	struct store *s = open_with_recipients(state);
+	struct store_login_bulk k = {0};
+	struct err e = {0};
+	int moved = 0;
+
+	store_login_index_later(s, true);
+	assert_int_equal(sqlite3_exec(s->db,
+				      "INSERT INTO login_reminder_tail (recipient_id, period_start,"
+				      " campaign_id, period_index, shown_at, client_version) VALUES"
+				      " (3, 10, 1, 1, 101, '4.6'), (1, 10, 1, 1, 102, NULL),"
+				      " (5, 10, 1, 1, 103, '4.6'), (1, 10, 1, 1, 104, '4.6'),"
+				      " (2, 10, 1, 1, 105, '5.0'), (4, 10, 1, 1, 106, '4.6'),"
+				      " (3, 10, 1, 1, 107, '4.6')",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(store_login_bulk_start(s, &k, &e), 0);
+	while (store_login_bulk_part(&k) == STORE_BULK_CLAIMS_SORT) /* runs of 3, 3 and 1 */
+		assert_int_equal(store_login_bulk_step(s, &k, 3, &e), 0);
+	while (store_login_bulk_part(&k) == STORE_BULK_CLAIMS_MOVE && moved < 7) {
+		int64_t n, top;
+
+		assert_int_equal(store_login_bulk_step(s, &k, 1, &e), 0);
+		moved++;
+		n = scratch_int(s, "SELECT count(*) FROM login_reminder_indexed");
+		top = scratch_int(s, "SELECT coalesce(max(recipient_id), 0)"
+				     " FROM login_reminder_indexed");
+		assert_int_equal(n, top); /* recipients 1 to top, none skipped */
+	}
+	while (k.active)
+		assert_int_equal(store_login_bulk_step(s, &k, 64, &e), 0);
+	assert_int_equal(moved, 7); /* one piece a row read, duplicates included */
+	assert_int_equal(tail_rows(s), 0);
+	assert_int_equal(scratch_int(s, "SELECT group_concat(shown_at - 100, '') FROM"
+				    " (SELECT shown_at FROM login_reminder_indexed ORDER BY recipient_id)"),
+			 25163);
+	assert_int_equal(scratch_int(s, "SELECT count(*) FROM login_reminder_indexed"
+				    " WHERE recipient_id = 1 AND client_version IS NULL"),
+			 1);
+	store_login_bulk_end(&k);
+	store_close(s);
+}
+
 /* A bulk cut short (its connection gone after moving some claims, as in a crash) leaves
  * copies in both places: read once, claimed once; the next bulk, and a one-shot one, end
  * with every claim in the B-tree once and the tail empty. */
@@ -417,6 +465,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bulk_moves_claims, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_deleted_during_bulk, scratch_db,
+						scratch_db_remove),
+		cmocka_unit_test_setup_teardown(test_bulk_merges_steps, scratch_db,
 						scratch_db_remove),
 		cmocka_unit_test_setup_teardown(test_bulk_cut_short, scratch_db,
 						scratch_db_remove),
