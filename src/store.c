@@ -937,7 +937,6 @@ static int address_key_place(struct store *s, const struct store_recipient *r, i
 	return step == 0 && spilled.id != self ? KEY_DUPLICATE : KEY_SHARED;
 }
 
-/* Binds the imported fields from position first on, in the order of the column lists. */
 /* The imported fields from parameter first on: the nine texts (email .. attrs), the segment
  * (NULL for none) and the digest. */
 static void bind_imported(sqlite3_stmt *st, int first, const struct store_recipient *r)
@@ -954,6 +953,8 @@ static void bind_imported(sqlite3_stmt *st, int first, const struct store_recipi
 	sqlite3_bind_int64(st, first + 10, (sqlite3_int64)r->digest);
 }
 
+/* Binds the imported fields and the state from position first on, in the order of the column
+ * lists. */
 static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipient *r)
 {
 	bind_imported(st, first, r);

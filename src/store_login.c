@@ -361,27 +361,40 @@ static int key_cmp(const void *pa, const void *pb, void *text)
 }
 
 /* Inserts the kept keys in key order, STORE_LOGIN_CHUNK to a statement, and drops them. */
+/* Inserts n of k's keys, k->v[pick[i]] (k->v[i] when pick is NULL), in the order given, with
+ * the statements `chunks` (one a size of chunk_rows). */
+static int keys_add(struct store *s, const enum login_stmt chunks[],
+		    const struct store_login_keys *k, const size_t *pick, size_t n, const char *what,
+		    struct err *e)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < n;) {
+		size_t c = chunk_for(n - i);
+		sqlite3_stmt *st = stmt(s, chunks[c], e);
+
+		if (st == NULL)
+			return e->code;
+		for (size_t j = 0; j < chunk_rows[c]; j++) {
+			const struct store_login_key *key = &k->v[pick ? pick[i + j] : i + j];
+
+			bind_key(st, (int)(3 * j + 1), k->text.data + key->user, key->at, key->id);
+		}
+		rc = store_step_done(s, st, what, e);
+		i += chunk_rows[c];
+	}
+	return rc;
+}
+
 static int keys_flush(struct store *s, struct err *e)
 {
 	struct store_login_keys *k = &s->login_keys;
-	sqlite3_stmt *st = NULL;
-	size_t i = 0;
-	int rc = 0;
+	int rc;
 
 	if (k->n == 0)
 		return 0;
 	qsort_r(k->v, k->n, sizeof *k->v, key_cmp, k->text.data);
-	while (rc == 0 && i < k->n) {
-		size_t c = chunk_for(k->n - i);
-
-		if ((st = stmt(s, chunk_keys[c], e)) == NULL)
-			return e->code;
-		for (size_t j = 0; j < chunk_rows[c]; j++)
-			bind_key(st, (int)(3 * j + 1), k->text.data + k->v[i + j].user,
-				 k->v[i + j].at, k->v[i + j].id);
-		rc = store_step_done(s, st, "recording logins", e);
-		i += chunk_rows[c];
-	}
+	rc = keys_add(s, chunk_keys, k, NULL, k->n, "recording logins", e);
 	k->n = 0;
 	buf_reset(&k->text);
 	return rc;
@@ -583,8 +596,9 @@ int store_login_bulk_start(struct store *s, struct store_login_bulk *b, struct e
 	b->next = b->through;
 	b->claims_deleted = b->claims_next;
 	b->keys_done = b->last <= b->through;
-	b->sort = sort_new(b->keys_done); /* the keys' rows, or the claims' if no key is left */
 	b->active = !b->keys_done || b->claims_last > b->claims_next;
+	if (b->active) /* the keys' rows, or the claims' if no key is left */
+		b->sort = sort_new(b->keys_done);
 	return 0;
 }
 
@@ -771,39 +785,46 @@ static int sort_fill(struct store *s, struct bulk_sort *bs, int64_t from, int64_
 	return 0;
 }
 
+/*
+ * Takes the next sorted rows, up to STORE_LOGIN_CHUNK and *keys (each row taken counts against
+ * it), into pick: how many. Of the claims only the first of each key is picked (the others
+ * are copies). *done once none is left.
+ */
+static size_t sort_pick(struct bulk_sort *bs, size_t *keys, size_t pick[], bool *done)
+{
+	size_t n = 0, row;
+
+	while (n < STORE_LOGIN_CHUNK && *keys > 0) {
+		if ((row = sort_take(bs)) == SIZE_MAX) {
+			*done = true;
+			break;
+		}
+		(*keys)--;
+		if (bs->claims) {
+			const struct bulk_claim *c = &bs->c[row];
+			bool copy = bs->moved_any && c->recipient == bs->moved_recipient &&
+				    c->period == bs->moved_period;
+
+			bs->moved_any = true;
+			bs->moved_recipient = c->recipient, bs->moved_period = c->period;
+			if (copy)
+				continue;
+		}
+		pick[n++] = row;
+	}
+	return n;
+}
+
 /* The next `keys` sorted keys added to login_by_user, a chunk to a statement. */
 static int keys_move(struct store *s, struct bulk_sort *bs, size_t keys, struct err *e)
 {
-	size_t pick[STORE_LOGIN_CHUNK], n = 0;
+	size_t pick[STORE_LOGIN_CHUNK], n;
+	bool done = false;
 	int rc = 0;
 
-	while (rc == 0 && keys > 0) {
-		size_t row = sort_take(bs);
-
-		if (row != SIZE_MAX)
-			pick[n++] = row, keys--;
-		if (n == 0)
-			break;
-		if (n < STORE_LOGIN_CHUNK && keys > 0 && row != SIZE_MAX)
-			continue;
-		for (size_t i = 0; rc == 0 && i < n;) { /* n rows: in chunks of chunk_rows */
-			size_t c = chunk_for(n - i);
-			sqlite3_stmt *st = stmt(s, chunk_bulk_keys[c], e);
-
-			if (st == NULL)
-				return e->code;
-			for (size_t j = 0; j < chunk_rows[c]; j++) {
-				const struct store_login_key *k = &bs->keys.v[pick[i + j]];
-
-				bind_key(st, (int)(3 * j + 1), bs->keys.text.data + k->user, k->at,
-					 k->id);
-			}
-			rc = store_step_done(s, st, "indexing logins", e);
-			i += chunk_rows[c];
-		}
-		n = 0;
-		if (row == SIZE_MAX)
-			break;
+	while (rc == 0 && keys > 0 && !done) {
+		n = sort_pick(bs, &keys, pick, &done);
+		rc = keys_add(s, chunk_bulk_keys, &bs->keys, pick, n, "indexing logins", e);
 	}
 	return rc;
 }
@@ -830,24 +851,12 @@ static void bind_moved(sqlite3_stmt *st, int first, const struct bulk_sort *bs,
 static int claims_move(struct store *s, struct bulk_sort *bs, size_t keys, bool checked,
 		       struct err *e)
 {
-	size_t pick[STORE_LOGIN_CHUNK], n = 0;
+	size_t pick[STORE_LOGIN_CHUNK], n;
+	bool done = false;
 	int rc = 0;
 
-	while (rc == 0 && keys > 0) {
-		size_t row = sort_take(bs);
-
-		if (row != SIZE_MAX) {
-			const struct bulk_claim *c = &bs->c[row];
-
-			keys--;
-			if (!bs->moved_any || c->recipient != bs->moved_recipient ||
-			    c->period != bs->moved_period)
-				pick[n++] = row;
-			bs->moved_any = true;
-			bs->moved_recipient = c->recipient, bs->moved_period = c->period;
-		}
-		if (n < STORE_LOGIN_CHUNK && keys > 0 && row != SIZE_MAX)
-			continue;
+	while (rc == 0 && keys > 0 && !done) {
+		n = sort_pick(bs, &keys, pick, &done);
 		for (size_t i = 0; rc == 0 && i < n;) {
 			size_t c = chunk_for(n - i), rows = checked ? 1 : chunk_rows[c];
 			sqlite3_stmt *st = stmt(s, checked ? LS_CLAIMS_MOVE_CHECKED : chunk_claims[c], e);
@@ -861,9 +870,6 @@ static int claims_move(struct store *s, struct bulk_sort *bs, size_t keys, bool 
 			rc = store_step_done(s, st, "indexing logins", e);
 			i += rows;
 		}
-		n = 0;
-		if (row == SIZE_MAX)
-			break;
 	}
 	return rc;
 }
@@ -933,14 +939,12 @@ static int bulk_piece(struct store *s, struct store_login_bulk *b, size_t keys, 
 		b->wrote = true;
 		if (left)
 			return 0;
-		if (b->keys_done) {
+		if (b->keys_done)
 			b->claims_moved = true; /* then out of the tail (claims_delete_step) */
-		} else {
-			b->keys_done = true; /* then the claims, sorted afresh */
-			sort_free(b->sort);
-			b->sort = sort_new(true);
-		}
+		b->keys_done = true;     /* then the claims, if any, sorted afresh */
 		b->active = b->claims_moved || b->claims_last > b->claims_next;
+		sort_free(b->sort);
+		b->sort = b->active && !b->claims_moved ? sort_new(true) : NULL;
 	}
 	if (rc != 0)
 		store_rollback(s);
