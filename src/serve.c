@@ -105,6 +105,7 @@ struct metrics {
 	atomic_long wal_frames; /* in the WAL at the last checkpoint */
 	atomic_long in_flight;
 	atomic_long campaigns;
+	atomic_bool syncer_realtime; /* the syncer got SCHED_FIFO (thread_realtime) */
 };
 
 /* ---- the decider's queue ------------------------------------------------------------------ */
@@ -198,6 +199,7 @@ static void thread_no_wakeup_preemption(void)
 	(void)sched_setscheduler(0, SCHED_BATCH, &p);
 }
 
+#define SYNCER_RT_PRIORITY 1 /* SCHED_FIFO's lowest: above every normal thread, below the kernel's */
 #define SHORT_SLICE_NS 100000 /* the shortest slice Linux grants (0.1 ms; 1.4 ms by default here) */
 
 /* sched_setattr(2)'s argument, the kernel's struct sched_attr as first published (48 bytes):
@@ -234,6 +236,24 @@ static void thread_short_slice(void)
 		return;
 	a.nice = nice;
 	(void)syscall(SYS_sched_setattr, tid, &a, 0);
+}
+
+/*
+ * Puts the calling thread in the lowest realtime priority, SCHED_FIFO 1: for the WAL's syncer,
+ * which sleeps in fdatasync nearly all the time and, when the disk is done, has a batch's
+ * answers to release (about 60 us of CPU). With the shortest slice it still waited for a CPU
+ * behind the decider or an HTTP thread: 1 % of its wake-ups by more than 0.5 ms (perf sched
+ * timehist), which was most of the WAL syncs' tail above 1 ms and of wrk's p99 above 5 ms
+ * (docs/api.md, Performance, fourteenth pass). Needs CAP_SYS_NICE or RLIMIT_RTPRIO >= 1
+ * (the unit's LimitRTPRIO=1); when refused, an error number, the thread left as it was. Linux's realtime
+ * throttling (sched_rt_runtime_us) still leaves the other threads 5 % of each second, should
+ * a batch of 5,000 events ever take long to answer.
+ */
+static int thread_realtime(void)
+{
+	struct sched_param p = {.sched_priority = SYNCER_RT_PRIORITY};
+
+	return sched_setscheduler(0, SCHED_FIFO, &p) == 0 ? 0 : errno; /* 0: this thread */
 }
 
 /* ---- the decider -------------------------------------------------------------------------- */
@@ -699,7 +719,13 @@ static void *syncer_main(void *arg)
 
 	/* Not SCHED_BATCH: woken by the disk, it must answer at once, not after a time slice. */
 	(void)pthread_setname_np(pthread_self(), "cutoff-syncer");
-	thread_short_slice();
+	if ((err = thread_realtime()) == 0) {
+		atomic_store(&sv->m.syncer_realtime, true);
+	} else {
+		log_info("serve: the WAL's syncer stays a normal thread (SCHED_FIFO %d: %s; see"
+			 " LimitRTPRIO= in docs/api.md)", SYNCER_RT_PRIORITY, strerror(err));
+		thread_short_slice();
+	}
 	pthread_mutex_lock(&sv->lock);
 	for (;;) {
 		while (sv->unsynced == NULL && !sv->syncer_stop)
@@ -1537,8 +1563,12 @@ static enum MHD_Result handle_metrics(struct serve *sv, struct MHD_Connection *c
 	buf_printf(&b, "# HELP cutoff_serve_in_flight Requests being answered.\n"
 		       "# TYPE cutoff_serve_in_flight gauge\ncutoff_serve_in_flight %ld\n"
 		       "# HELP cutoff_serve_campaigns Campaigns logins are decided against.\n"
-		       "# TYPE cutoff_serve_campaigns gauge\ncutoff_serve_campaigns %ld\n",
-		   atomic_load(&m->in_flight), atomic_load(&m->campaigns));
+		       "# TYPE cutoff_serve_campaigns gauge\ncutoff_serve_campaigns %ld\n"
+		       "# HELP cutoff_serve_syncer_realtime 1 when the WAL's syncer runs at"
+		       " SCHED_FIFO 1, 0 when refused (it then asks for the shortest slice).\n"
+		       "# TYPE cutoff_serve_syncer_realtime gauge\ncutoff_serve_syncer_realtime %d\n",
+		   atomic_load(&m->in_flight), atomic_load(&m->campaigns),
+		   atomic_load(&m->syncer_realtime) ? 1 : 0);
 	return respond(c, r, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
 }
 

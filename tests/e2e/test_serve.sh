@@ -31,10 +31,13 @@ AUTH="Authorization: Bearer $(cat "$T/token")"
 
 # start_serve NOW ARGS...: cutoff serve at time NOW on a free port (URL, SPID), answering once
 # /healthz does; stopped at exit.
+# WRAP (an array) goes before the binary: a command that starts it under other limits; OPTS
+# (an array) after it, before the command.
+WRAP=() OPTS=()
 start_serve() {
     local now=$1 i; shift
     PORT=$(free_port) URL=http://127.0.0.1:$PORT
-    "$CUTOFF_BIN" --config "$T/cutoff.conf" --now "$now" serve --listen "127.0.0.1:$PORT" \
+    "${WRAP[@]}" "$CUTOFF_BIN" "${OPTS[@]}" --config "$T/cutoff.conf" --now "$now" serve --listen "127.0.0.1:$PORT" \
         --token-file "$T/token" "$@" >"$T/serve.out" 2>"$T/serve.err" &
     SPID=$!
     CLEANUP+=("kill $SPID; wait $SPID")
@@ -66,9 +69,11 @@ sql "$DB" "INSERT INTO suppression (address_hash, email, reason, created_at)
 start_serve "$NOW"
 check "$(login ana 4.6)" "messenger-upgrade" "due: the first login in the period gets the reminder"
 # Threads that the decider or a timer wakes must not preempt the decider: the HTTP thread that
-# took a connection and the checkpointer run SCHED_BATCH (policy 3); the decider does not, nor
-# does the WAL's syncer (the disk wakes it, and the answers it releases must not wait for a time
-# slice). Each of ours has its name.
+# took a connection and the checkpointer run SCHED_BATCH (policy 3); the decider does not. The
+# WAL's syncer (the disk wakes it, and the answers it releases must not wait for a CPU) runs
+# SCHED_FIFO 1 (policy 1) where this process may raise a thread to it, as chrt tells, and
+# SCHED_OTHER otherwise. Each of ours has its name.
+if chrt -f 1 true 2>/dev/null; then RT=1; else RT=0; fi
 policies() {
     local t
     for t in /proc/"$SPID"/task/*; do
@@ -79,12 +84,19 @@ policies >"$T/policies"
 [ "$(grep -c '^MHD-worker 3$' "$T/policies")" -ge 1 ]; check $? 0 "an HTTP thread that took a connection runs SCHED_BATCH"
 check "$(grep -c '^cutoff-ckpt 3$' "$T/policies")" "1" "so does the checkpointer"
 check "$(grep -c '^cutoff-decider 0$' "$T/policies")" "1" "but not the decider (SCHED_OTHER)"
-check "$(grep -c '^cutoff-syncer 0$' "$T/policies")" "1" "nor the WAL's syncer"
+if [ "$RT" = 1 ]; then
+    check "$(grep -c '^cutoff-syncer 1$' "$T/policies")" "1" "the WAL's syncer runs SCHED_FIFO"
+    check "$(awk '{print $40}' /proc/"$SPID"/task/*/stat | grep -c '^1$')" "1" \
+        "at priority 1, the lowest, and no other thread is realtime"
+else
+    check "$(grep -c '^cutoff-syncer 0$' "$T/policies")" "1" \
+        "realtime refused here: the WAL's syncer stays SCHED_OTHER"
+fi
 check "$(grep -c ' 3$' "$T/policies")" "$(($(grep -c '^MHD-worker 3$' "$T/policies") + 1))" "and no other thread of ours"
 check "$(grep -c '^cutoff 0$' "$T/policies")" "1" "the main thread stays SCHED_OTHER"
-# The decider and the syncer, which every answer waits for in turn, ask for the shortest time
-# slice (0.1 ms), so that Linux's EEVDF scheduler (6.12 and later) runs them as soon as they
-# wake; every other thread keeps the default. Checked where the kernel shows and honours a
+# The decider, and the syncer when it is not realtime, which every answer waits for in turn, ask
+# for the shortest time slice (0.1 ms), so that Linux's EEVDF scheduler (6.12 and later) runs
+# them as soon as they wake; every other thread keeps the default. Checked where the kernel shows and honours a
 # thread's own slice (se.slice in /proc/PID/task/TID/sched), which a probe of this shell's own
 # thread tells.
 custom_slices() {
@@ -108,14 +120,19 @@ if custom_slices; then
         echo "$(cat "$t/comm") $(awk '$1 == "se.slice" {print $3}' "$t/sched")"
     done >"$T/slices"
     check "$(grep -c '^cutoff-decider 100000$' "$T/slices")" "1" "the decider runs with a 0.1 ms time slice"
-    check "$(grep -c '^cutoff-syncer 100000$' "$T/slices")" "1" "so does the WAL's syncer"
-    check "$(grep -c ' 100000$' "$T/slices")" "2" "and no other thread"
+    if [ "$RT" = 0 ]; then
+        check "$(grep -c '^cutoff-syncer 100000$' "$T/slices")" "1" "so does the WAL's syncer, not realtime"
+    fi
+    check "$(grep -c ' 100000$' "$T/slices")" "$((2 - RT))" "and no other thread"
 else
     echo "note: this kernel does not show or honour a thread's own time slice: not checked"
 fi
 json 'a["reminder"]["days_left"], a["reminder"]["upgrade_url"], a["reminder"]["text"][:29]' >"$T/r"
 check "$(cat "$T/r")" "25 https://messenger.example.test/upgrade Your version of MSN Messenger" \
     "with its days left, upgrade URL and text"
+get /metrics
+check "$(grep '^cutoff_serve_syncer_realtime ' "$OUT")" "cutoff_serve_syncer_realtime $RT" \
+    "/metrics tells whether the syncer is realtime"
 check "$(login ana 4.6)" "-" "already reminded in this period: nothing"
 check "$(login bob 5.0)" "- completed" "a version at the target completes the user"
 check "$(login bob 4.6)" "- completed" "and a completed user is never reminded"
@@ -139,6 +156,31 @@ check "$(login cy 4.6)" "-" "at the cutoff: nothing"
 kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW"
 check "$(login cy 4.6)" "messenger-upgrade" "in the window, cy's reminder was still due"
+
+# Where realtime is refused (no CAP_SYS_NICE, RLIMIT_RTPRIO 0: a unit with RestrictRealtime=yes
+# or without LimitRTPRIO=), the syncer stays a normal thread with the shortest slice, says so
+# once, and logins are answered as before. Tried where this shell can take the capability away.
+if [ "$RT" = 1 ] && command -v setpriv >/dev/null && command -v prlimit >/dev/null &&
+    setpriv --bounding-set=-sys_nice prlimit --rtprio=0 true 2>/dev/null &&
+    ! setpriv --bounding-set=-sys_nice prlimit --rtprio=0 chrt -f 1 true 2>/dev/null; then
+    kill -TERM "$SPID"; wait "$SPID"
+    WRAP=(setpriv --bounding-set=-sys_nice prlimit --rtprio=0) OPTS=(-v)
+    start_serve "$NOW"
+    WRAP=() OPTS=()
+    check "$(login u00000297 4.6)" "messenger-upgrade" "realtime refused: logins are answered as before"
+    policies >"$T/policies"
+    check "$(grep -c '^cutoff-syncer 0$' "$T/policies")" "1" "the syncer stays SCHED_OTHER"
+    check "$(awk '{print $40}' /proc/"$SPID"/task/*/stat | grep -vc '^0$')" "0" "no thread is realtime"
+    get /metrics
+    check "$(grep '^cutoff_serve_syncer_realtime ' "$OUT")" "cutoff_serve_syncer_realtime 0" \
+        "/metrics says the syncer is not realtime"
+    check "$(grep -c "the WAL's syncer stays a normal thread (SCHED_FIFO 1: Operation not permitted" \
+        "$T/serve.err")" "1" "and the log says why, once"
+    kill -TERM "$SPID"; wait "$SPID"
+    start_serve "$NOW"
+else
+    echo "note: realtime cannot be taken away here (or was never given): the fallback is what ran above"
+fi
 
 # Campaign changes are seen within a second, between transactions.
 run --config "$T/cutoff.conf" campaign pause "$C"
@@ -562,7 +604,9 @@ hold_db() {
 }
 
 # ---- a busy database: retried while another writer holds it; 503 once it gives up ----
-start_serve "$NOW" --busy-wait-ms 0
+# No bulk while idle (--index-idle-ms 0): a step begun just after the shell took the lock waited
+# out the busy timeout itself, and the login queued behind it then found the lock free (200).
+start_serve "$NOW" --busy-wait-ms 0 --index-idle-ms 0
 n0=$(logins "")
 hold_db 3
 login u00000301 4.6 >"$T/busy1"

@@ -173,7 +173,8 @@ check "$(grep -c "^fdatasync ro 0" "$T/db-syncs" | awk '{print ($1 > 0)}')" "1" 
 check "$(metric cutoff_serve_checkpoint_db_sync_failures_total)" "0" "which is no failure"
 kill -TERM "$SPID"; wait "$SPID"; check "$?" "0" "stopped"
 
-# ---- sched_setscheduler refused (a seccomp filter): the threads stay SCHED_OTHER, all works ----
+# ---- sched_setscheduler refused (a seccomp filter): the threads stay SCHED_OTHER (neither
+# SCHED_BATCH nor the syncer's SCHED_FIFO), all works ----
 start_serve SYNC_SHIM_SCHED_EPERM=1
 login fay "$T/fay"
 check "$(cut -d' ' -f1 "$T/fay")" "200" "a login is answered when SCHED_BATCH is refused"

@@ -56,14 +56,18 @@ for key in ListenStream=127.0.0.1:8625 WantedBy=sockets.target; do
     grep -qxF "$key" "$U/cutoff-serve.socket"; check $? 0 "cutoff-serve.socket has $key"
 done
 check "$(grep -c '^ListenStream=' "$U/cutoff-serve.socket")" "1" "one socket: cutoff serve takes one"
-# SCHED_BATCH for the HTTP threads and the checkpointer, a short time slice for the decider and
-# the syncer (serve.c): sched_setscheduler and sched_setattr are in @resources, which the unit
+# SCHED_BATCH for the HTTP threads and the checkpointer, a short time slice for the decider,
+# SCHED_FIFO 1 for the syncer (serve.c): sched_setscheduler and sched_setattr are in @resources, which the unit
 # denies; they are given back after the deny list, and only they.
 check "$(grep '^SystemCallFilter=' "$U/cutoff-serve.service" | tail -1)" \
     "SystemCallFilter=sched_setscheduler sched_setattr" \
     "cutoff-serve.service allows sched_setscheduler and sched_setattr after its deny list"
 grep -qxF 'SystemCallFilter=~@privileged @resources' "$U/cutoff-serve.service"; check $? 0 "the rest of @resources stays denied"
-grep -qxF 'RestrictRealtime=yes' "$U/cutoff-serve.service"; check $? 0 "realtime policies stay refused"
+# The WAL's syncer may take SCHED_FIFO 1 and no higher (serve.c, thread_realtime).
+grep -qxF 'RestrictRealtime=no' "$U/cutoff-serve.service"; check $? 0 "cutoff-serve.service lets the syncer be realtime"
+grep -qxF 'LimitRTPRIO=1' "$U/cutoff-serve.service"; check $? 0 "at priority 1 at most (LimitRTPRIO=1)"
+check "$(grep -c '^RestrictRealtime=' "$U/cutoff-serve.service")" "1" "and says so once"
+grep -qxF 'RestrictRealtime=yes' "$U/cutoff.service"; check $? 0 "the daily run stays without realtime"
 
 # cmake --install puts them where systemd finds units.
 if [ -n "${CUTOFF_BUILD_DIR:-}" ] && command -v cmake >/dev/null; then
