@@ -217,8 +217,9 @@ _Static_assert(sizeof(struct slice_attr) == 48, "SCHED_ATTR_SIZE_VER0");
  * Asks a short time slice for the calling thread (SCHED_OTHER, its nice value kept). Linux's
  * EEVDF scheduler (6.12 and later) takes a normal thread's sched_runtime as its slice: a thread
  * with a shorter one gets an earlier deadline, so when it wakes on a busy CPU it runs at once
- * instead of after the running thread's slice. For the decider and the syncer, which every
- * answer waits for in turn, on the two CPUs that wrk and the HTTP threads share (docs/api.md,
+ * instead of after the running thread's slice. For the decider, and the syncer where it cannot
+ * be realtime (thread_realtime), which every answer waits for in turn, on the two CPUs that
+ * wrk and the HTTP threads share (docs/api.md,
  * Performance, eleventh pass): wrk's p99 fell from 5.96-6.30 ms to 5.05-5.73 ms in three
  * alternated pairs, the requests/s unchanged. Their CPU is the same; only when they get it
  * changes. An older kernel ignores the slice; a failure (a system call filter) leaves the
@@ -245,9 +246,9 @@ static void thread_short_slice(void)
  * behind the decider or an HTTP thread: 1 % of its wake-ups by more than 0.5 ms (perf sched
  * timehist), which was most of the WAL syncs' tail above 1 ms and of wrk's p99 above 5 ms
  * (docs/api.md, Performance, fourteenth pass). Needs CAP_SYS_NICE or RLIMIT_RTPRIO >= 1
- * (the unit's LimitRTPRIO=1); when refused, an error number, the thread left as it was. Linux's realtime
- * throttling (sched_rt_runtime_us) still leaves the other threads 5 % of each second, should
- * a batch of 5,000 events ever take long to answer.
+ * (the unit's LimitRTPRIO=1); returns 0, or the error number of a refusal, the thread then
+ * left as it was. Linux's realtime throttling (sched_rt_runtime_us) still leaves the other
+ * threads 5 % of each second, should a batch of 5,000 events ever take long to answer.
  */
 static int thread_realtime(void)
 {

@@ -37,8 +37,8 @@ WRAP=() OPTS=()
 start_serve() {
     local now=$1 i; shift
     PORT=$(free_port) URL=http://127.0.0.1:$PORT
-    "${WRAP[@]}" "$CUTOFF_BIN" "${OPTS[@]}" --config "$T/cutoff.conf" --now "$now" serve --listen "127.0.0.1:$PORT" \
-        --token-file "$T/token" "$@" >"$T/serve.out" 2>"$T/serve.err" &
+    "${WRAP[@]}" "$CUTOFF_BIN" "${OPTS[@]}" --config "$T/cutoff.conf" --now "$now" \
+        serve --listen "127.0.0.1:$PORT" --token-file "$T/token" "$@" >"$T/serve.out" 2>"$T/serve.err" &
     SPID=$!
     CLEANUP+=("kill $SPID; wait $SPID")
     for i in $(seq 100); do curl -sf "$URL/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -80,13 +80,18 @@ policies() {
         echo "$(cat "$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $39}')"
     done
 }
+# rt_priorities: each thread's realtime priority (0: none), a line each.
+rt_priorities() {
+    local t
+    for t in /proc/"$SPID"/task/*; do sed 's/.*) //' "$t/stat" | awk '{print $38}'; done
+}
 policies >"$T/policies"
 [ "$(grep -c '^MHD-worker 3$' "$T/policies")" -ge 1 ]; check $? 0 "an HTTP thread that took a connection runs SCHED_BATCH"
 check "$(grep -c '^cutoff-ckpt 3$' "$T/policies")" "1" "so does the checkpointer"
 check "$(grep -c '^cutoff-decider 0$' "$T/policies")" "1" "but not the decider (SCHED_OTHER)"
 if [ "$RT" = 1 ]; then
     check "$(grep -c '^cutoff-syncer 1$' "$T/policies")" "1" "the WAL's syncer runs SCHED_FIFO"
-    check "$(awk '{print $40}' /proc/"$SPID"/task/*/stat | grep -c '^1$')" "1" \
+    check "$(rt_priorities | grep -c '^1$')" "1" \
         "at priority 1, the lowest, and no other thread is realtime"
 else
     check "$(grep -c '^cutoff-syncer 0$' "$T/policies")" "1" \
@@ -94,11 +99,11 @@ else
 fi
 check "$(grep -c ' 3$' "$T/policies")" "$(($(grep -c '^MHD-worker 3$' "$T/policies") + 1))" "and no other thread of ours"
 check "$(grep -c '^cutoff 0$' "$T/policies")" "1" "the main thread stays SCHED_OTHER"
-# The decider, and the syncer when it is not realtime, which every answer waits for in turn, ask
-# for the shortest time slice (0.1 ms), so that Linux's EEVDF scheduler (6.12 and later) runs
-# them as soon as they wake; every other thread keeps the default. Checked where the kernel shows and honours a
-# thread's own slice (se.slice in /proc/PID/task/TID/sched), which a probe of this shell's own
-# thread tells.
+# The decider, and the syncer when it is not realtime, which every answer waits for in turn,
+# ask for the shortest time slice (0.1 ms), so that Linux's EEVDF scheduler (6.12 and later)
+# runs them as soon as they wake; every other thread keeps the default. Checked where the
+# kernel shows and honours a thread's own slice (se.slice in /proc/PID/task/TID/sched), which a
+# probe of this shell's own thread tells.
 custom_slices() {
     python3 - <<'PY'
 import ctypes, os, struct, sys
@@ -170,7 +175,7 @@ if [ "$RT" = 1 ] && command -v setpriv >/dev/null && command -v prlimit >/dev/nu
     check "$(login u00000297 4.6)" "messenger-upgrade" "realtime refused: logins are answered as before"
     policies >"$T/policies"
     check "$(grep -c '^cutoff-syncer 0$' "$T/policies")" "1" "the syncer stays SCHED_OTHER"
-    check "$(awk '{print $40}' /proc/"$SPID"/task/*/stat | grep -vc '^0$')" "0" "no thread is realtime"
+    check "$(rt_priorities | grep -vc '^0$')" "0" "no thread is realtime"
     get /metrics
     check "$(grep '^cutoff_serve_syncer_realtime ' "$OUT")" "cutoff_serve_syncer_realtime 0" \
         "/metrics says the syncer is not realtime"
@@ -179,7 +184,7 @@ if [ "$RT" = 1 ] && command -v setpriv >/dev/null && command -v prlimit >/dev/nu
     kill -TERM "$SPID"; wait "$SPID"
     start_serve "$NOW"
 else
-    echo "note: realtime cannot be taken away here (or was never given): the fallback is what ran above"
+    echo "note: realtime cannot be taken away here (or was never given): the fallback ran above"
 fi
 
 # Campaign changes are seen within a second, between transactions.
