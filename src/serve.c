@@ -219,9 +219,8 @@ _Static_assert(sizeof(struct slice_attr) == 48, "SCHED_ATTR_SIZE_VER0");
  * with a shorter one gets an earlier deadline, so when it wakes on a busy CPU it runs at once
  * instead of after the running thread's slice. For the decider, and the syncer where it cannot
  * be realtime (thread_realtime), which every answer waits for in turn, on the two CPUs that
- * wrk and the HTTP threads share (docs/api.md,
- * Performance, eleventh pass): wrk's p99 fell from 5.96-6.30 ms to 5.05-5.73 ms in three
- * alternated pairs, the requests/s unchanged. Their CPU is the same; only when they get it
+ * wrk and the HTTP threads share (docs/api.md, Performance, eleventh pass): wrk's p99 fell
+ * from 5.96-6.30 ms to 5.05-5.73 ms in three alternated pairs, the requests/s unchanged. Their CPU is the same; only when they get it
  * changes. An older kernel ignores the slice; a failure (a system call filter) leaves the
  * thread as it was.
  */

@@ -360,7 +360,6 @@ static int key_cmp(const void *pa, const void *pb, void *text)
 	return (a->id > b->id) - (a->id < b->id);
 }
 
-/* Inserts the kept keys in key order, STORE_LOGIN_CHUNK to a statement, and drops them. */
 /* Inserts n of k's keys, k->v[pick[i]] (k->v[i] when pick is NULL), in the order given, with
  * the statements `chunks` (one a size of chunk_rows). */
 static int keys_add(struct store *s, const enum login_stmt chunks[],
@@ -386,6 +385,7 @@ static int keys_add(struct store *s, const enum login_stmt chunks[],
 	return rc;
 }
 
+/* Inserts the kept keys in key order, STORE_LOGIN_CHUNK to a statement, and drops them. */
 static int keys_flush(struct store *s, struct err *e)
 {
 	struct store_login_keys *k = &s->login_keys;
@@ -874,8 +874,8 @@ static int claims_move(struct store *s, struct bulk_sort *bs, size_t keys, bool 
 	return rc;
 }
 
-/* The next `keys` sorted rows of a part into its table; at its end, the mark moved (the
- * logins'). *left: rows remain. */
+/* The next `keys` sorted rows of a part moved (the logins' keys into login_by_user, the claims
+ * into login_reminder_indexed); at the keys' end, the mark moved. *left: rows remain. */
 static int piece_run(struct store *s, struct store_login_bulk *b, size_t keys, bool *left,
 		     struct err *e)
 {
