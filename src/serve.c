@@ -144,6 +144,7 @@ struct serve {
 	struct job *head, *tail;
 	long queued;                 /* jobs in the queue */
 	enum { D_BUSY, D_IDLE, D_GATHERING } decider_state; /* whom queue_put must wake */
+	atomic_bool gathering;       /* decider_state is D_GATHERING: read without the lock */
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
 	struct err start_err;
@@ -508,8 +509,10 @@ static void queue_gather(struct serve *sv)
 	struct timespec ts = {until / 1000000000, until % 1000000000};
 
 	sv->decider_state = D_GATHERING;
+	atomic_store(&sv->gathering, true);
 	while (!queue_gathered(sv) && monotonic_ns() < until)
 		pthread_cond_timedwait(&sv->work, &sv->lock, &ts);
+	atomic_store(&sv->gathering, false);
 	sv->decider_state = D_BUSY;
 }
 
@@ -1692,6 +1695,17 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 				atomic_fetch_add(&m->requests[r->route][k], 1);
 	}
 	atomic_fetch_sub(&m->in_flight, 1);
+	/* One fewer in flight may be what a gathering decider waits for: the requests its last
+	 * batch answered leave the count here, once sent, and nothing else would wake it before
+	 * the next request is queued or its wait runs out (Performance, fifteenth pass). The
+	 * decider sets gathering before it tests the count, and this reads it after the count
+	 * fell: one of the two sees the other. */
+	if (atomic_load(&sv->gathering)) {
+		pthread_mutex_lock(&sv->lock);
+		if (sv->decider_state == D_GATHERING && queue_gathered(sv))
+			pthread_cond_signal(&sv->work);
+		pthread_mutex_unlock(&sv->lock);
+	}
 	request_free(r);
 	*con_cls = NULL;
 }

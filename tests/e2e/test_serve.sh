@@ -400,6 +400,38 @@ t=$(curl -s -o "$OUT" -w '%{time_total}' -H "$AUTH" --data-binary '{"user":"u000
 check "$(json '(a["reminder"] or {}).get("campaign")')" "messenger-upgrade" "a lone login, decided"
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 0.5 else 1)" "$t"
 check $? 0 "and answered without waiting for the others ($t s)"
+# It waits for a request in flight that is not queued yet (here one whose body stalls), and
+# stops waiting as soon as that one is over (here its client gives up after 0.3 s), not when
+# the wait allowed (1 s) runs out: a request leaving the count wakes the gathering decider.
+start_serve "$NOW" --group-wait-us 1000000
+python3 - "$PORT" "$(cat "$T/token")" >"$T/gather.out" <<'PY'
+import socket, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+stalled = socket.create_connection(("127.0.0.1", port), timeout=5)
+stalled.sendall(b"POST /v1/logins HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                + b"\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"us")
+time.sleep(0.3)   # its headers read: in flight
+body = b'{"user":"u00000296"}'
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+t0 = time.monotonic()
+s.sendall(b"POST /v1/logins HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+          + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
+          + str(len(body)).encode() + b"\r\n\r\n" + body)
+time.sleep(0.3)
+stalled.close()
+answer = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    answer += chunk
+t = time.monotonic() - t0
+print("answered" if answer.startswith(b"HTTP/1.1 200") and b'"messenger-upgrade"' in answer
+      else "not answered: %r" % answer[:200])
+print("waited" if 0.25 <= t < 0.75 else "took %.3f s" % t)
+PY
+check "$(cat "$T/gather.out" | tr '\n' ' ')" "answered waited " \
+    "a login gathered with a stalled request is answered once that request is gone (0.3 s), not after the 1 s wait"
 kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW"
 
