@@ -403,6 +403,7 @@ check $? 0 "and answered without waiting for the others ($t s)"
 # It waits for a request in flight that is not queued yet (here one whose body stalls), and
 # stops waiting as soon as that one is over (here its client gives up after 0.3 s), not when
 # the wait allowed (1 s) runs out: a request leaving the count wakes the gathering decider.
+kill -TERM "$SPID"; wait "$SPID"
 start_serve "$NOW" --group-wait-us 1000000
 python3 - "$PORT" "$(cat "$T/token")" >"$T/gather.out" <<'PY'
 import socket, sys, time
