@@ -433,20 +433,39 @@ static void decider_batch(struct decider *d, struct job *list)
 	decider_reset(d, NULL);
 }
 
-/* Publishes the decided status of every job of list and resumes or wakes its request. Locked:
- * the jobs are the requests' and gone once they resume. */
-static void jobs_answer(struct job *list)
+/*
+ * Publishes the decided status of every job of list and wakes the requests that wait with a
+ * thread each. Locked. Returns list when its requests are suspended connections instead, for
+ * jobs_resume once the lock is released; NULL otherwise. (A service runs one kind or the
+ * other.)
+ */
+static struct job *jobs_answer(struct job *list)
 {
 	int64_t now = monotonic_ns();
 
 	for (struct job *j = list, *next; j != NULL; j = next) {
-		next = j->next;
+		next = j->next; /* a woken thread frees its job */
 		j->status = j->result;
 		j->answered_ns = now;
-		if (j->conn != NULL)
-			MHD_resume_connection(j->conn);
-		else
+		if (j->conn == NULL)
 			pthread_cond_signal(&j->done);
+	}
+	return list != NULL && list->conn != NULL ? list : NULL;
+}
+
+/*
+ * Resumes the suspended connections of list, published by jobs_answer. Not locked: each
+ * MHD_resume_connection writes libmicrohttpd's eventfd, and the HTTP thread that takes the
+ * first answer must read its status under the lock (answer_job), so a batch's thirty resumes
+ * made under the lock kept it waiting (Performance, fifteenth pass). A suspended connection
+ * and its job stay until resumed, and libmicrohttpd is stopped only after the syncer and the
+ * decider are joined; a job is gone once its connection resumes, hence next first.
+ */
+static void jobs_resume(struct job *list)
+{
+	for (struct job *j = list, *next; j != NULL; j = next) {
+		next = j->next;
+		MHD_resume_connection(j->conn);
 	}
 }
 
@@ -670,8 +689,8 @@ static void decider_loop(struct decider *d)
 		pthread_mutex_lock(&sv->lock);
 		if (list->result == 200)
 			sync_queue_put(sv, list); /* answered once its WAL frames are on disk */
-		else
-			jobs_answer(list); /* nothing was recorded: no sync to wait for */
+		else /* nothing was recorded: no sync to wait for; a rare path, resumed locked */
+			jobs_resume(jobs_answer(list));
 		atomic_fetch_add(&sv->m.resume_ns, (uint64_t)(monotonic_ns() - t0));
 		if (atomic_exchange(&sv->restart_wanted, false)) {
 			pthread_mutex_unlock(&sv->lock);
@@ -748,7 +767,11 @@ static void *syncer_main(void *arg)
 			syncer_failed(sv, list, err);
 		for (struct job *j = list; j != NULL; j = j->next)
 			sv->syncing--;
-		jobs_answer(list);
+		if ((list = jobs_answer(list)) != NULL) {
+			pthread_mutex_unlock(&sv->lock);
+			jobs_resume(list);
+			pthread_mutex_lock(&sv->lock);
+		}
 	}
 	pthread_mutex_unlock(&sv->lock);
 	return NULL;
