@@ -143,8 +143,9 @@ struct serve {
 	pthread_cond_t work, done;   /* a job is waiting / the decider started */
 	struct job *head, *tail;
 	long queued;                 /* jobs in the queue */
-	enum { D_BUSY, D_IDLE, D_GATHERING } decider_state; /* whom queue_put must wake */
-	atomic_bool gathering;       /* decider_state is D_GATHERING: read without the lock */
+	/* Whom queue_put must wake. Written under the lock; atomic, so that request_completed can
+	 * test it without the lock. */
+	_Atomic enum { D_BUSY, D_IDLE, D_GATHERING } decider_state;
 	bool stop;                   /* the decider ends once the queue is empty */
 	int start_rc;                /* the decider's start: 1 while starting */
 	struct err start_err;
@@ -221,8 +222,8 @@ _Static_assert(sizeof(struct slice_attr) == 48, "SCHED_ATTR_SIZE_VER0");
  * instead of after the running thread's slice. For the decider, and the syncer where it cannot
  * be realtime (thread_realtime), which every answer waits for in turn, on the two CPUs that
  * wrk and the HTTP threads share (docs/api.md, Performance, eleventh pass): wrk's p99 fell
- * from 5.96-6.30 ms to 5.05-5.73 ms in three alternated pairs, the requests/s unchanged. Their CPU is the same; only when they get it
- * changes. An older kernel ignores the slice; a failure (a system call filter) leaves the
+ * from 5.96-6.30 ms to 5.05-5.73 ms in three alternated pairs, the requests/s unchanged.
+ * Their CPU is the same; only when they get it changes. An older kernel ignores the slice; a failure (a system call filter) leaves the
  * thread as it was.
  */
 static void thread_short_slice(void)
@@ -528,10 +529,8 @@ static void queue_gather(struct serve *sv)
 	struct timespec ts = {until / 1000000000, until % 1000000000};
 
 	sv->decider_state = D_GATHERING;
-	atomic_store(&sv->gathering, true);
 	while (!queue_gathered(sv) && monotonic_ns() < until)
 		pthread_cond_timedwait(&sv->work, &sv->lock, &ts);
-	atomic_store(&sv->gathering, false);
 	sv->decider_state = D_BUSY;
 }
 
@@ -1721,9 +1720,9 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 	/* One fewer in flight may be what a gathering decider waits for: the requests its last
 	 * batch answered leave the count here, once sent, and nothing else would wake it before
 	 * the next request is queued or its wait runs out (Performance, fifteenth pass). The
-	 * decider sets gathering before it tests the count, and this reads it after the count
+	 * decider sets its state before it tests the count, and this reads it after the count
 	 * fell: one of the two sees the other. */
-	if (atomic_load(&sv->gathering)) {
+	if (atomic_load(&sv->decider_state) == D_GATHERING) {
 		pthread_mutex_lock(&sv->lock);
 		if (sv->decider_state == D_GATHERING && queue_gathered(sv))
 			pthread_cond_signal(&sv->work);

@@ -57,8 +57,8 @@ for key in ListenStream=127.0.0.1:8625 WantedBy=sockets.target; do
 done
 check "$(grep -c '^ListenStream=' "$U/cutoff-serve.socket")" "1" "one socket: cutoff serve takes one"
 # SCHED_BATCH for the HTTP threads and the checkpointer, a short time slice for the decider,
-# SCHED_FIFO 1 for the syncer (serve.c): sched_setscheduler and sched_setattr are in @resources, which the unit
-# denies; they are given back after the deny list, and only they.
+# SCHED_FIFO 1 for the syncer (serve.c): sched_setscheduler and sched_setattr are in
+# @resources, which the unit denies; they are given back after the deny list, and only they.
 check "$(grep '^SystemCallFilter=' "$U/cutoff-serve.service" | tail -1)" \
     "SystemCallFilter=sched_setscheduler sched_setattr" \
     "cutoff-serve.service allows sched_setscheduler and sched_setattr after its deny list"
