@@ -223,8 +223,8 @@ _Static_assert(sizeof(struct slice_attr) == 48, "SCHED_ATTR_SIZE_VER0");
  * be realtime (thread_realtime), which every answer waits for in turn, on the two CPUs that
  * wrk and the HTTP threads share (docs/api.md, Performance, eleventh pass): wrk's p99 fell
  * from 5.96-6.30 ms to 5.05-5.73 ms in three alternated pairs, the requests/s unchanged.
- * Their CPU is the same; only when they get it changes. An older kernel ignores the slice; a failure (a system call filter) leaves the
- * thread as it was.
+ * Their CPU is the same; only when they get it changes. An older kernel ignores the slice; a
+ * failure (a system call filter) leaves the thread as it was.
  */
 static void thread_short_slice(void)
 {
@@ -470,6 +470,17 @@ static void jobs_resume(struct job *list)
 	}
 }
 
+/* jobs_answer, then jobs_resume with the lock released for the resumes. Locked on entry and
+ * on return. */
+static void jobs_answer_resume(struct serve *sv, struct job *list)
+{
+	if ((list = jobs_answer(list)) != NULL) {
+		pthread_mutex_unlock(&sv->lock);
+		jobs_resume(list);
+		pthread_mutex_lock(&sv->lock);
+	}
+}
+
 /* Hands a committed batch to the syncer, which answers it once the WAL is synced. Locked. */
 static void sync_queue_put(struct serve *sv, struct job *list)
 {
@@ -688,8 +699,8 @@ static void decider_loop(struct decider *d)
 		pthread_mutex_lock(&sv->lock);
 		if (list->result == 200)
 			sync_queue_put(sv, list); /* answered once its WAL frames are on disk */
-		else /* nothing was recorded: no sync to wait for; a rare path, resumed locked */
-			jobs_resume(jobs_answer(list));
+		else /* nothing was recorded: no sync to wait for */
+			jobs_answer_resume(sv, list);
 		atomic_fetch_add(&sv->m.resume_ns, (uint64_t)(monotonic_ns() - t0));
 		if (atomic_exchange(&sv->restart_wanted, false)) {
 			pthread_mutex_unlock(&sv->lock);
@@ -766,11 +777,7 @@ static void *syncer_main(void *arg)
 			syncer_failed(sv, list, err);
 		for (struct job *j = list; j != NULL; j = j->next)
 			sv->syncing--;
-		if ((list = jobs_answer(list)) != NULL) {
-			pthread_mutex_unlock(&sv->lock);
-			jobs_resume(list);
-			pthread_mutex_lock(&sv->lock);
-		}
+		jobs_answer_resume(sv, list);
 	}
 	pthread_mutex_unlock(&sv->lock);
 	return NULL;

@@ -76,10 +76,10 @@ int store_login_index(struct store *s, int64_t min_tail, int64_t *indexed, struc
  * are added) or, once all are read, adds the next `keys` of them in key order to
  * login_by_user in one transaction, which also moves the mark after the last. b->active
  * turns false when the mark moved, or at a failure (the bulk is then abandoned: start
- * another). b starts zeroed; store_login_bulk_end releases what an
- * active one holds (a bulk that ended or failed holds nothing), and so does a start. A bulk
- * cut short by a failure or a crash leaves some keys above the mark; readers and later bulks
- * allow for them (each key is added once).
+ * another). b starts zeroed; store_login_bulk_end releases what an active one holds (a bulk
+ * that ended or failed holds nothing), and so does a start. A bulk cut short by a failure or
+ * a crash leaves some keys above the mark; readers and later bulks allow for them (each key
+ * is added once).
  * Then the same for the claims of login_reminder_tail as the bulk began: sorted by their key in
  * steps, moved into login_reminder_indexed in steps, then deleted from the tail in steps
  * (a claim copied and not yet deleted is read once: the view login_reminder skips it).
