@@ -3,17 +3,26 @@
 
 #include "cli.h"
 #include "report.h"
+#include "runlock.h"
 
 static int forget_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
 	struct report_forget_result res;
+	struct runlock *lock = NULL;
 	struct store *s;
 	int rc;
 
 	if (argc != 2 || argv[1][0] == '-')
 		return cli_usage(&cmd_forget, e, "forget needs one user id or address");
+	/* Not while an import runs: it keeps its new recipients' address keys in memory until its
+	 * end, and an address erased meanwhile would keep its key (db/017). */
 	if ((rc = ctx_store(x, 0, &s, e)) != 0 ||
-	    (rc = report_forget(s, argv[1], ctx_now(x), &res, e)) != 0)
+	    (rc = runlock_acquire_file(&lock, x->db_path, ".import-lock", "import", "forget",
+				       ctx_now(x), e)) != 0)
+		return rc;
+	rc = report_forget(s, argv[1], ctx_now(x), &res, e);
+	runlock_release(lock);
+	if (rc != 0)
 		return rc;
 	fprintf(x->out, "forgot %s: %lld recipient record%s erased, %lld text%s scrubbed, %lld"
 		" queued e-mail%s cancelled; %lld address%s kept suppressed by %s hash only\n",

@@ -16,6 +16,7 @@
 #include "address.h"
 #include "checkpointer.h"
 #include "log.h"
+#include "runlock.h"
 #include "schedule.h"
 #include "store_report.h"
 #include "util.h"
@@ -1278,11 +1279,29 @@ static int import_body(struct importer *im)
 	if ((rc = read_and_store(im)) == 0 && !im->have_header)
 		rc = err_set(im->e, ERR_DATA, "%s is empty: the first row must name the columns,"
 			     " one of them email", im->path);
-	if (rc == 0)
+	/* The new recipients' address keys, in key order, with the last batch (db/017). */
+	if (rc == 0 && (rc = store_keys_add(im->s, true, im->e)) == 0)
 		rc = store_commit(im->s, im->e);
 	if (rc != 0)
 		store_rollback(im->s);
 	return rc;
+}
+
+/* After a failed import: the keys of the recipients its committed batches added, read from
+ * the rows (the memory also holds the rolled-back batch's), in a transaction of their own. If
+ * even that fails, the span stays pending (import_pending) and the next import adds it;
+ * lookups by address find those recipients meanwhile. */
+static void keys_after_failure(struct importer *im)
+{
+	struct err e2 = {0};
+
+	store_keys_drop(im->s);
+	if (store_begin(im->s, &e2) == 0 && store_keys_finish_pending(im->s, &e2) == 0 &&
+	    store_commit(im->s, &e2) == 0)
+		return;
+	store_rollback(im->s);
+	log_info("import: the new recipients' address keys are left for the next import: %s",
+		 e2.msg);
 }
 
 int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, const char *path,
@@ -1291,6 +1310,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	struct importer im = {.s = s, .c = c, .campaign_id = campaign_id, .o = o, .r = r, .e = e,
 			      .path = path};
 	char *default_rejects = NULL;
+	struct runlock *lock = NULL;
 	FILE *f = NULL;
 	int rc;
 
@@ -1306,17 +1326,28 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	im.last_progress = im.started;
 	/* An import can be re-run safely, so it need not fsync each batch (WAL stays consistent);
 	 * the run's last commit (finish_run) is made durable, and with it every batch. */
+	/* One import a database at a time: its new recipients' keys wait in memory until its
+	 * end (store_keys_defer), which only the importer holding them can do right. */
+	if (o->db_path != NULL &&
+	    (rc = runlock_acquire_file(&lock, o->db_path, ".import-lock", "import", "import", o->now,
+					e)) != 0)
+		goto out;
 	if ((rc = load_segment_ids(&im)) != 0 ||
 	    (rc = store_import_forgotten_any(s, &im.any_forgotten, e)) != 0 ||
 	    (rc = store_import_mode(s, true, e)) != 0 || (rc = import_checkpointer(&im)) != 0)
 		goto out;
 	if ((rc = batch_begin(&im)) != 0 ||
 	    (rc = store_import_start(s, campaign_id, path, o->now, &r->run_id, e)) != 0 ||
+	    (rc = o->defer_keys == IMPORT_KEYS_NOW
+			  ? store_keys_finish_pending(s, e)
+			  : store_keys_defer(s, campaign_id, o->defer_keys, e)) != 0 ||
 	    (rc = store_commit(s, e)) != 0) {
+		store_keys_drop(s);
 		store_rollback(s);
 		goto out;
 	}
-	rc = import_body(&im);
+	if ((rc = import_body(&im)) != 0)
+		keys_after_failure(&im);
 	progress(&im, true);
 	if (store_set_durable(s, true, rc == 0 ? e : NULL) != 0 && rc == 0)
 		rc = e->code;
@@ -1328,6 +1359,7 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 		r->rejects_path = xstrdup(im.rejects_path);
 out:
 	checkpointer_stop(im.ck);
+	runlock_release(lock);
 	store_import_mode(s, false, NULL);
 	if (f != NULL)
 		fclose(f);

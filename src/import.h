@@ -17,7 +17,12 @@ struct import_options {
 	int64_t commit_every;     /* rows per transaction; 0 = 50,000 */
 	const char *db_path;      /* the database's file, for a checkpoint thread; NULL: none */
 	int wal_frames;           /* with that thread, start the WAL over past this; 0 = 32,768 */
+	size_t defer_keys;        /* new addresses' keys kept in memory before they are added to
+				   * recipient_key (store_keys_defer); 0 = the store's default;
+				   * IMPORT_KEYS_NOW: each added with its row (tests compare) */
 };
+
+#define IMPORT_KEYS_NOW ((size_t)-1)
 
 struct import_result {
 	struct store_import_counts counts;

@@ -32,6 +32,12 @@ static void holder_text(int fd, char *out, size_t n)
 int runlock_acquire(struct runlock **out, const char *db_path, const char *command, int64_t now,
 		    struct err *e)
 {
+	return runlock_acquire_file(out, db_path, ".lock", "run", command, now, e);
+}
+
+int runlock_acquire_file(struct runlock **out, const char *db_path, const char *suffix,
+			 const char *kind, const char *command, int64_t now, struct err *e)
+{
 	struct runlock *l = xcalloc(1, sizeof *l);
 	char host[128] = "?", info[512], stamp[32];
 	time_t t = (time_t)now;
@@ -39,7 +45,7 @@ int runlock_acquire(struct runlock **out, const char *db_path, const char *comma
 	int rc;
 
 	*out = NULL;
-	l->path = xasprintf("%s.lock", db_path);
+	l->path = xasprintf("%s%s", db_path, suffix);
 	l->fd = -1;
 	if ((l->fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		rc = err_sys(e, ERR_IO, errno, "cannot open the run lock %s", l->path);
@@ -47,8 +53,9 @@ int runlock_acquire(struct runlock **out, const char *db_path, const char *comma
 	}
 	if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
 		holder_text(l->fd, info, sizeof info);
-		rc = err_set(e, ERR_TEMPFAIL, "another cutoff run is already working on %s: %s"
-			     " (lock %s); try again when it has finished", db_path, info, l->path);
+		rc = err_set(e, ERR_TEMPFAIL, "another cutoff %s is already working on %s: %s"
+			     " (lock %s); try again when it has finished", kind, db_path, info,
+			     l->path);
 		goto fail;
 	}
 	l->held = true;

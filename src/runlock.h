@@ -1,4 +1,5 @@
-/* runlock.h — one sending run per database at a time: a lock file beside the database. */
+/* runlock.h — one sending run (and one import) per database at a time: a lock file beside the
+ * database. */
 #ifndef CUTOFF_RUNLOCK_H
 #define CUTOFF_RUNLOCK_H
 
@@ -18,6 +19,13 @@ struct runlock;
  */
 int runlock_acquire(struct runlock **out, const char *db_path, const char *command, int64_t now,
 		    struct err *e);
+
+/* The same on the file db_path + suffix, the lock of what kind names ("another cutoff KIND is
+ * already working on ..."): ".import-lock", kind "import", is held by an import from start to
+ * end (src/import.c) and by `cutoff forget`, since an import keeps its new recipients'
+ * address keys in memory until its end. */
+int runlock_acquire_file(struct runlock **out, const char *db_path, const char *suffix,
+			 const char *kind, const char *command, int64_t now, struct err *e);
 
 /* Releases the lock (NULL is fine). */
 void runlock_release(struct runlock *l);

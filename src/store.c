@@ -21,6 +21,7 @@
 /* store_recipient_insert_run: the parameters of a row, and at most 1 << 6 rows a statement. */
 #define STORE_INSERT_PARAMS 13
 #define STORE_INSERT_RUN_LG 6
+#define STORE_CACHE_KIB 32768 /* a connection's page cache (store_open) */
 
 /* Every statement, prepared once per connection on first use. */
 enum stmt_id {
@@ -34,6 +35,8 @@ enum stmt_id {
 	ST_SEGMENT_ID,
 	ST_RECIPIENT_BY_USER,
 	ST_RECIPIENT_BY_EMAIL,
+	ST_RECIPIENT_KEY_BY_ID,
+	ST_RECIPIENT_EMAIL_KEY,
 	ST_RECIPIENT_INSERT,
 	ST_RECIPIENT_UPDATE,
 	ST_RECIPIENT_UPDATE_FIELDS,
@@ -48,7 +51,6 @@ enum stmt_id {
 	ST_RECIPIENT_BY_ID,
 	ST_IMPORT_FORGOTTEN_ANY,
 	ST_IMPORT_PARENT,
-	ST_ADDRESS_KEY_HOLDER,
 	/* store_recipient_insert_run's INSERT OR FAIL of 1, 2, 4 ... 64 rows (SQL built there) */
 	ST_RECIPIENT_INSERT_RUN,
 	ST_RECIPIENT_INSERT_RUN_LAST = ST_RECIPIENT_INSERT_RUN + 6,
@@ -106,16 +108,23 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_BY_USER] =
 		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
 		" coalesce(segment_id, 0) FROM recipient WHERE campaign_id = ?1 AND user_id = ?2",
-	/* The address's recipient by its key (db/016), or without one. Two SELECTs rather than
-	 * STORE_ADDRESS_IDS: an IN list is a temporary table, whose page cache each lookup maps
-	 * and unmaps (the importer's 30k merges of bench/import: 86,000 page faults). */
+	/* The address's recipient by its key's holder (db/017), or without a key. Two SELECTs
+	 * rather than STORE_ADDRESS_IDS: an IN list is a temporary table, whose page cache each
+	 * lookup maps and unmaps (the importer's 30k merges of bench/import: 86,000 page faults).
+	 * A holder among this connection's deferred keys is looked for by find_email. */
 	[ST_RECIPIENT_BY_EMAIL] =
-		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
-		" coalesce(segment_id, 0) FROM recipient"
-		" WHERE email_key = cutoff_address_key(?2) AND campaign_id = ?1 AND email = ?2"
+		"SELECT r.id, r.digest, r.user_id, coalesce(r.email, ''), coalesce(r.import_run, 0),"
+		" coalesce(r.segment_id, 0)"
+		" FROM recipient_key k JOIN recipient r ON r.id = k.recipient_id"
+		" WHERE k.email_key = cutoff_address_key(?2) AND k.campaign_id = ?1"
+		" AND r.email = ?2"
 		" UNION ALL SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
 		" coalesce(segment_id, 0) FROM recipient WHERE email_key IS NULL"
 		" AND email = ?2 COLLATE NOCASE AND email = ?2 AND +campaign_id = ?1",
+	[ST_RECIPIENT_KEY_BY_ID] =
+		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
+		" coalesce(segment_id, 0) FROM recipient WHERE id = ?1 AND campaign_id = ?2",
+	[ST_RECIPIENT_EMAIL_KEY] = "SELECT email_key FROM recipient WHERE id = ?1",
 	[ST_RECIPIENT_INSERT] =
 		"INSERT INTO recipient (campaign_id, user_id, email, name, locale, timezone, client,"
 		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
@@ -161,9 +170,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" FROM recipient WHERE id = ?1",
 	[ST_IMPORT_FORGOTTEN_ANY] =
 		"SELECT EXISTS (SELECT 1 FROM suppression WHERE reason = 'forgotten')",
-	/* Which recipient of campaign ?2 holds the address key ?1 (db/016), and its address. */
-	[ST_ADDRESS_KEY_HOLDER] =
-		"SELECT id, coalesce(email, '') FROM recipient WHERE email_key = ?1 AND campaign_id = ?2",
 	/* Segment 0: the campaign alone. */
 	[ST_IMPORT_PARENT] =
 		"SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?1) AND (?2 = 0 OR EXISTS"
@@ -340,7 +346,7 @@ static int store_configure(struct store *s, int flags, struct err *e)
 	if ((rc = exec(s, "PRAGMA journal_mode = WAL", e)) != 0)
 		return rc;
 	/* 32 MiB of page cache: bulk imports and sends stop re-reading index pages. */
-	if ((rc = exec(s, "PRAGMA cache_size = -32768", e)) != 0)
+	if ((rc = store_cache_size(s, STORE_CACHE_KIB, e)) != 0)
 		return rc;
 	return exec(s, "PRAGMA synchronous = FULL", e);
 }
@@ -422,6 +428,9 @@ void store_close(struct store *s)
 		sqlite3_finalize(s->report_stmts[i]);
 	for (size_t i = 0; i < sizeof s->ledger_stmts / sizeof *s->ledger_stmts; i++)
 		sqlite3_finalize(s->ledger_stmts[i]);
+	for (size_t i = 0; i < sizeof s->keys_stmts / sizeof *s->keys_stmts; i++)
+		sqlite3_finalize(s->keys_stmts[i]);
+	store_keys_drop(s);
 	store_login_drop(s);
 	store_login_claims_free(s);
 	buf_free(&s->logins.text);
@@ -526,6 +535,20 @@ int store_wal_frames(const struct store *s)
 	return s->wal_frames;
 }
 
+int store_cache_kib(struct store *s, int *kib, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT c.cache_size, p.page_size"
+				    " FROM pragma_cache_size c, pragma_page_size p", -1, &st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t v = sqlite3_column_int64(st, 0);
+		*kib = (int)(v < 0 ? -v : v * sqlite3_column_int64(st, 1) / 1024);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(s, e, "reading the page cache's size");
+}
+
 int store_cache_size(struct store *s, int kib, struct err *e)
 {
 	char sql[64];
@@ -584,6 +607,20 @@ int store_import_mode(struct store *s, bool on, struct err *e)
 	 * store_import_parents_check does their work once a transaction instead. */
 	if ((rc = exec(s, on ? "PRAGMA foreign_keys = OFF" : "PRAGMA foreign_keys = ON", e)) != 0)
 		return rc;
+	/* Half the page cache, given back after: an import writes the table and the user index
+	 * at their ends, and its new addresses' keys wait in memory (store_keys_defer, 12 MiB)
+	 * rather than in the key's B-tree (db/017). bench/import, 1M rows: 8, 16 and 32 MiB
+	 * took the same time. */
+	if (on && s->import_cache_kib == 0) {
+		if ((rc = store_cache_kib(s, &s->import_cache_kib, e)) != 0 ||
+		    (rc = store_cache_size(s, s->import_cache_kib / 2, e)) != 0)
+			return rc;
+	} else if (!on && s->import_cache_kib > 0) {
+		rc = store_cache_size(s, s->import_cache_kib, e);
+		s->import_cache_kib = 0;
+		if (rc != 0)
+			return rc;
+	}
 	return store_set_durable(s, !on, e);
 }
 
@@ -869,14 +906,50 @@ int store_recipient_find_user(struct store *s, int64_t campaign_id, const char *
 	return find_recipient(s, ST_RECIPIENT_BY_USER, campaign_id, user_id, out, e);
 }
 
+/* The key row of recipient id of campaign_id into out: 0, 1 (none), or the database error. */
+static int find_by_id(struct store *s, int64_t id, int64_t campaign_id,
+		      struct store_recipient_key *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_KEY_BY_ID, e);
+	int rc;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, campaign_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->id = sqlite3_column_int64(st, 0);
+		out->digest = (uint64_t)sqlite3_column_int64(st, 1);
+		snprintf(out->user_id, sizeof out->user_id, "%s", sqlite3_column_text(st, 2));
+		snprintf(out->email, sizeof out->email, "%s", sqlite3_column_text(st, 3));
+		out->import_run = sqlite3_column_int64(st, 4);
+		out->segment_id = sqlite3_column_int64(st, 5);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(s, e, "looking up a recipient");
+	return rc == SQLITE_ROW ? 0 : 1;
+}
+
 int store_recipient_find_email(struct store *s, int64_t campaign_id, const char *email,
 			       struct store_recipient_key *out, struct err *e)
 {
-	return find_recipient(s, ST_RECIPIENT_BY_EMAIL, campaign_id, email, out, e);
+	char held[320];
+	int64_t id;
+	int rc = find_recipient(s, ST_RECIPIENT_BY_EMAIL, campaign_id, email, out, e);
+
+	if (rc != 1 || s->defer == NULL)
+		return rc;
+	/* Among this connection's deferred keys (db/017): the holder of the address's key. */
+	rc = store_keys_holder(s, store_address_key64(email), campaign_id, &id, held, sizeof held, e);
+	if (rc != 1)
+		return rc < 0 ? rc : 1;
+	return strcmp(held, email) == 0 ? find_by_id(s, id, campaign_id, out, e) : 1;
 }
 
-/* The address key of r (db/016): the importer's, computed by its reader, or computed here;
- * 0 with *none for no address. */
+/* The key of an address in recipient_key (db/016, db/017): the importer's, computed by its
+ * reader, or computed here; 0 with *none for no address. */
 static int64_t address_key_of(const struct store_recipient *r, bool *none)
 {
 	*none = r->email == NULL || *r->email == '\0';
@@ -885,51 +958,37 @@ static int64_t address_key_of(const struct store_recipient *r, bool *none)
 	return r->email_key_set ? r->email_key : store_address_key64(r->email);
 }
 
-static void bind_address_key(sqlite3_stmt *st, int i, const struct store_recipient *r)
-{
-	bool none;
-	int64_t key = address_key_of(r, &none);
-
-	if (none)
-		sqlite3_bind_null(st, i);
-	else
-		sqlite3_bind_int64(st, i, key);
-}
-
 /* Where r's address may go, by who holds its key among the recipients of its campaign other
- * than self (r's id; 0: r is not stored yet) (db/016). */
+ * than self (r's id; 0: r is not stored yet) (db/016, db/017). */
 enum key_place {
-	KEY_OWN,       /* nobody, or self, or a recipient with r's exact address (the UNIQUE index
-			* then refuses r, as it refused an address taken) */
-	KEY_SHARED,    /* another address (a case variant of the local part, or a collision of
-			* the hash): r goes without a key, found by recipient_email_spill */
+	KEY_OWN,       /* nobody, or self: r holds the key */
+	KEY_TAKEN,     /* another recipient holds it with r's exact address */
+	KEY_SHARED,    /* another address holds it (a case variant of the local part, or a
+			* collision of the hash): r goes without a key, found by
+			* recipient_email_spill */
 	KEY_DUPLICATE, /* another address holds it and r's exact address is there without one */
+	KEY_NONE,      /* r has no address */
 };
 
 /* The place of r's address (>= 0), or the database error. */
 static int address_key_place(struct store *s, const struct store_recipient *r, int64_t self,
 			     struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, ST_ADDRESS_KEY_HOLDER, e);
 	struct store_recipient_key spilled;
+	char held[320];
 	bool none;
-	int64_t key = address_key_of(r, &none);
-	int step, place = KEY_OWN;
+	int64_t key = address_key_of(r, &none), holder;
+	int step;
 
-	if (st == NULL)
-		return e->code;
 	if (none)
+		return KEY_NONE;
+	step = store_keys_holder(s, key, r->campaign_id, &holder, held, sizeof held, e);
+	if (step < 0)
+		return step;
+	if (step == 0 || holder == self)
 		return KEY_OWN;
-	sqlite3_bind_int64(st, 1, key);
-	sqlite3_bind_int64(st, 2, r->campaign_id);
-	if ((step = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int64(st, 0) != self &&
-	    strcmp((const char *)sqlite3_column_text(st, 1), r->email) != 0)
-		place = KEY_SHARED;
-	sqlite3_reset(st);
-	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return db_error(s, e, "looking up an address key");
-	if (place != KEY_SHARED)
-		return place;
+	if (strcmp(held, r->email) == 0)
+		return KEY_TAKEN;
 	/* The key's holder is another address: only a row without a key can have r's. */
 	step = store_recipient_find_email(s, r->campaign_id, r->email, &spilled, e);
 	if (step < 0)
@@ -965,33 +1024,34 @@ static void bind_fields(sqlite3_stmt *st, int first, const struct store_recipien
 int store_recipient_insert(struct store *s, const struct store_recipient *r, int64_t now,
 			   int64_t *id, struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_INSERT, e);
-	int rc;
+	sqlite3_stmt *st;
+	bool none;
+	int64_t key = address_key_of(r, &none);
+	int rc = store_keys_room(s, r->campaign_id, 1, e), place;
 
-	if (st == NULL)
+	if (rc != 0)
+		return rc;
+	if ((place = address_key_place(s, r, 0, e)) < 0)
+		return place;
+	if (place == KEY_TAKEN || place == KEY_DUPLICATE)
+		return 1; /* the address is taken */
+	if ((st = stmt(s, ST_RECIPIENT_INSERT, e)) == NULL)
 		return e->code;
 	sqlite3_bind_int64(st, 1, r->campaign_id);
 	sqlite3_bind_text(st, 2, r->user_id, -1, SQLITE_STATIC);
 	bind_fields(st, 3, r);
 	sqlite3_bind_int64(st, 15, now);
 	sqlite3_bind_int64(st, 16, r->import_run);
-	bind_address_key(st, 17, r);
+	if (place == KEY_OWN)
+		sqlite3_bind_int64(st, 17, key);
+	else
+		sqlite3_bind_null(st, 17);
 	if ((rc = step_done(s, st, "adding a recipient", e)) != 0)
 		return rc;
-	if (sqlite3_changes(s->db) == 0) {
-		/* The user id, the address, or only the address's key is taken: in the last case
-		 * the row goes in without a key. */
-		if ((rc = address_key_place(s, r, 0, e)) != KEY_SHARED)
-			return rc < 0 ? rc : 1;
-		sqlite3_reset(st);
-		sqlite3_bind_null(st, 17);
-		if ((rc = step_done(s, st, "adding a recipient", e)) != 0)
-			return rc;
-		if (sqlite3_changes(s->db) == 0)
-			return 1; /* the user id is taken too */
-	}
+	if (sqlite3_changes(s->db) == 0)
+		return 1; /* the user id is taken */
 	*id = sqlite3_last_insert_rowid(s->db);
-	return 0;
+	return place == KEY_OWN ? store_keys_record(s, key, r->campaign_id, *id, e) : 0;
 }
 
 /* The INSERT OR FAIL of 1 << lg rows, prepared on first use. ?1, ?2 and ?3 (the campaign, the
@@ -1029,9 +1089,15 @@ static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
  * its address key (NULL for no address). */
 static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *r)
 {
+	bool none;
+	int64_t key = address_key_of(r, &none);
+
 	sqlite3_bind_text(st, b + 1, r->user_id, field_len(r, STORE_TEXT_USER_ID), SQLITE_STATIC);
 	bind_imported(st, b + 2, r);
-	bind_address_key(st, b + 13, r);
+	if (none)
+		sqlite3_bind_null(st, b + 13);
+	else
+		sqlite3_bind_int64(st, b + 13, key);
 }
 
 /* Inserts rows[0, 1 << lg) in one statement; *inserted how many went in before a conflict.
@@ -1062,27 +1128,75 @@ static int insert_run_step(struct store *s, const struct store_recipient *rows, 
 	rc = sqlite3_extended_errcode(s->db);
 	sqlite3_reset(st);
 	if (rc == SQLITE_CONSTRAINT_UNIQUE)
-		return 0; /* the user id or the address of rows[*inserted] is taken */
+		return 0; /* the user id of rows[*inserted] is taken */
 	*inserted = 0;
 	return db_error(s, e, "adding recipients");
+}
+
+/* How many of rows[0, n) may go in as their keys' holders: up to the first whose key a
+ * recipient of the campaign holds, or an earlier row of these (the UNIQUE index on the key
+ * stopped a run there until db/017). *ok = that count; 0 or the database error. */
+static int run_keys_free(struct store *s, const struct store_recipient *rows, size_t n,
+			 size_t *ok, struct err *e)
+{
+	char held[320];
+	int64_t holder;
+
+	for (*ok = 0; *ok < n; (*ok)++) {
+		bool none;
+		int64_t key = address_key_of(&rows[*ok], &none);
+		int rc;
+
+		if (none)
+			continue;
+		for (size_t j = 0; j < *ok; j++)
+			if (rows[j].email != NULL && *rows[j].email != '\0' &&
+			    address_key_of(&rows[j], &none) == key)
+				return 0;
+		rc = store_keys_holder(s, key, rows[0].campaign_id, &holder, held, sizeof held, e);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
+	return 0;
 }
 
 int store_recipient_insert_run(struct store *s, const struct store_recipient *rows, size_t n,
 			       int64_t now, size_t *inserted, struct err *e)
 {
+	size_t ok;
+	int rc;
+
 	*inserted = 0;
 	for (size_t i = 1; i < n; i++)
 		if (rows[i].campaign_id != rows[0].campaign_id ||
 		    rows[i].import_run != rows[0].import_run)
 			return err_set(e, ERR_SOFTWARE, "recipients of one run of inserts must share"
 				       " their campaign and import run");
-	while (*inserted < n) {
-		size_t left = n - *inserted, done = 0;
-		int lg = 0, rc;
+	if ((rc = run_keys_free(s, rows, n, &ok, e)) != 0)
+		return rc;
+	while (*inserted < ok) {
+		size_t left = ok - *inserted, done = 0;
+		int lg = 0;
+		int64_t last;
 
 		while (lg < STORE_INSERT_RUN_LG && (size_t)2 << lg <= left)
 			lg++;
-		if ((rc = insert_run_step(s, rows + *inserted, lg, now, &done, e)) != 0)
+		if ((rc = store_keys_room(s, rows[0].campaign_id, (size_t)1 << lg, e)) != 0 ||
+		    (rc = insert_run_step(s, rows + *inserted, lg, now, &done, e)) != 0)
+			return rc;
+		/* The statement's rows took consecutive ids (the write lock is held), the last
+		 * one last_insert_rowid. */
+		last = sqlite3_last_insert_rowid(s->db);
+		for (size_t i = 0; i < done && rc == 0; i++) {
+			const struct store_recipient *r = &rows[*inserted + i];
+			bool none;
+			int64_t key = address_key_of(r, &none);
+
+			if (!none)
+				rc = store_keys_record(s, key, r->campaign_id,
+						       last - (int64_t)(done - 1 - i), e);
+		}
+		if (rc != 0)
 			return rc;
 		*inserted += done;
 		if (done < (size_t)1 << lg)
@@ -1091,28 +1205,60 @@ int store_recipient_insert_run(struct store *s, const struct store_recipient *ro
 	return 0;
 }
 
+/* The address key recipient id holds now (*held false: none). 0 or the database error. */
+static int stored_key(struct store *s, int64_t id, int64_t *key, bool *held, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_EMAIL_KEY, e);
+	int step;
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, id);
+	step = sqlite3_step(st);
+	*held = step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER;
+	if (*held)
+		*key = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? 0
+							 : db_error(s, e, "looking up a recipient");
+}
+
 int store_recipient_update(struct store *s, const struct store_recipient *r, int64_t now,
 			   bool keys_kept, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, keys_kept ? ST_RECIPIENT_UPDATE_FIELDS : ST_RECIPIENT_UPDATE, e);
+	bool none, held = false;
+	int64_t key = address_key_of(r, &none), old = 0;
+	int rc, place;
 
 	if (st == NULL)
 		return e->code;
-	int place = keys_kept ? KEY_OWN : address_key_place(s, r, r->id, e);
-
+	if (!keys_kept && (rc = store_keys_room(s, r->campaign_id, 2, e)) != 0)
+		return rc;
+	place = keys_kept ? KEY_OWN : address_key_place(s, r, r->id, e);
 	if (place < 0)
 		return place;
-	if (place == KEY_DUPLICATE)
+	if (place == KEY_TAKEN || place == KEY_DUPLICATE)
 		return err_set(e, ERR_DATA, "updating a recipient: address %s is taken", r->email);
+	if (!keys_kept && (rc = stored_key(s, r->id, &old, &held, e)) != 0)
+		return rc;
+	/* stored_key used a statement of its own: st is still this one's, unstepped. */
 	sqlite3_bind_int64(st, 1, r->id);
 	bind_fields(st, 2, r);
 	sqlite3_bind_int64(st, 14, now);
 	sqlite3_bind_int64(st, 15, r->import_run);
-	if (place == KEY_SHARED)
-		sqlite3_bind_null(st, 16);
+	if (place == KEY_OWN)
+		sqlite3_bind_int64(st, 16, key);
 	else
-		bind_address_key(st, 16, r);
-	return step_done(s, st, "updating a recipient", e);
+		sqlite3_bind_null(st, 16);
+	if ((rc = step_done(s, st, "updating a recipient", e)) != 0 || keys_kept)
+		return rc;
+	if (held && (place != KEY_OWN || old != key) &&
+	    (rc = store_keys_leave(s, old, r->campaign_id, r->id, e)) != 0)
+		return rc;
+	if (place == KEY_OWN && (!held || old != key))
+		return store_keys_record(s, key, r->campaign_id, r->id, e);
+	return 0;
 }
 
 int store_recipient_set_segment(struct store *s, int64_t recipient_id, int64_t segment_id,

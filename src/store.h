@@ -243,6 +243,30 @@ int store_recipient_lookup(struct store *s, int64_t campaign_id, const char *key
 			   int (*fn)(void *ud, const struct store_recipient *r), void *ud,
 			   struct err *e);
 
+/* ---- deferred address keys (db/017, src/store_keys.c) ---- */
+
+/*
+ * Defers the address keys of campaign_id's new recipients on this connection, inside the open
+ * write transaction: first adds the keys of any import left pending (store_keys_finish_pending),
+ * then records in import_pending that the campaign's recipients from the next id on are this
+ * import's, and keeps the keys of up to cap of them in memory (0: the default, 786,432, 12 MiB)
+ * before adding them. Until store_keys_add(s, true), this connection's inserts and updates of
+ * those recipients leave recipient_key alone; lookups by address on any connection still find
+ * them. One import a database at a time (the caller holds the import lock). 0 or the
+ * database error.
+ */
+int store_keys_defer(struct store *s, int64_t campaign_id, size_t cap, struct err *e);
+/* Adds the deferred keys to recipient_key in key order, inside the open write transaction;
+ * done: and stops deferring (the campaign's import_pending row goes with it), else the span
+ * starts again after the last recipient. Nothing deferred: 0. 0 or the database error. */
+int store_keys_add(struct store *s, bool done, struct err *e);
+/* Stops deferring without adding (after a failure: the span stays pending, and the next
+ * store_keys_defer or store_keys_finish_pending adds it). */
+void store_keys_drop(struct store *s);
+/* Adds the keys of every import left pending (a crash between its batches and its end), inside
+ * the open write transaction. 0 or the database error. */
+int store_keys_finish_pending(struct store *s, struct err *e);
+
 /* ---- import runs and events ---- */
 
 struct store_import_counts {
@@ -257,7 +281,8 @@ int store_import_finish(struct store *s, int64_t run_id, const struct store_impo
 /*
  * Tunes the connection for a bulk import (on) or back to the defaults (off): commits are not
  * fsynced (the caller makes the last one durable with store_set_durable(s, true)), the WAL is
- * checkpointed every 32768 pages instead of every 1000, and foreign keys are not enforced
+ * checkpointed every 32768 pages instead of every 1000, the page cache is halved (given back
+ * when off), and foreign keys are not enforced
  * (the importer calls store_import_parents_check in each transaction instead). CHECK
  * constraints stay on (since db/009 they cost next to nothing). Outside a transaction only
  * (SQLite ignores the foreign_keys pragma inside one). Returns 0 or the database error.

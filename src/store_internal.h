@@ -54,12 +54,15 @@ struct store {
 	sqlite3_stmt *login_stmts[48];             /* store_login.c's, indexed by its enum */
 	sqlite3_stmt *report_stmts[32];            /* store_report.c's, indexed by its enum */
 	sqlite3_stmt *ledger_stmts[16];            /* store_ledger.c's, indexed by its enum */
+	sqlite3_stmt *keys_stmts[16];              /* store_keys.c's, indexed by its enum */
 	struct store_login_rows logins;            /* recorded, not yet inserted */
 	struct store_login_keys login_keys;        /* inserted into login, not login_by_user */
 	int64_t login_first; /* the open transaction's first login inserted (its id); 0: none */
 	bool login_index_later; /* leave the keys to store_login_index (db/012_login_tail.sql) */
 	int wal_frames; /* in the WAL after the last commit, while own checkpoints are off */
 	struct store_claims *claims; /* the tail's claims (db/013), or NULL before the first */
+	struct store_defer *defer;   /* an import's deferred address keys (store_keys.c), or NULL */
+	int import_cache_kib;        /* the page cache before store_import_mode halved it; 0 */
 	bool claims_synced;          /* claims read in the open transaction */
 	bool claims_dirty;           /* claims holds some of the open transaction's */
 };
@@ -112,15 +115,56 @@ void store_login_claims_free(struct store *s);
 /* The suppression table's key of a normalised address: lower-case hex SHA-256, NUL-terminated
  * (the key survives forgetting the address). */
 void store_address_key(const char *email, char out[65]);
+/* The holder of address key key in campaign_id (db/017): in recipient_key, or among this
+ * connection's deferred keys (store_keys_defer; a holder recorded there counts while its row
+ * still has the key). 1 with *id and its address in email[0, size), 0 for none, or the
+ * database error. */
+int store_keys_holder(struct store *s, int64_t key, int64_t campaign_id, int64_t *id,
+		      char *email, size_t size, struct err *e);
+/* Recipient id (just stored with email_key = key) holds key: into recipient_key, or into the
+ * deferred keys when id is in this connection's span (store_keys_room made room before the row
+ * was written). 0 or the database error. */
+int store_keys_record(struct store *s, int64_t key, int64_t campaign_id, int64_t id,
+		      struct err *e);
+/* The connection's page cache in KiB (as cache_size was set, in KiB or in pages). 0 or the
+ * database error. */
+int store_cache_kib(struct store *s, int *kib, struct err *e);
+
+/* Most keys one statement records (a run of inserts, store_recipient_insert_run). */
+#define STORE_KEYS_ROOM_MAX 64
+/* Makes room for n (<= STORE_KEYS_ROOM_MAX) more deferred keys of campaign_id before the rows
+ * that record them are written: when they would not fit, every key of the span so far goes
+ * into recipient_key first. 0 or the database error. */
+int store_keys_room(struct store *s, int64_t campaign_id, size_t n, struct err *e);
+/* Recipient id no longer holds key (its address changed, or is gone): out of recipient_key,
+ * and the key handed on to the campaign's first other recipient stored without a key because
+ * its address shares this one (a case variant), so that a key without a holder never has
+ * such a row (an address whose key nobody holds is then free). 0 or the database error. */
+int store_keys_leave(struct store *s, int64_t key, int64_t campaign_id, int64_t id,
+		     struct err *e);
+/* The same for whatever key recipient id holds now (none: nothing), before its address is
+ * erased (`cutoff forget`). 0 or the database error. */
+int store_keys_leave_recipient(struct store *s, int64_t id, struct err *e);
+/* Recipient id no longer holds key, without handing it on (store_keys_leave). 0 or the
+ * database error. */
+int store_keys_unrecord(struct store *s, int64_t key, int64_t campaign_id, int64_t id,
+			struct err *e);
+/* Whether recipient_id of campaign_id is in this connection's span of deferred keys. */
+bool store_keys_deferred(const struct store *s, int64_t campaign_id, int64_t recipient_id);
+
 /* SQL: the ids of the recipients whose address equals the text X (an SQL expression such as
- * "?2") up to the case of its ASCII letters, as `email = X COLLATE NOCASE` says (db/016): the
- * holders of X's key, in every campaign, and the rows that share a key with another address
- * and are stored without one (recipient_email_spill). A key's holder may be another address
- * whose key collides: the caller still compares the address. */
+ * "?2") up to the case of its ASCII letters, as `email = X COLLATE NOCASE` says (db/016,
+ * db/017): the holders of X's key in every campaign (recipient_key), the rows that share a key
+ * with another address and are stored without one (recipient_email_spill), and the holders
+ * among an import's recipients whose keys are not added yet (import_pending's spans: a scan
+ * of each span while an import runs, nothing otherwise). A key's holder may be another
+ * address whose key collides: the caller still compares the address. */
 #define STORE_ADDRESS_IDS(X)                                                                    \
-	"(SELECT id FROM recipient WHERE email_key = cutoff_address_key(" X ")"                 \
+	"(SELECT recipient_id FROM recipient_key WHERE email_key = cutoff_address_key(" X ")"   \
 	" UNION ALL SELECT id FROM recipient WHERE email_key IS NULL AND email = " X            \
-	" COLLATE NOCASE)"
+	" COLLATE NOCASE"                                                                       \
+	" UNION ALL SELECT r.id FROM import_pending p CROSS JOIN recipient r ON r.id >= p.first_id"\
+	" WHERE +r.campaign_id = p.campaign_id AND +r.email_key = cutoff_address_key(" X "))"
 
 /* SQL: the ids of campaign C's recipients whose user id is K or whose address is exactly K
  * (C and K SQL expressions such as "?1"). A UNION, not an OR: without ANALYZE's statistics

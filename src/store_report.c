@@ -705,6 +705,9 @@ int store_report_forget_recipient(struct store *s, int64_t recipient_id, const c
 	sqlite3_bind_int64(st, 2, recipient_id);
 	if ((rc = store_step_done(s, st, "re-keying a forgotten person's logins", e)) != 0)
 		return rc;
+	/* The address key goes with the address (db/017), to a case variant if there is one. */
+	if ((rc = store_keys_leave_recipient(s, recipient_id, e)) != 0)
+		return rc;
 	if ((st = rst(s, RS_FORGET_RECIPIENT, e)) == NULL)
 		return e->code;
 	sqlite3_bind_int64(st, 1, recipient_id);

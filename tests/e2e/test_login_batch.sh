@@ -138,8 +138,12 @@ PY
     writes=$(grep -cE "pwrite64\(($walfds), " "$T/wal.strace")
     pages=$(grep -E "pwrite64\(($walfds), " "$T/wal.strace" | grep -o '= [0-9]*$' | cut -c3- |
         awk '{s += $1} END {print int(s / 4120)}')
-    check "$([ "$pages" -ge 20 ] && [ "$writes" -le $((pages / 10)) ] && echo few)" "few" \
-        "the WAL gets a commit's $pages frames in $writes writes"
+    # The batch commits every so many logins or milliseconds: on a busy machine twice. Each
+    # commit may write the WAL's header (a restart) and then its frames in one piece.
+    commits=$(grep -o '[0-9]* commits' "$ERR" | cut -d' ' -f1)
+    check "$([ "$pages" -ge 20 ] && [ "$writes" -le $((2 * ${commits:-1})) ] &&
+        [ "$writes" -le $((pages / 5)) ] && echo few)" "few" \
+        "the WAL gets $commits commits' $pages frames in $writes writes"
 else
     echo "skipped: no strace for the WAL write count"
 fi

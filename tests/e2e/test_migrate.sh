@@ -63,8 +63,13 @@ check "$(sql "$DB" "SELECT group_concat(user_id || '=' || coalesce(email_key, 'n
     FROM recipient")" "u1=$(key u1@example.test) u2=$(key u2@example.test) u3=none" \
     "the addresses have their keys, and the case variant none"
 check "$(sql "$DB" "SELECT group_concat(name, ' ') FROM sqlite_schema WHERE tbl_name = 'recipient'
-    AND type = 'index' AND sql LIKE '%email%'")" "recipient_email_key recipient_email_spill" \
-    "found by the key's index and the spill index"
+    AND type = 'index' AND sql LIKE '%email%'")" "recipient_email_spill" \
+    "found by the spill index, and (017) no index of the key on recipient"
+# 017 moved the keys' holders into recipient_key, one row each, and nothing is pending.
+check "$(sql "$DB" "SELECT group_concat(r.user_id || '=' || (k.email_key = r.email_key), ' ')
+    FROM recipient_key k JOIN recipient r ON r.id = k.recipient_id AND r.campaign_id = k.campaign_id
+    ORDER BY r.id")" "u1=1 u2=1" "the holders' keys are in recipient_key"
+check "$(sql "$DB" "SELECT count(*) FROM import_pending")" "0" "no import is pending"
 # 011 indexed the known users' logins; 012's mark says all of them are (no tail to scan).
 check "$(sql "$DB" "SELECT group_concat(user_id || '@' || at || '#' || login_id, ' ')
     FROM login_by_user")" "u1@10#1 u2@12#3" "the logins' keys are in login_by_user"
