@@ -45,7 +45,7 @@ const struct command cmd_forget = {
 	"cancelled; the address stays suppressed by its SHA-256 hash alone (reason forgotten),\n"
 	"so that it is never mailed again; and the event log records \"forgotten\" without\n"
 	"personal data. An address that no campaign has is still suppressed. It cannot be\n"
-	"undone.\n\n"
+	"undone. While an import runs it exits 75: try again when the import has finished.\n\n"
 	"Not covered: copies outside the database (returned mail kept in the bounce Maildir,\n"
 	"quarantined messages, rejects files, logs, the mail already delivered).\n",
 };

@@ -82,5 +82,6 @@ const struct command cmd_import = {
 	"  --rejects FILE  where rejected rows go (default FILE.csv.rejects.csv): a CSV with\n"
 	"                  the line number and reason, then the row's own fields\n"
 	"  --no-progress   no progress line even on a terminal\n\n"
-	"Exit status 65 when some rows were rejected (the rest are imported).\n",
+	"Exit status 65 when some rows were rejected (the rest are imported); 75 when another\n"
+	"import is running on the database (one at a time).\n",
 };
