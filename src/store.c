@@ -1142,6 +1142,13 @@ static int run_keys_free(struct store *s, const struct store_recipient *rows, si
 	char held[320];
 	int64_t holder;
 
+	for (size_t i = 0; i < n; i++) {
+		bool none;
+		int64_t key = address_key_of(&rows[i], &none);
+
+		if (!none)
+			store_keys_prefetch(s, key, rows[0].campaign_id);
+	}
 	for (*ok = 0; *ok < n; (*ok)++) {
 		bool none;
 		int64_t key = address_key_of(&rows[*ok], &none);

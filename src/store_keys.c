@@ -361,6 +361,18 @@ static int pending_holder(struct store *s, int64_t id, int64_t key, char *email,
 	return held;
 }
 
+void store_keys_prefetch(const struct store *s, int64_t key, int64_t campaign_id)
+{
+	const struct store_defer *d = s->defer;
+
+	if (d != NULL && d->campaign_id == campaign_id) {
+		size_t i = slot_of(d, key);
+
+		__builtin_prefetch(&d->off[i]);
+		__builtin_prefetch(&d->key[i]);
+	}
+}
+
 int store_keys_holder(struct store *s, int64_t key, int64_t campaign_id, int64_t *id,
 		      char *email, size_t size, struct err *e)
 {
