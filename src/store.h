@@ -189,7 +189,10 @@ struct store_recipient_key {
 	char email[320];
 };
 
-/* Finds by (campaign, user_id) or (campaign, email). Returns 0 found, 1 not found, or <0. */
+/* Finds by (campaign, user_id) or (campaign, email). Returns 0 found, 1 not found, or <0.
+ * By email: the key's holders that are added (recipient_key), the rows without a key, and
+ * this connection's deferred keys, not another import's pending span (the importer's
+ * lookup: it holds the import lock and finishes any pending span first). */
 int store_recipient_find_user(struct store *s, int64_t campaign_id, const char *user_id,
 			      struct store_recipient_key *out, struct err *e);
 int store_recipient_find_email(struct store *s, int64_t campaign_id, const char *email,

@@ -15,6 +15,7 @@
 
 #include "campaign.h"
 #include "import.h"
+#include "report.h"
 #include "runlock.h"
 #include "store.h"
 #include "store_bounces.h"
@@ -557,6 +558,33 @@ static void test_store_failure_stops_the_reader(void **state)
 	assert_int_equal(r.counts.rows, 1); /* the first row is rejected, and nothing after */
 	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 0);
 	assert_int_equal(query_int(f, "SELECT count(*) FROM import_run WHERE state = 'failed'"), 1);
+	assert_sound(f);
+	free(bad);
+}
+
+/* An import that fails after committing batches keeps them, with their keys added from the
+ * rows (the memory also held the failed batch's), and nothing left pending. */
+static void test_a_failed_import_adds_its_batches_keys(void **state)
+{
+	struct fx *f = *state;
+	char *bad = xasprintf("%s/no/such/dir/rejects.csv", f->dir);
+	struct import_options o = {.rejects_path = bad, .now = 1000, .commit_every = 10,
+				   .db_path = f->db};
+	struct import_result r;
+	struct err e = {0};
+	FILE *out = fopen(f->csv, "w");
+
+	assert_non_null(out);
+	fputs(HEADER, out);
+	for (int i = 0; i < 105; i++)
+		fprintf(out, "f%d,f%d@users.example.test,N,en,,msn-messenger,%s,windows,XP,FR\n", i, i,
+			i == 104 ? "v4" : "4.6");
+	fclose(out);
+	assert_int_equal(import_csv(f->s, f->c, f->campaign_id, f->csv, &o, &r, &e), ERR_IO);
+	assert_non_null(strstr(e.msg, "cannot write the rejects file"));
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient"), 100);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient_key"), 100);
+	assert_sound(f);
 	free(bad);
 }
 
@@ -1039,6 +1067,36 @@ static void test_an_address_moves_within_one_import(void **state)
 	assert_sound(f);
 }
 
+/* A key's holder that loses its address hands the key to a case variant stored without it:
+ * forgetting Carol@ leaves carol@ holding the key, and the exact carol@ under a new user id is
+ * then merged into that recipient, not stored twice. */
+static void test_a_forgotten_holder_hands_its_key_on(void **state)
+{
+	struct fx *f = *state;
+	struct report_forget_result res;
+	struct import_result r;
+	struct err e = {0};
+
+	write_csv(f, HEADER "c1,Carol@users.example.test,C1,en,,msn-messenger,4.6,windows,XP,FR\n"
+			    "c2,carol@users.example.test,C2,en,,msn-messenger,4.6,windows,XP,FR\n");
+	import(f, &r);
+	free(r.rejects_path);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient WHERE user_id = 'c2'"
+				      " AND email_key IS NULL"),
+			 1);
+	must(report_forget(f->s, "c1", 2000, &res, &e), &e);
+	assert_int_equal(res.recipients, 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM recipient_key k JOIN recipient r"
+				      " ON r.id = k.recipient_id WHERE r.user_id = 'c2'"),
+			 1);
+	write_csv(f, HEADER "c3,carol@users.example.test,C3,en,,msn-messenger,4.6,windows,XP,FR\n");
+	import(f, &r);
+	free(r.rejects_path);
+	assert_int_equal(r.counts.added, 0);
+	assert_int_equal(r.counts.merged, 1);
+	assert_sound(f);
+}
+
 /* A crash between an import's batches and its end leaves its span pending: every lookup by
  * address on another connection still finds those recipients (a scan of the span), and the
  * next import, of any file, adds their keys first. */
@@ -1146,12 +1204,16 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_stops_the_reader, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_a_failed_import_adds_its_batches_keys, setup,
+						teardown),
 		cmocka_unit_test(test_deferred_keys_store_what_row_by_row_does),
 		cmocka_unit_test_setup_teardown(test_an_address_moves_within_one_import, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_a_pending_span_is_found_and_finished, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_one_import_at_a_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_forgotten_holder_hands_its_key_on, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
