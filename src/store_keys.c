@@ -10,7 +10,8 @@
  * Its slot is the key's top bits, so walking the slots meets the keys nearly in order: when
  * the table is full, and when the import ends, store_keys_add adds them to recipient_key in
  * that walk, and each leaf of recipient_key is written once a fill instead of once a commit
- * (docs/import.md), without a sort or a read of the rows. The table is exact: a holder that
+ * (docs/import.md), without a sort or a read of the rows; a Bloom filter of the keys filled
+ * spares most later rows a lookup in recipient_key. The table is exact: a holder that
  * leaves its key (an update) leaves a tombstone, and no other process changes the span's
  * addresses meanwhile (the import lock: imports, and `cutoff forget`, take it). Other
  * connections find the span's recipients by a scan of the span (STORE_ADDRESS_IDS); a crash
@@ -59,8 +60,9 @@ static const char *const kst_sql[KS_COUNT] = {
 		   " VALUES (?1, ?2, ?3)",
 	[KS_DROP] = "DELETE FROM recipient_key WHERE email_key = ?1 AND campaign_id = ?2"
 		    " AND recipient_id = ?3",
-	/* The span's holders in key order (the unary + keeps the campaign's user index off it:
-	 * the span is a range of rowids). */
+	/* A span's holders read back from its rows, in key order (store_keys_finish_pending,
+	 * after a crash or a failure; the unary + keeps the campaign's user index off it: the
+	 * span is a range of rowids). */
 	[KS_FILL] =
 		"INSERT INTO recipient_key (email_key, campaign_id, recipient_id)"
 		" SELECT email_key, campaign_id, id FROM recipient"
