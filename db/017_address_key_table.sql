@@ -15,8 +15,8 @@
 -- recipient_key has one row for each holder, except the recipients of import_pending's spans,
 -- whose keys are not added yet. Every lookup by address reads recipient_key, the spill index,
 -- and the pending spans (STORE_ADDRESS_IDS); a crash in an import leaves its span pending, and
--- the next import finishes it. Campaigns and recipients are never deleted, so nothing here
--- cascades.
+-- the next init, daily run or import finishes it. Campaigns and recipients are never deleted,
+-- so nothing here cascades.
 CREATE TABLE recipient_key (
     email_key    INTEGER NOT NULL,
     campaign_id  INTEGER NOT NULL,

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "import.h"
 
 static int init_run(struct ctx *x, int argc, char **argv, struct err *e)
 {
@@ -22,12 +23,14 @@ static int init_run(struct ctx *x, int argc, char **argv, struct err *e)
 	else
 		fprintf(x->out, "database %s: migrated from schema version %d to %d\n", x->db_path,
 			before, store_schema_version(s));
-	return 0;
+	/* An import that died before its end left its new recipients' keys to add. */
+	return import_finish_pending(s, x->db_path, ctx_now(x), e);
 }
 
 const struct command cmd_init = {
 	"init", init_run, "init", "create the database, or migrate it to this version's schema",
 	"\nCreates the SQLite database named by --db or the config's 'database' (WAL mode),\n"
 	"or applies the migrations it lacks. Refuses a database from a newer cutoff.\n"
-	"Safe to run any number of times.\n",
+	"Adds the address keys an import that died before its end left (unless an import\n"
+	"is running). Safe to run any number of times.\n",
 };

@@ -6,6 +6,7 @@
 
 #include "campaign.h"
 #include "cli.h"
+#include "import.h"
 #include "run.h"
 #include "runlock.h"
 #include "util.h"
@@ -124,6 +125,11 @@ static int run_run(struct ctx *x, int argc, char **argv, struct err *e)
 	if ((rc = ctx_store(x, STORE_WAL_BUFFERED, &s, e)) != 0 ||
 	    (rc = runlock_acquire(&lock, x->db_path, "run", o.now, e)) != 0)
 		return rc;
+	/* An import that died before its end left its new recipients' keys to add (db/017). */
+	if (!o.dry_run && (rc = import_finish_pending(s, x->db_path, o.now, e)) != 0) {
+		runlock_release(lock);
+		return rc;
+	}
 	if ((rc = run_daily(s, x->cfg, &o, &sum, e)) == 0) {
 		print_bounces(x->out, &sum);
 		for (size_t i = 0; i < sum.n; i++)

@@ -1289,7 +1289,8 @@ static int import_body(struct importer *im)
 
 /* After a failed import: the keys of the recipients its committed batches added, read from
  * the rows (the memory also holds the rolled-back batch's), in a transaction of their own. If
- * even that fails, the span stays pending (import_pending) and the next import adds it;
+ * even that fails, the span stays pending (import_pending) and the next init, run or
+ * import adds it;
  * lookups by address find those recipients meanwhile. */
 static void keys_after_failure(struct importer *im)
 {
@@ -1300,7 +1301,8 @@ static void keys_after_failure(struct importer *im)
 	    store_commit(im->s, &e2) == 0)
 		return;
 	store_rollback(im->s);
-	log_info("import: the new recipients' address keys are left for the next import: %s",
+	log_info("import: the new recipients' address keys are left for the next init, run or"
+		 " import: %s",
 		 e2.msg);
 }
 
@@ -1365,6 +1367,27 @@ out:
 		fclose(f);
 	importer_free(&im);
 	free(default_rejects);
+	return rc;
+}
+
+int import_finish_pending(struct store *s, const char *db_path, int64_t now, struct err *e)
+{
+	struct runlock *lock = NULL;
+	struct err busy = {0};
+	bool any = false;
+	int rc;
+
+	if ((rc = store_keys_pending_any(s, &any, e)) != 0 || !any)
+		return rc;
+	if (runlock_acquire_file(&lock, db_path, ".import-lock", "import", "finish", now, &busy) != 0) {
+		log_debug("an import's address keys wait for it: %s", busy.msg);
+		return busy.code == ERR_TEMPFAIL ? 0 : err_set(e, busy.code, "%s", busy.msg);
+	}
+	if ((rc = store_begin(s, e)) == 0 && (rc = store_keys_finish_pending(s, e)) == 0)
+		rc = store_commit(s, e);
+	if (rc != 0)
+		store_rollback(s);
+	runlock_release(lock);
 	return rc;
 }
 

@@ -53,6 +53,15 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
 	       const struct import_options *o, struct import_result *r, struct err *e);
 
 /*
+ * Adds the address keys of any import that died before its end (import_pending, db/017), when
+ * no import is running: `cutoff init` and the daily `cutoff run` call it, so that a span a
+ * crash left does not wait for the next import (lookups by address scan it meanwhile). Takes
+ * the import lock beside db_path without waiting: while an import holds it, does nothing.
+ * Returns 0 or the error.
+ */
+int import_finish_pending(struct store *s, const char *db_path, int64_t now, struct err *e);
+
+/*
  * Re-matches every stored recipient of c against its segments (after the
  * segments changed, before sending began), moving them between segments or
  * to "unaffected". *moved counts those that changed.

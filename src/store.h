@@ -269,6 +269,9 @@ void store_keys_drop(struct store *s);
 /* Adds the keys of every import left pending (a crash between its batches and its end), inside
  * the open write transaction. 0 or the database error. */
 int store_keys_finish_pending(struct store *s, struct err *e);
+/* Sets *any to whether an import's keys are pending (import_pending has a row). 0 or the
+ * database error. */
+int store_keys_pending_any(struct store *s, bool *any, struct err *e);
 
 /* ---- import runs and events ---- */
 

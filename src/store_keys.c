@@ -15,8 +15,9 @@
  * leaves its key (an update) leaves a tombstone, and no other process changes the span's
  * addresses meanwhile (the import lock: imports, and `cutoff forget`, take it). Other
  * connections find the span's recipients by a scan of the span (STORE_ADDRESS_IDS); a crash
- * leaves the span in import_pending, and the next import adds it from the rows
- * (store_keys_finish_pending: one INSERT ... SELECT sorted by key).
+ * leaves the span in import_pending, and the next init, daily run or import adds it from the
+ * rows (import_finish_pending, store_keys_finish_pending: one INSERT ... SELECT sorted by
+ * key).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,21 @@ static int pending_step(struct store *s, enum kst_id id, int64_t campaign_id, in
 		rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : store_db_error(s, e, "recording an import's span");
+}
+
+int store_keys_pending_any(struct store *s, bool *any, struct err *e)
+{
+	sqlite3_stmt *st = kst(s, KS_PENDING_EACH, e);
+	int step;
+
+	if (st == NULL)
+		return e->code;
+	step = sqlite3_step(st);
+	*any = step == SQLITE_ROW;
+	sqlite3_reset(st);
+	return step == SQLITE_ROW || step == SQLITE_DONE
+		       ? 0
+		       : store_db_error(s, e, "reading the pending imports");
 }
 
 int store_keys_finish_pending(struct store *s, struct err *e)

@@ -161,8 +161,8 @@ run --db "$DB" import $C "$T/cr.csv"
 expect_rc 65 "the import goes ahead once the lock is free"
 
 # A crash in the middle of an import: the batches it committed stay, their recipients are
-# found by address (their keys not added yet: the span in import_pending), and the next
-# import adds those keys first. The CSV comes through a FIFO held open, so the importer is
+# found by address (their keys not added yet: the span in import_pending), and cutoff init
+# adds those keys (as the next import and the daily run would). The CSV comes through a FIFO held open, so the importer is
 # killed mid-file at a known point: after whole batches, with the rest uncommitted.
 CDB=$T/crash.db
 "$CUTOFF_BIN" --db "$CDB" init >/dev/null
@@ -187,12 +187,29 @@ addr=$(sql "$CDB" "SELECT email FROM recipient WHERE id = 1000")
 run --db "$CDB" user "$addr"
 expect_rc 0 "cutoff user finds a pending recipient by address"
 expect_out "<$addr>" "and shows it"
-printf '%s\nz1,z1@users.example.test,,,,msn-messenger,4.0,windows,XP,US\n' "$H" >"$T/one.csv"
-run --db "$CDB" -v import $C "$T/one.csv"
-expect_rc 0 "the next import"
+# cutoff init (and the daily cutoff run) add the keys of a dead import, but not while an
+# import holds the lock: that one's keys are its own.
+exec 8>"$CDB.import-lock"
+flock -x 8
+run --db "$CDB" init
+expect_rc 0 "init while an import holds the lock"
+check "$(sql "$CDB" "SELECT count(*) FROM import_pending")" "1" "leaves the span pending"
+exec 8>&-
+run --db "$CDB" -v init
+expect_rc 0 "init after the crash"
 expect_err "adding the address keys of an import that did not finish" "says it finishes the pending span"
 check "$(sql "$CDB" "SELECT count(*) FROM import_pending")" "0" "nothing is pending after it"
-check "$(sql "$CDB" "SELECT count(*) FROM recipient_key")" "$((n + 1))" "every recipient's key is added"
+check "$(sql "$CDB" "SELECT count(*) FROM recipient_key")" "$n" "every recipient's key is added"
+# The daily run does the same first thing (here it then stops: no relay is configured).
+sql "$CDB" "INSERT INTO import_pending SELECT 1, max(id) - 99 FROM recipient;
+    DELETE FROM recipient_key WHERE recipient_id >= (SELECT first_id FROM import_pending)"
+run --db "$CDB" --now 2003-01-01T00:00:00Z run
+check "$(sql "$CDB" "SELECT count(*) FROM import_pending")" "0" "cutoff run adds a dead import's keys"
+check "$(sql "$CDB" "SELECT count(*) FROM recipient_key")" "$n" "all of them"
+printf '%s\nz1,z1@users.example.test,,,,msn-messenger,4.0,windows,XP,US\n' "$H" >"$T/one.csv"
+run --db "$CDB" import $C "$T/one.csv"
+expect_rc 0 "the next import"
+check "$(sql "$CDB" "SELECT count(*) FROM recipient_key")" "$((n + 1))" "adds its own key"
 check "$(sql "$CDB" "SELECT count(*) FROM recipient r WHERE NOT EXISTS (SELECT 1 FROM recipient_key k
     WHERE k.recipient_id = r.id AND k.email_key = r.email_key)")" "0" "each under its own key"
 run --db "$CDB" import $C "$T/crash.csv"
