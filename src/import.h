@@ -56,8 +56,8 @@ int import_csv(struct store *s, const struct campaign *c, int64_t campaign_id, c
  * Adds the address keys of any import that died before its end (import_pending, db/017), when
  * no import is running: `cutoff init` and the daily `cutoff run` call it, so that a span a
  * crash left does not wait for the next import (lookups by address scan it meanwhile). Takes
- * the import lock beside db_path without waiting: while an import holds it, does nothing.
- * Returns 0 or the error.
+ * the import lock beside db_path without waiting: while an import holds it (or when the lock
+ * cannot be opened, which is logged), does nothing. Returns 0 or the database error.
  */
 int import_finish_pending(struct store *s, const char *db_path, int64_t now, struct err *e);
 

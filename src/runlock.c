@@ -48,7 +48,7 @@ int runlock_acquire_file(struct runlock **out, const char *db_path, const char *
 	l->path = xasprintf("%s%s", db_path, suffix);
 	l->fd = -1;
 	if ((l->fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot open the run lock %s", l->path);
+		rc = err_sys(e, ERR_IO, errno, "cannot open the %s lock %s", kind, l->path);
 		goto fail;
 	}
 	if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
@@ -65,7 +65,7 @@ int runlock_acquire_file(struct runlock **out, const char *db_path, const char *
 	snprintf(info, sizeof info, "cutoff %s, pid %ld on host %s since %s\n", command,
 		 (long)getpid(), host, stamp);
 	if (ftruncate(l->fd, 0) != 0 || pwrite(l->fd, info, strlen(info), 0) < 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot write the run lock %s", l->path);
+		rc = err_sys(e, ERR_IO, errno, "cannot write the %s lock %s", kind, l->path);
 		goto fail;
 	}
 	*out = l;

@@ -195,6 +195,13 @@ run --db "$CDB" init
 expect_rc 0 "init while an import holds the lock"
 check "$(sql "$CDB" "SELECT count(*) FROM import_pending")" "1" "leaves the span pending"
 exec 8>&-
+# A lock that cannot be opened (here a directory in its place) leaves the span too, and says so.
+mkdir "$CDB.import-lock.d"; mv "$CDB.import-lock" "$CDB.import-lock.f"; mv "$CDB.import-lock.d" "$CDB.import-lock"
+run --db "$CDB" -v init
+expect_rc 0 "init when the import lock cannot be opened"
+expect_err "the address keys of an import that did not finish wait" "says the keys wait"
+check "$(sql "$CDB" "SELECT count(*) FROM import_pending")" "1" "and leaves the span pending"
+rmdir "$CDB.import-lock"; mv "$CDB.import-lock.f" "$CDB.import-lock"
 run --db "$CDB" -v init
 expect_rc 0 "init after the crash"
 expect_err "adding the address keys of an import that did not finish" "says it finishes the pending span"
