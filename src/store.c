@@ -36,7 +36,6 @@ enum stmt_id {
 	ST_RECIPIENT_BY_USER,
 	ST_RECIPIENT_BY_EMAIL,
 	ST_RECIPIENT_KEY_BY_ID,
-	ST_RECIPIENT_EMAIL_KEY,
 	ST_RECIPIENT_INSERT,
 	ST_RECIPIENT_UPDATE,
 	ST_RECIPIENT_UPDATE_FIELDS,
@@ -124,7 +123,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RECIPIENT_KEY_BY_ID] =
 		"SELECT id, digest, user_id, coalesce(email, ''), coalesce(import_run, 0),"
 		" coalesce(segment_id, 0) FROM recipient WHERE id = ?1 AND campaign_id = ?2",
-	[ST_RECIPIENT_EMAIL_KEY] = "SELECT email_key FROM recipient WHERE id = ?1",
 	[ST_RECIPIENT_INSERT] =
 		"INSERT INTO recipient (campaign_id, user_id, email, name, locale, timezone, client,"
 		" version, platform, os, attrs, segment_id, digest, state, import_run, created_at,"
@@ -873,17 +871,13 @@ void store_segment_counts_free(struct store_segment_counts *c, size_t n)
 
 /* ---- recipients ---- */
 
-static int find_recipient(struct store *s, enum stmt_id id, int64_t campaign_id,
-			  const char *value, struct store_recipient_key *out, struct err *e)
+/* Steps st, whose columns are a recipient's key row (id, digest, user_id, email, import_run,
+ * segment_id), into out and resets it: 0, 1 (no row), or the database error. */
+static int key_row_step(struct store *s, sqlite3_stmt *st, struct store_recipient_key *out,
+			struct err *e)
 {
-	sqlite3_stmt *st = stmt(s, id, e);
-	int rc;
+	int rc = sqlite3_step(st);
 
-	if (st == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, campaign_id);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		out->id = sqlite3_column_int64(st, 0);
 		out->digest = (uint64_t)sqlite3_column_int64(st, 1);
@@ -891,13 +885,23 @@ static int find_recipient(struct store *s, enum stmt_id id, int64_t campaign_id,
 		snprintf(out->email, sizeof out->email, "%s", sqlite3_column_text(st, 3));
 		out->import_run = sqlite3_column_int64(st, 4);
 		out->segment_id = sqlite3_column_int64(st, 5);
-		sqlite3_reset(st);
-		return 0;
 	}
 	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return db_error(s, e, "looking up a recipient");
-	return 1;
+	return rc == SQLITE_ROW ? 0 : 1;
+}
+
+static int find_recipient(struct store *s, enum stmt_id id, int64_t campaign_id,
+			  const char *value, struct store_recipient_key *out, struct err *e)
+{
+	sqlite3_stmt *st = stmt(s, id, e);
+
+	if (st == NULL)
+		return e->code;
+	sqlite3_bind_int64(st, 1, campaign_id);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	return key_row_step(s, st, out, e);
 }
 
 int store_recipient_find_user(struct store *s, int64_t campaign_id, const char *user_id,
@@ -911,25 +915,12 @@ static int find_by_id(struct store *s, int64_t id, int64_t campaign_id,
 		      struct store_recipient_key *out, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_KEY_BY_ID, e);
-	int rc;
 
 	if (st == NULL)
 		return e->code;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, campaign_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		out->id = sqlite3_column_int64(st, 0);
-		out->digest = (uint64_t)sqlite3_column_int64(st, 1);
-		snprintf(out->user_id, sizeof out->user_id, "%s", sqlite3_column_text(st, 2));
-		snprintf(out->email, sizeof out->email, "%s", sqlite3_column_text(st, 3));
-		out->import_run = sqlite3_column_int64(st, 4);
-		out->segment_id = sqlite3_column_int64(st, 5);
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(s, e, "looking up a recipient");
-	return rc == SQLITE_ROW ? 0 : 1;
+	return key_row_step(s, st, out, e);
 }
 
 int store_recipient_find_email(struct store *s, int64_t campaign_id, const char *email,
@@ -956,6 +947,17 @@ static int64_t address_key_of(const struct store_recipient *r, bool *none)
 	if (*none)
 		return 0;
 	return r->email_key_set ? r->email_key : store_address_key64(r->email);
+}
+
+static void bind_address_key(sqlite3_stmt *st, int i, const struct store_recipient *r)
+{
+	bool none;
+	int64_t key = address_key_of(r, &none);
+
+	if (none)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_int64(st, i, key);
 }
 
 /* Where r's address may go, by who holds its key among the recipients of its campaign other
@@ -1089,15 +1091,9 @@ static sqlite3_stmt *insert_run_stmt(struct store *s, int lg, struct err *e)
  * its address key (NULL for no address). */
 static void bind_run_row(sqlite3_stmt *st, int b, const struct store_recipient *r)
 {
-	bool none;
-	int64_t key = address_key_of(r, &none);
-
 	sqlite3_bind_text(st, b + 1, r->user_id, field_len(r, STORE_TEXT_USER_ID), SQLITE_STATIC);
 	bind_imported(st, b + 2, r);
-	if (none)
-		sqlite3_bind_null(st, b + 13);
-	else
-		sqlite3_bind_int64(st, b + 13, key);
+	bind_address_key(st, b + 13, r);
 }
 
 /* Inserts rows[0, 1 << lg) in one statement; *inserted how many went in before a conflict.
@@ -1212,31 +1208,13 @@ int store_recipient_insert_run(struct store *s, const struct store_recipient *ro
 	return 0;
 }
 
-/* The address key recipient id holds now (*held false: none). 0 or the database error. */
-static int stored_key(struct store *s, int64_t id, int64_t *key, bool *held, struct err *e)
-{
-	sqlite3_stmt *st = stmt(s, ST_RECIPIENT_EMAIL_KEY, e);
-	int step;
-
-	if (st == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, id);
-	step = sqlite3_step(st);
-	*held = step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER;
-	if (*held)
-		*key = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return step == SQLITE_ROW || step == SQLITE_DONE ? 0
-							 : db_error(s, e, "looking up a recipient");
-}
-
 int store_recipient_update(struct store *s, const struct store_recipient *r, int64_t now,
 			   bool keys_kept, struct err *e)
 {
 	sqlite3_stmt *st = stmt(s, keys_kept ? ST_RECIPIENT_UPDATE_FIELDS : ST_RECIPIENT_UPDATE, e);
-	bool none, held = false;
-	int64_t key = address_key_of(r, &none), old = 0;
-	int rc, place;
+	bool none;
+	int64_t key = address_key_of(r, &none), old = 0, campaign_id;
+	int rc, place, held = 0;
 
 	if (st == NULL)
 		return e->code;
@@ -1247,9 +1225,10 @@ int store_recipient_update(struct store *s, const struct store_recipient *r, int
 		return place;
 	if (place == KEY_TAKEN || place == KEY_DUPLICATE)
 		return err_set(e, ERR_DATA, "updating a recipient: address %s is taken", r->email);
-	if (!keys_kept && (rc = stored_key(s, r->id, &old, &held, e)) != 0)
-		return rc;
-	/* stored_key used a statement of its own: st is still this one's, unstepped. */
+	if (!keys_kept &&
+	    (held = store_keys_stored(s, r->id, &old, &campaign_id, NULL, 0, e)) < 0)
+		return held;
+	/* That used a statement of its own: st is still this one's, unstepped. */
 	sqlite3_bind_int64(st, 1, r->id);
 	bind_fields(st, 2, r);
 	sqlite3_bind_int64(st, 14, now);

@@ -145,6 +145,11 @@ int store_keys_room(struct store *s, int64_t campaign_id, size_t n, struct err *
  * such a row (an address whose key nobody holds is then free). 0 or the database error. */
 int store_keys_leave(struct store *s, int64_t key, int64_t campaign_id, int64_t id,
 		     struct err *e);
+/* The key recipient id holds now, its campaign, and (email not NULL) its address in
+ * email[0, size): 1, 0 when it holds none (no address, or a key another address holds), or the
+ * database error. */
+int store_keys_stored(struct store *s, int64_t id, int64_t *key, int64_t *campaign_id,
+		      char *email, size_t size, struct err *e);
 /* The same for whatever key recipient id holds now (none: nothing), before its address is
  * erased (`cutoff forget`). 0 or the database error. */
 int store_keys_leave_recipient(struct store *s, int64_t id, struct err *e);

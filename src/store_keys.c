@@ -33,7 +33,6 @@
 
 enum kst_id {
 	KS_HOLDER,
-	KS_RECIPIENT,
 	KS_ADD,
 	KS_DROP,
 	KS_FILL,
@@ -55,8 +54,6 @@ static const char *const kst_sql[KS_COUNT] = {
 		"SELECT k.recipient_id, coalesce(r.email, '') FROM recipient_key k"
 		" JOIN recipient r ON r.id = k.recipient_id"
 		" WHERE k.email_key = ?1 AND k.campaign_id = ?2",
-	/* A pending holder's address and key now (it may have changed since it was recorded). */
-	[KS_RECIPIENT] = "SELECT coalesce(email, ''), email_key FROM recipient WHERE id = ?1",
 	[KS_ADD] = "INSERT INTO recipient_key (email_key, campaign_id, recipient_id)"
 		   " VALUES (?1, ?2, ?3)",
 	[KS_DROP] = "DELETE FROM recipient_key WHERE email_key = ?1 AND campaign_id = ?2"
@@ -87,7 +84,8 @@ static const char *const kst_sql[KS_COUNT] = {
 		" WHERE email_key IS NULL AND email IS NOT NULL AND +campaign_id = ?2 AND id <> ?3"
 		" AND cutoff_address_key(email) = ?1 ORDER BY id LIMIT 1",
 	[KS_PROMOTE] = "UPDATE recipient SET email_key = ?2 WHERE id = ?1",
-	[KS_KEY_OF] = "SELECT email_key, campaign_id FROM recipient WHERE id = ?1",
+	/* A recipient's key and address now (store_keys_stored). */
+	[KS_KEY_OF] = "SELECT email_key, campaign_id, coalesce(email, '') FROM recipient WHERE id = ?1",
 };
 
 _Static_assert(KS_COUNT <= sizeof ((struct store *)0)->keys_stmts /
@@ -399,25 +397,37 @@ int store_keys_add(struct store *s, bool done, struct err *e)
 	return 0;
 }
 
-/* Whether recipient id (pending) holds key still, with *email its address. */
-static int pending_holder(struct store *s, int64_t id, int64_t key, char *email, size_t size,
-			  struct err *e)
+int store_keys_stored(struct store *s, int64_t id, int64_t *key, int64_t *campaign_id,
+		      char *email, size_t size, struct err *e)
 {
-	sqlite3_stmt *st = kst(s, KS_RECIPIENT, e);
-	int step, held = 0;
+	sqlite3_stmt *st = kst(s, KS_KEY_OF, e);
+	int step, held;
 
 	if (st == NULL)
 		return e->code;
 	sqlite3_bind_int64(st, 1, id);
-	if ((step = sqlite3_step(st)) == SQLITE_ROW &&
-	    sqlite3_column_type(st, 1) == SQLITE_INTEGER && sqlite3_column_int64(st, 1) == key) {
-		held = 1;
-		snprintf(email, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	step = sqlite3_step(st);
+	held = step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER;
+	if (held) {
+		*key = sqlite3_column_int64(st, 0);
+		*campaign_id = sqlite3_column_int64(st, 1);
+		if (email != NULL)
+			snprintf(email, size, "%s", (const char *)sqlite3_column_text(st, 2));
 	}
 	sqlite3_reset(st);
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return store_db_error(s, e, "looking up an address key");
+		return store_db_error(s, e, "looking up a recipient's address key");
 	return held;
+}
+
+/* Whether recipient id (pending) holds key still, with *email its address. */
+static int pending_holder(struct store *s, int64_t id, int64_t key, char *email, size_t size,
+			  struct err *e)
+{
+	int64_t now = 0, campaign_id;
+	int held = store_keys_stored(s, id, &now, &campaign_id, email, size, e);
+
+	return held == 1 && now != key ? 0 : held;
 }
 
 void store_keys_prefetch(const struct store *s, int64_t key, int64_t campaign_id)
@@ -525,24 +535,10 @@ int store_keys_leave(struct store *s, int64_t key, int64_t campaign_id, int64_t 
 
 int store_keys_leave_recipient(struct store *s, int64_t id, struct err *e)
 {
-	sqlite3_stmt *st = kst(s, KS_KEY_OF, e);
 	int64_t key = 0, campaign_id = 0;
-	int step;
-	bool held;
+	int held = store_keys_stored(s, id, &key, &campaign_id, NULL, 0, e);
 
-	if (st == NULL)
-		return e->code;
-	sqlite3_bind_int64(st, 1, id);
-	step = sqlite3_step(st);
-	held = step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER;
-	if (held) {
-		key = sqlite3_column_int64(st, 0);
-		campaign_id = sqlite3_column_int64(st, 1);
-	}
-	sqlite3_reset(st);
-	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return store_db_error(s, e, "looking up a recipient's address key");
-	return held ? store_keys_leave(s, key, campaign_id, id, e) : 0;
+	return held == 1 ? store_keys_leave(s, key, campaign_id, id, e) : held;
 }
 
 int store_keys_room(struct store *s, int64_t campaign_id, size_t n, struct err *e)

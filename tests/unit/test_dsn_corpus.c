@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "dsn.h"
+#include "scratch.h"
 #include "util.h"
 
 /* sisimai's stand-in for "the complaint names no recipient". */
@@ -46,23 +47,6 @@ static char *corpus_dir;
 static struct row *rows;
 static size_t n_rows;
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char chunk[65536];
-	size_t n;
-
-	if (f == NULL)
-		return NULL;
-	buf_init(&b);
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_append(&b, chunk, n);
-	fclose(f);
-	*len = b.len;
-	return b.data ? buf_steal(&b) : xstrdup("");
-}
-
 /* Splits a TSV line in place into at most max fields; returns how many. */
 static size_t split_tabs(char *line, char **fields, size_t max)
 {
@@ -84,7 +68,7 @@ static void load_expected(void)
 {
 	char *path = xasprintf("%s/expected.tsv", corpus_dir);
 	size_t len;
-	char *data = read_file(path, &len), *save = NULL;
+	char *data = scratch_read_file(path, &len), *save = NULL;
 
 	assert_non_null(data);
 	for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -277,7 +261,7 @@ static double now_seconds(void)
 static struct dsn_result *parse_file(struct tally *t, const char *path, char **json)
 {
 	size_t len;
-	char *data = read_file(path, &len);
+	char *data = scratch_read_file(path, &len);
 	struct dsn_result *res = NULL;
 	struct err e = { 0 };
 	double start;
@@ -459,7 +443,7 @@ static void test_corpus_damaged(void **state)
 	for (size_t i = 0; i < n; i++) {
 		char *path = xasprintf("%s/%s", dir, names[i]);
 		size_t len;
-		char *data = read_file(path, &len);
+		char *data = scratch_read_file(path, &len);
 
 		assert_non_null(data);
 		for (size_t cut = 1; cut < 8; cut++)
@@ -582,7 +566,7 @@ static void test_slimming_changes_nothing(void **state)
 		for (size_t i = 0; i < n; i++) {
 			char *path = xasprintf("%s/%s", dir, names[i]);
 			size_t len, k = 0;
-			char *data = read_file(path, &len);
+			char *data = scratch_read_file(path, &len);
 
 			assert_non_null(data);
 			assert_same_as_reference(path, data, len);

@@ -17,6 +17,7 @@
 #include "import.h"
 #include "report.h"
 #include "runlock.h"
+#include "scratch.h"
 #include "store.h"
 #include "store_bounces.h"
 #include "store_report.h"
@@ -930,25 +931,6 @@ static void write_tangled(const struct fx *f, unsigned seed, int n)
 	fclose(out);
 }
 
-/* The whole of file path (NUL-terminated). */
-static char *read_file(const char *path)
-{
-	FILE *in = fopen(path, "rb");
-	struct buf b;
-	char chunk[4096];
-	size_t got;
-	char *out;
-
-	assert_non_null(in);
-	buf_init(&b);
-	while ((got = fread(chunk, 1, sizeof chunk, in)) > 0)
-		buf_append(&b, chunk, got);
-	fclose(in);
-	out = xstrdup(b.data ? b.data : "");
-	buf_free(&b);
-	return out;
-}
-
 /* The recipients and key holders of fx as one text, in id order. */
 static char *contents(struct fx *f)
 {
@@ -1005,8 +987,10 @@ static void tangled_three_ways(int key_bits)
 			assert_true(r.counts.rejected > 0 && r.counts.merged > 0);
 			assert_true(r.counts.added > 0 && r.counts.not_affected > 0);
 			if (round == 1) {
+				size_t len;
+
 				assert_non_null(r.rejects_path);
-				rejects[w] = read_file(r.rejects_path);
+				assert_non_null(rejects[w] = scratch_read_file(r.rejects_path, &len));
 			}
 			free(r.rejects_path);
 			assert_sound(f);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,4 +52,21 @@ int64_t scratch_int(struct store *s, const char *sql)
 	v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
+}
+
+char *scratch_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b;
+	char chunk[65536];
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		buf_append(&b, chunk, n);
+	fclose(f);
+	*len = b.len;
+	return b.data ? buf_steal(&b) : xstrdup("");
 }

@@ -3,6 +3,7 @@
 #ifndef CUTOFF_TEST_SCRATCH_H
 #define CUTOFF_TEST_SCRATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct store;
@@ -17,5 +18,9 @@ int scratch_db_remove(void **state);
 /* The integer the one-row, one-value query sql returns on s's connection; a failed
  * prepare or no row fails the test. */
 int64_t scratch_int(struct store *s, const char *sql);
+
+/* The whole of file path, NUL-terminated, its length in *len; NULL when it cannot be opened.
+ * The caller frees it. */
+char *scratch_read_file(const char *path, size_t *len);
 
 #endif
